@@ -1,0 +1,12 @@
+"""Tether: a distributed application runtime for Python, built around a message broker."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from tether.platform.events import CloudEvent, InvalidCloudEventError
+
+try:
+    __version__ = version("tether")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = ["CloudEvent", "InvalidCloudEventError", "__version__"]

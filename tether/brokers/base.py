@@ -1,0 +1,124 @@
+"""The Broker protocol every backend implements, and the errors it raises.
+
+Semantics (the contract suite in tests/brokers checks them on every backend):
+
+* at-least-once: an event is gone from a group only after ``Delivery.ack()``; a crash before
+  that redelivers it, to this process or another member of the group;
+* a topic has N partitions; an event's ``partitionkey`` picks its partition, so events with
+  one key keep their order, and the subscription hands out at most one unsettled delivery
+  per key at a time, while different keys are delivered concurrently;
+* ``nack(delay)`` redelivers no earlier than ``delay`` seconds later; the key waits behind it
+  (its order holds), other keys do not;
+* after ``max_deliveries`` deliveries a nack dead-letters the event to ``<topic>.deadletter``
+  (or the subscription's named topic); undecodable bytes go there at once;
+* members of one group split the partitions; a member that leaves or dies has its
+  unacknowledged work redelivered to the others;
+* ``close()`` stops fetching, waits for deliveries already handed out to be settled, commits,
+  and leaves the group.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from tether.platform.events import CloudEvent
+
+if TYPE_CHECKING:
+    from tether.brokers.subscription import Subscription
+
+DEFAULT_MAX_DELIVERIES = 10
+DEFAULT_MAX_IN_FLIGHT = 1000
+DEFAULT_PARTITIONS = 4
+DEAD_LETTER_SUFFIX = ".deadletter"
+
+
+class BrokerError(Exception):
+    """Base class of every error a broker raises."""
+
+
+class BrokerClosedError(BrokerError):
+    """The broker (or subscription) was used after close() or before connect()."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The backend server could not be reached or refused the operation."""
+
+
+class BrokerConfigError(BrokerError, ValueError):
+    """A broker URL or option that cannot work."""
+
+
+def dead_letter_topic_for(topic: str) -> str:
+    return topic + DEAD_LETTER_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeOptions:
+    """How a subscription consumes.
+
+    ``max_in_flight`` bounds the events a member holds between fetch and ack (memory and
+    backpressure); ``max_deliveries`` is how many deliveries an event gets before a nack
+    dead-letters it.
+    """
+
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    dead_letter_topic: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise BrokerConfigError("max_in_flight must be at least 1")
+        if self.max_deliveries < 1:
+            raise BrokerConfigError("max_deliveries must be at least 1")
+
+    def dead_letter_topic_of(self, topic: str) -> str:
+        return self.dead_letter_topic or dead_letter_topic_for(topic)
+
+
+class Broker(abc.ABC):
+    """An async message broker speaking CloudEvents. Use ``async with`` or connect/close."""
+
+    #: the URL this broker was opened from, with any secret removed
+    url: str
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; raises BrokerUnavailableError when the server is unreachable."""
+
+    @abc.abstractmethod
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        """Close every subscription (draining in-flight deliveries), then the connections."""
+
+    @abc.abstractmethod
+    async def create_topic(self, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+        """Create a topic with N partitions; an existing topic is left as it is."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        """Publish one event; returns once the broker has durably accepted it."""
+
+    @abc.abstractmethod
+    async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
+        """Publish many events; returns once the broker has accepted all of them."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self, topic: str, group: str, options: SubscribeOptions | None = None
+    ) -> Subscription:
+        """A subscription to ``topic`` in consumer ``group``; start it with ``async with``."""
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,1 @@
+"""Runtime core: CloudEvent type, components, sidecar API, SDK and CLI."""

@@ -1,0 +1,1 @@
+"""Workers: what consumes topics (pub/sub delivery, bindings, workflows)."""
