@@ -66,7 +66,7 @@ def run_tansu() -> Iterator[str]:
     assert binary is not None
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [str(binary), "broker", "--listener-url", address, "--advertised-listener-url", address,
          "--storage-engine", "memory://tansu/"],
