@@ -85,12 +85,16 @@ class CloudEvent:
         self.type = type
         self.source = source
         self.specversion = specversion
-        self.subject = subject
+        self.subject = _optional_text("subject", subject)
+        if time is not None and not isinstance(time, (str, datetime)):
+            raise InvalidCloudEventError("time must be an RFC 3339 string or a datetime")
         self.time = parse_time(time) if isinstance(time, str) else time
         if self.time is not None and self.time.tzinfo is None:
             raise InvalidCloudEventError("time must carry a UTC offset (RFC 3339)")
-        self.dataschema = dataschema
-        self.datacontenttype = datacontenttype or _default_content_type(data)
+        self.dataschema = _optional_text("dataschema", dataschema)
+        self.datacontenttype = (
+            _optional_text("datacontenttype", datacontenttype) or _default_content_type(data)
+        )
         self.data = data
         self.extensions = _check_extensions(extensions) if extensions else {}
 
@@ -193,8 +197,9 @@ def encode_data(data: Any, content_type: str | None) -> bytes | None:
 
 
 def decode_data(raw: bytes | None, content_type: str | None) -> Any:
-    """Inverse of :func:`encode_data`: JSON content is parsed, text decoded, the rest kept."""
-    if raw is None:
+    """Inverse of :func:`encode_data`: JSON content is parsed, text decoded, the rest kept.
+    An empty body with a JSON content type means no data (the SDK writes events so)."""
+    if raw is None or (not raw and is_json_content_type(content_type)):
         return None
     if is_json_content_type(content_type):
         try:
@@ -223,6 +228,14 @@ def _default_content_type(data: Any) -> str | None:
 def _require_text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidCloudEventError(f"attribute {name!r} is required: a non-empty string")
+    return value
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidCloudEventError(f"attribute {name!r}, when set, must be a non-empty string")
     return value
 
 

@@ -34,4 +34,6 @@ def from_kafka(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Clo
     except (UnicodeDecodeError, AttributeError) as exc:
         raise InvalidCloudEventError(f"a CloudEvent header is not UTF-8 text: {exc}") from exc
     content_type = text_headers.pop(CONTENT_TYPE_HEADER, None)
+    if not value and content_type is None:  # the SDK writes b"" for an event without data
+        value = None
     return decode_headers(text_headers, PREFIX, content_type, value)
