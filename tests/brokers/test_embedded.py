@@ -178,6 +178,27 @@ async def test_a_waiting_fetcher_is_woken_by_an_append(store: SqliteStore) -> No
     await asyncio.wait_for(waiter, WAIT)
 
 
+async def test_positions_stay_contiguous_across_stores_and_large_batches(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # the second store's cached heads go stale whenever the first one appends
+    other = SqliteStore(tmp_path / "store.db")
+    await other.open()
+    try:
+        await store.ensure_topic("t", 2)
+        await other.ensure_topic("t", 2)
+        sent: list[CloudEvent] = []
+        for writer, count in ((store, 3), (other, 2), (store, 2500), (other, 1), (store, 4)):
+            batch = [event(len(sent) + i) for i in range(count)]
+            await writer.append("t", [(0, None, e) for e in batch])
+            sent += batch
+        records = await store.read("t", 0, 0, 10_000)
+    finally:
+        await other.close()
+    assert [r.position for r in records] == list(range(len(sent)))
+    assert [r.event for r in records] == sent
+
+
 async def test_commit_is_fenced_by_the_lease(store: SqliteStore, tmp_path: Path) -> None:
     # a second store on the file stands in for another process (its own connections)
     other = SqliteStore(tmp_path / "store.db")

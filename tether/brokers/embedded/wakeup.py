@@ -131,8 +131,12 @@ class Watcher:
         return self._thread
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, timeout=self._busy_timeout,
-                                     isolation_level=None)
+        try:
+            connection = sqlite3.connect(self._path, timeout=self._busy_timeout,
+                                         isolation_level=None)
+        except sqlite3.Error:  # waiters still wake at their poll_interval
+            log.exception("cannot watch %s for other processes' appends", self._path)
+            return
         try:
             self._poll(connection)
         finally:
