@@ -1,8 +1,9 @@
 """The store's operations as plain synchronous SQL on one connection.
 
-They run on the store's worker threads (never on the event loop). Every write is one
-``BEGIN IMMEDIATE`` transaction, so the checks it makes (who holds a lease, which offset is
-next) cannot be invalidated by another process before it commits. Times are ``time.time()``:
+They run on the store's worker threads (never on the event loop). Every write that reads
+before it writes is one ``BEGIN IMMEDIATE`` transaction, so the checks it makes (who holds a
+lease, which position is next) cannot be invalidated by another process before it commits;
+the common append is a single INSERT statement, atomic by itself. Times are ``time.time()``:
 monotonic clocks are not comparable between processes.
 """
 

@@ -32,6 +32,8 @@ _last_read: contextvars.ContextVar[tuple[Hub, int, int] | None] = contextvars.Co
 
 
 class Hub:
+    """Highest known ``seq`` per topic of one file, and the fetchers waiting for more."""
+
     def __init__(
         self, path: Path, loop: asyncio.AbstractEventLoop, interval: float, busy_timeout: float
     ) -> None:
