@@ -44,7 +44,7 @@ from tether.brokers.base import (
 from tether.brokers.log.broker import partition_for
 from tether.brokers.subscription import Record, Subscription
 from tether.platform.events import CloudEvent
-from tether.platform.events.redis import from_redis_fields, to_redis_fields
+from tether.platform.events.redis import RedisFields, from_redis_fields, to_redis_fields
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,12 @@ class _Scripts:
 
 
 # --- broker -----------------------------------------------------------------------------------
+#: errors that mean Redis is unreachable, too slow, or refused a command
+UNAVAILABLE = (RedisError, OSError)  # OSError covers the builtin TimeoutError of deadlines
+#: events per XADD burst written and answered in one round trip
+PUBLISH_CHUNK = 1000
+
+
 class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         self._client_url, self.settings, self.url = parse_url(url)
@@ -195,6 +201,7 @@ class RedisBroker(Broker):
         self._client: aioredis.Redis | None = None
         self._scripts: _Scripts | None = None
         self._partitions: dict[str, int] = {}
+        self._xadd_heads: dict[str, list[tuple[bytes, int]]] = {}
         self._round_robin = itertools.count()
         self._subscriptions: list[RedisSubscription] = []
 
@@ -210,18 +217,22 @@ class RedisBroker(Broker):
             raise BrokerClosedError(f"broker {self.url} is not connected (closed or never opened)")
         return self._scripts
 
+    def deadline(self) -> asyncio.Timeout:
+        """A bound on one Redis call: a dead server or a half-open socket must not hang a
+        member longer than a session (the client has no socket timeout: per-reply timers
+        cost more than the commands on the hot path)."""
+        return asyncio.timeout(self.settings.session_timeout + self.settings.block)
+
     async def connect(self) -> None:
         if self._client is not None:
             return
         client = aioredis.Redis.from_url(
-            self._client_url,
-            # a dead server must not hang a heartbeat past the session timeout
-            socket_connect_timeout=min(5.0, self.settings.session_timeout),
-            socket_timeout=self.settings.session_timeout + self.settings.block,
+            self._client_url, socket_connect_timeout=min(5.0, self.settings.session_timeout)
         )
         try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
+            async with self.deadline():
+                await client.ping()
+        except UNAVAILABLE as exc:
             await client.aclose()
             raise BrokerUnavailableError(f"cannot reach Redis at {self.url}: {exc}") from exc
         self._scripts = _Scripts(
@@ -258,8 +269,9 @@ class RedisBroker(Broker):
         pipe.set(key, partitions, nx=True)
         pipe.get(key)
         try:
-            _, stored = await pipe.execute()
-        except RedisError as exc:
+            async with self.deadline():
+                _, stored = await pipe.execute()
+        except UNAVAILABLE as exc:
             raise BrokerUnavailableError(f"Redis at {self.url}: {exc}") from exc
         return int(stored)
 
@@ -270,18 +282,51 @@ class RedisBroker(Broker):
         client = self.client
         if not events:
             return
-        count = await self.partition_count(topic)
-        streams = [self.keys.stream(topic, p) for p in range(count)]
-        maxlen = self.settings.maxlen or None
-        pipe = client.pipeline(transaction=False)
-        for event in events:
-            stream = streams[partition_for(event.partitionkey, count, self._round_robin)]
-            fields: Any = to_redis_fields(event)
-            pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        heads = self._xadd_heads.get(topic)
+        if heads is None:
+            heads = self._xadd_heads[topic] = self._xadd_heads_of(
+                topic, await self.partition_count(topic)
+            )
+        count, round_robin = len(heads), self._round_robin
         try:
-            await pipe.execute()
-        except RedisError as exc:
+            for start in range(0, len(events), PUBLISH_CHUNK):
+                chunk = events[start : start + PUBLISH_CHUNK]
+                commands = []
+                for event in chunk:
+                    head, fixed = heads[partition_for(event.partitionkey, count, round_robin)]
+                    commands.append(_pack_xadd(head, fixed, to_redis_fields(event)))
+                await self._send(client, b"".join(commands), len(chunk))
+        except UNAVAILABLE as exc:
             raise BrokerUnavailableError(f"publish to {topic!r} on {self.url}: {exc}") from exc
+
+    def _xadd_heads_of(self, topic: str, partitions: int) -> list[tuple[bytes, int]]:
+        """Per partition: the packed ``XADD <stream> [MAXLEN ~ n] *`` and its arg count."""
+        heads = []
+        for partition in range(partitions):
+            args = [b"XADD", self.keys.stream(topic, partition).encode()]
+            if self.settings.maxlen:
+                args += [b"MAXLEN", b"~", str(self.settings.maxlen).encode()]
+            args.append(b"*")
+            heads.append((b"".join(_bulk(arg) for arg in args), len(args)))
+        return heads
+
+    async def _send(self, client: aioredis.Redis, payload: bytes, replies: int) -> None:
+        """Write pre-packed commands on one connection and read their replies. redis-py's
+        pipeline packs each argument through its generic encoder, which costs more than the
+        XADD itself; these commands are packed by :func:`_pack_xadd` instead."""
+        pool = client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            async with self.deadline():
+                await connection.send_packed_command(payload)
+                for _ in range(replies):
+                    await connection.read_response()
+        except BaseException:
+            # replies may be left unread: the connection cannot be reused
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None
@@ -290,6 +335,22 @@ class RedisBroker(Broker):
         subscription = RedisSubscription(self, topic, group, options)
         self._subscriptions.append(subscription)
         return subscription
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def _pack_xadd(head: bytes, fixed: int, fields: RedisFields) -> bytes:
+    """One XADD in the Redis protocol: ``head`` (see ``_xadd_heads_of``) plus the fields."""
+    parts = [b"*%d\r\n" % (fixed + 2 * len(fields)), head]
+    for name, value in fields.items():
+        if isinstance(name, str):
+            name = name.encode()
+        if isinstance(value, str):
+            value = value.encode()
+        parts.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(value), value))
+    return b"".join(parts)
 
 
 # --- subscription -----------------------------------------------------------------------------
@@ -336,7 +397,7 @@ class RedisSubscription(Subscription):
         try:
             async with self._coordination:
                 await self._rebalance()
-        except RedisError as exc:
+        except UNAVAILABLE as exc:
             raise BrokerUnavailableError(f"join {self.topic}/{self.group}: {exc}") from exc
         self._coordinator = asyncio.create_task(self._coordinate(), name=f"coord:{self.topic}")
         self._acker = asyncio.create_task(self._ack_loop(), name=f"ack:{self.topic}")
@@ -348,10 +409,11 @@ class RedisSubscription(Subscription):
         async with self._coordination:
             self._draining = True
         await asyncio.gather(*(self._stop(owned, graceful=True) for owned in self._owned.values()))
-        with contextlib.suppress(RedisError):
-            await self._broker.scripts.release(
-                keys=[self._keys.members(self.topic, self.group)], args=[self.member]
-            )
+        with contextlib.suppress(*UNAVAILABLE):
+            async with self._broker.deadline():
+                await self._broker.scripts.release(
+                    keys=[self._keys.members(self.topic, self.group)], args=[self.member]
+                )
 
     async def _finish(self) -> None:
         await _cancel(self._coordinator)
@@ -359,7 +421,7 @@ class RedisSubscription(Subscription):
         try:
             await self._flush_acks()
             await self._release(list(self._owned), leave=True)
-        except RedisError as exc:  # the leases lapse on their own; the entries stay pending
+        except UNAVAILABLE as exc:  # the leases lapse on their own; the entries stay pending
             log.warning("%s/%s: leaving the group failed: %s", self.topic, self.group, exc)
         self._owned.clear()
 
@@ -380,11 +442,12 @@ class RedisSubscription(Subscription):
         member that takes over after a crash sees how often the entry was delivered."""
         count = record.delivery_count + 1
         try:
-            await self._broker.client.xclaim(
-                self._keys.stream(self.topic, record.partition), self.group, self.member, 0,
-                [record.position], retrycount=count, justid=True,
-            )
-        except RedisError as exc:
+            async with self._broker.deadline():
+                await self._broker.client.xclaim(
+                    self._keys.stream(self.topic, record.partition), self.group, self.member,
+                    0, [record.position], retrycount=count, justid=True,
+                )
+        except UNAVAILABLE as exc:
             log.warning("%s/%s: cannot record delivery count: %s", self.topic, self.group, exc)
         return count
 
@@ -409,9 +472,10 @@ class RedisSubscription(Subscription):
         """Heartbeat, then move to the assignment the live members imply: partition p
         belongs to members[p % n] of the sorted live members."""
         ttl_ms = int(self._settings.session_timeout * 1000)
-        raw = await self._broker.scripts.heartbeat(
-            keys=[self._keys.members(self.topic, self.group)], args=[self.member, ttl_ms]
-        )
+        async with self._broker.deadline():
+            raw = await self._broker.scripts.heartbeat(
+                keys=[self._keys.members(self.topic, self.group)], args=[self.member, ttl_ms]
+            )
         members = sorted({m.decode() for m in raw} | {self.member})
         index, count = members.index(self.member), len(members)
         mine = [p for p in range(self._partition_count) if p % count == index]
@@ -441,10 +505,11 @@ class RedisSubscription(Subscription):
         if not partitions:
             return started, []
         ttl = self._settings.session_timeout
-        raw = await self._broker.scripts.claim(
-            keys=[self._keys.lease(self.topic, self.group, p) for p in partitions],
-            args=[self.member, int(ttl * 1000)],
-        )
+        async with self._broker.deadline():
+            raw = await self._broker.scripts.claim(
+                keys=[self._keys.lease(self.topic, self.group, p) for p in partitions],
+                args=[self.member, int(ttl * 1000)],
+            )
         codes = [int(code) for code in raw]
         for partition, code in zip(partitions, codes, strict=True):
             owned = self._owned.get(partition)
@@ -480,7 +545,8 @@ class RedisSubscription(Subscription):
     async def _release(self, partitions: list[int], *, leave: bool) -> None:
         members = self._keys.members(self.topic, self.group) if leave else ""
         leases = [self._keys.lease(self.topic, self.group, p) for p in partitions]
-        await self._broker.scripts.release(keys=[members, *leases], args=[self.member])
+        async with self._broker.deadline():
+            await self._broker.scripts.release(keys=[members, *leases], args=[self.member])
 
     async def _stop(self, owned: _Owned, *, graceful: bool) -> None:
         """Stop a partition's fetcher. Gracefully, a Redis call in progress is let finish
@@ -515,13 +581,16 @@ class RedisSubscription(Subscription):
                     reclaimed = False
                 log.warning("%s/%s[%d]: %s", self.topic, self.group, partition, exc)
                 await asyncio.sleep(RETRY_DELAY)
-            except RedisError as exc:
+            except UNAVAILABLE as exc:
                 log.warning("%s/%s[%d]: %s; retrying", self.topic, self.group, partition, exc)
                 await asyncio.sleep(RETRY_DELAY)
 
     async def _ensure_group(self, owned: _Owned) -> None:
         try:
-            await self._broker.client.xgroup_create(owned.stream, self.group, id="0", mkstream=True)
+            async with self._broker.deadline():
+                await self._broker.client.xgroup_create(
+                    owned.stream, self.group, id="0", mkstream=True
+                )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -534,16 +603,17 @@ class RedisSubscription(Subscription):
         while not owned.stopping:
             owned.in_call = True
             try:
-                cursor, entries, *_ = await client.xautoclaim(
-                    owned.stream, self.group, self.member, 0, start, count=self._fetch_count
-                )
-                counts: dict[bytes, int] = {}
-                if entries:
-                    pending: list[dict[str, Any]] = await client.xpending_range(
-                        owned.stream, self.group, entries[0][0], entries[-1][0], len(entries),
-                        consumername=self.member,
+                async with self._broker.deadline():
+                    cursor, entries, *_ = await client.xautoclaim(
+                        owned.stream, self.group, self.member, 0, start, count=self._fetch_count
                     )
-                    counts = {p["message_id"]: p["times_delivered"] for p in pending}
+                    counts: dict[bytes, int] = {}
+                    if entries:
+                        pending: list[dict[str, Any]] = await client.xpending_range(
+                            owned.stream, self.group, entries[0][0], entries[-1][0],
+                            len(entries), consumername=self.member,
+                        )
+                        counts = {p["message_id"]: p["times_delivered"] for p in pending}
             finally:
                 owned.in_call = False
             if owned.stopping:
@@ -569,10 +639,11 @@ class RedisSubscription(Subscription):
     async def _forget_idle_consumers(self, owned: _Owned) -> None:
         """Delete the group's consumers that hold nothing (old owners), keeping it tidy."""
         client = self._broker.client
-        for consumer in await client.xinfo_consumers(owned.stream, self.group):
-            name = consumer["name"]
-            if consumer["pending"] == 0 and name != self.member.encode():
-                await client.xgroup_delconsumer(owned.stream, self.group, name)
+        async with self._broker.deadline():
+            for consumer in await client.xinfo_consumers(owned.stream, self.group):
+                name = consumer["name"]
+                if consumer["pending"] == 0 and name != self.member.encode():
+                    await client.xgroup_delconsumer(owned.stream, self.group, name)
 
     async def _read(self, partition: int, owned: _Owned) -> None:
         client, loop = self._broker.client, asyncio.get_running_loop()
@@ -584,9 +655,10 @@ class RedisSubscription(Subscription):
                 continue
             owned.in_call = True
             try:
-                reply: Any = await client.xreadgroup(
-                    self.group, self.member, streams, count=self._fetch_count, block=block_ms
-                )
+                async with self._broker.deadline():
+                    reply: Any = await client.xreadgroup(
+                        self.group, self.member, streams, count=self._fetch_count, block=block_ms
+                    )
             finally:
                 owned.in_call = False
             if owned.stopping:
@@ -612,7 +684,7 @@ class RedisSubscription(Subscription):
             self._ack_wanted.clear()
             try:
                 await self._flush_acks()
-            except RedisError as exc:
+            except UNAVAILABLE as exc:
                 log.warning("%s/%s: XACK failed: %s; retrying", self.topic, self.group, exc)
                 await asyncio.sleep(RETRY_DELAY)
                 self._ack_wanted.set()
@@ -627,7 +699,8 @@ class RedisSubscription(Subscription):
             for partition, ids in acks.items():
                 pipe.xack(self._keys.stream(self.topic, partition), self.group, *ids)
             try:
-                await pipe.execute()
+                async with self._broker.deadline():
+                    await pipe.execute()
             except BaseException:
                 for partition, ids in acks.items():  # keep them for the next try
                     self._acks.setdefault(partition, []).extend(ids)
