@@ -787,10 +787,14 @@ class ServiceBusBroker(Broker):
     async def connect(self) -> None:
         if self._connected:
             return
-        async with _translated("connect"):
-            await self.clients.open()
-            if self.settings.manage_entities:  # a cheap call that proves reach and rights
-                await self.clients.admin().get_namespace_properties()
+        try:
+            async with _translated("connect"):
+                await self.clients.open()
+                if self.settings.manage_entities:  # a cheap call that proves reach and rights
+                    await self.clients.admin().get_namespace_properties()
+        except BrokerError:
+            await self.clients.close()
+            raise
         self._connected = True
 
     async def close(self, drain_timeout: float = 30.0) -> None:
