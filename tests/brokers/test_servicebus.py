@@ -23,6 +23,7 @@ from tests.brokers.servicebus_fake import (
 from tether.brokers import (
     BrokerClosedError,
     BrokerConfigError,
+    BrokerUnavailableError,
     Delivery,
     SubscribeOptions,
     Subscription,
@@ -186,6 +187,21 @@ def test_url_errors_name_the_problem_without_echoing_values(
     assert SECRET not in str(caught.value)
     with pytest.raises(BrokerConfigError, match="sessions must be true or false"):
         from_url("servicebus://?sessions=maybe")
+
+
+async def test_an_unreachable_namespace_is_unavailable_without_showing_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real SDK clients, against a closed port (azure-core retries for about 5 s)."""
+    monkeypatch.setenv(
+        LIVE_ENV, f"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=app;SharedAccessKey={SECRET}"
+    )
+    broker = from_url("servicebus://")
+    with pytest.raises(BrokerUnavailableError, match="unreachable") as caught:
+        await broker.connect()
+    assert SECRET not in str(caught.value)
+    with pytest.raises(BrokerClosedError):
+        await broker.publish("t", event(0))
 
 
 # --- the adapter over the fake ------------------------------------------------------------------

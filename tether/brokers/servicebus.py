@@ -348,7 +348,12 @@ class AzureServiceBusClients:
             auto_lock_renewer=self._renewer,  # renews message locks, or the session lock
             prefetch_count=0,  # hold no locked message the adapter does not know about
         )
-        await receiver.__aenter__()  # attaches the link (and accepts a session)
+        try:
+            await receiver.__aenter__()  # attaches the link (and accepts a session)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await receiver.close()
+            raise
         return receiver
 
     async def close(self) -> None:
@@ -615,7 +620,7 @@ class ServiceBusSubscription(Subscription):
             return
         if await self._schedule_copy(record, delay):
             await self._dispose(record, "complete")
-        else:  # could not schedule: let the lock lapse or the next close abandon it
+        else:  # could not schedule: give it back now (redelivered without the delay)
             await self._dispose(record, "abandon")
 
     def _details(self, record: Record, *, malformed: bool = False) -> str:
