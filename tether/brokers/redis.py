@@ -25,7 +25,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -72,8 +72,11 @@ class RedisSettings:
     def __post_init__(self) -> None:
         if self.default_partitions < 1:
             raise BrokerConfigError("partitions must be at least 1")
-        if self.heartbeat_interval <= 0 or self.heartbeat_interval >= self.session_timeout:
-            raise BrokerConfigError("heartbeat_interval must be positive and below session_timeout")
+        # a rebalance may pause heartbeats for session_timeout / 2 while it drains
+        if self.heartbeat_interval <= 0 or 2 * self.heartbeat_interval >= self.session_timeout:
+            raise BrokerConfigError(
+                "heartbeat_interval must be positive and below half the session_timeout"
+            )
         if self.block <= 0:
             raise BrokerConfigError("block must be positive")
         if not self.namespace:
@@ -333,6 +336,7 @@ class RedisBroker(Broker):
     ) -> RedisSubscription:
         self.client  # noqa: B018 - raises BrokerClosedError when not connected
         subscription = RedisSubscription(self, topic, group, options)
+        self._subscriptions = [s for s in self._subscriptions if not s.closed]
         self._subscriptions.append(subscription)
         return subscription
 
@@ -363,7 +367,8 @@ class _Owned:
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     in_call: bool = False  # inside a Redis call that moves entries into our PEL
-    acked: list[bytes] = field(default_factory=list)
+    #: where the takeover's XAUTOCLAIM scan goes on; None once every pending entry is back
+    reclaim_from: bytes | str | None = "0-0"
 
 
 class RedisSubscription(Subscription):
@@ -398,6 +403,8 @@ class RedisSubscription(Subscription):
             async with self._coordination:
                 await self._rebalance()
         except UNAVAILABLE as exc:
+            await asyncio.gather(*(self._stop(o, graceful=False) for o in self._owned.values()))
+            self._owned.clear()
             raise BrokerUnavailableError(f"join {self.topic}/{self.group}: {exc}") from exc
         self._coordinator = asyncio.create_task(self._coordinate(), name=f"coord:{self.topic}")
         self._acker = asyncio.create_task(self._ack_loop(), name=f"ack:{self.topic}")
@@ -565,20 +572,18 @@ class RedisSubscription(Subscription):
     # --- fetching -----------------------------------------------------------------------------
     async def _consume(self, partition: int, owned: _Owned) -> None:
         """Reclaim what the group left pending on this stream, then read new entries."""
-        reclaimed = False
         while not owned.stopping:
             try:
-                if not reclaimed:
+                if owned.reclaim_from is not None:
                     await self._ensure_group(owned)
                     await self._reclaim(partition, owned)
-                    reclaimed = True
                     await self._forget_idle_consumers(owned)
                 await self._read(partition, owned)
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the stream was deleted under us: start over
-                    reclaimed = False
+                    owned.reclaim_from = "0-0"
                 log.warning("%s/%s[%d]: %s", self.topic, self.group, partition, exc)
                 await asyncio.sleep(RETRY_DELAY)
             except UNAVAILABLE as exc:
@@ -599,8 +604,8 @@ class RedisSubscription(Subscription):
         """Claim every pending entry of the group on this stream (a lease guarantees the
         previous owner is gone or has handed over) and deliver them in stream order."""
         client = self._broker.client
-        start: bytes | str = "0-0"
-        while not owned.stopping:
+        while owned.reclaim_from is not None and not owned.stopping:
+            start = owned.reclaim_from
             owned.in_call = True
             try:
                 async with self._broker.deadline():
@@ -625,16 +630,9 @@ class RedisSubscription(Subscription):
                 if fields is None:  # trimmed away while pending
                     continue
                 record = self._record(partition, entry_id, fields, counts.get(entry_id, 2))
-                if record.delivery_count > self.options.max_deliveries and record.event:
-                    # delivered max_deliveries times and never settled: its handler keeps dying
-                    record.delivery_count -= 1
-                    reason = f"delivered {record.delivery_count} times (max_deliveries)"
-                    await self._dead_letter(record, reason)
-                else:
-                    await self._put(record)
-            if cursor in (b"0-0", "0-0"):
-                return
-            start = cursor
+                await self._deliver(record, reclaimed=True)
+            # a failure above retries from here: what was handed out is not claimed again
+            owned.reclaim_from = None if cursor in (b"0-0", "0-0") else cursor
 
     async def _forget_idle_consumers(self, owned: _Owned) -> None:
         """Delete the group's consumers that hold nothing (old owners), keeping it tidy."""
@@ -665,7 +663,27 @@ class RedisSubscription(Subscription):
                 return  # what was just read stays pending for the next owner
             for _, entries in reply:
                 for entry_id, fields in entries:
-                    await self._put(self._record(partition, entry_id, fields, 1))
+                    await self._deliver(self._record(partition, entry_id, fields, 1))
+
+    async def _deliver(self, record: Record, *, reclaimed: bool = False) -> None:
+        """Hand a record to the engine; dead-lettering may need Redis, so retry until it
+        works (a stop cancels us and the entry stays pending for the next owner)."""
+        worn_out = reclaimed and record.delivery_count > self.options.max_deliveries
+        if worn_out and record.event is not None:
+            # delivered max_deliveries times and never settled: its handler keeps dying
+            record.delivery_count -= 1
+        while True:
+            try:
+                if worn_out and record.event is not None:
+                    reason = f"delivered {record.delivery_count} times (max_deliveries)"
+                    await self._dead_letter(record, reason)
+                else:
+                    await self._put(record)
+                return
+            except BrokerUnavailableError as exc:
+                log.warning("%s/%s: dead-lettering failed: %s; retrying", self.topic,
+                            self.group, exc)
+                await asyncio.sleep(RETRY_DELAY)
 
     def _record(
         self, partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int
