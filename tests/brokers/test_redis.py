@@ -268,3 +268,63 @@ def test_names_with_colons_do_not_collide() -> None:
     keys = Keys("tether")
     assert keys.stream("a:p0", 0) != keys.stream("a", 0)
     assert keys.members("a:g:b", "c") != keys.members("a", "b:g:c")
+
+
+async def test_a_rebalance_mid_stream_keeps_each_key_in_order(
+    redis_harness: RedisHarness,
+) -> None:
+    """A second member joins while the first is busy: partitions move by graceful handover
+    (drain, ack, release, reclaim), so no key is handled twice at once or out of order."""
+    topic, group = redis_harness.topic(), redis_harness.group()
+    keys = [f"key-{k}" for k in range(16)]
+    sent = [event(i, key=keys[i % len(keys)]) for i in range(640)]  # 40 per key
+    handled: list[tuple[str, int]] = []
+    active: set[str] = set()
+    overlaps: list[str] = []
+    done = asyncio.Event()
+    one, two = RedisBroker(redis_harness.url()), RedisBroker(redis_harness.url())
+    await one.connect()
+    await two.connect()
+
+    async def handle(delivery: Delivery) -> None:
+        key = delivery.key or ""
+        if key in active:
+            overlaps.append(key)
+        active.add(key)
+        # slow enough that the handover lands mid-stream, some slower than a lease claim
+        await asyncio.sleep(0.3 if delivery.event.data["i"] % 50 == 0 else 0.02)
+        handled.append((key, delivery.event.data["i"]))
+        active.discard(key)
+        await delivery.ack()
+        if len({i for _, i in handled}) == len(sent):
+            done.set()
+
+    async def dispatch(subscription: Subscription) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        async for delivery in subscription:
+            task = asyncio.create_task(handle(delivery))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    try:
+        await one.create_topic(topic, 4)
+        await one.publish_batch(topic, sent)
+        first, second = one.subscribe(topic, group), two.subscribe(topic, group)
+        await first.start()
+        dispatchers = [asyncio.create_task(dispatch(first))]
+        while len(handled) < 40:
+            await asyncio.sleep(0.01)
+        await second.start()
+        dispatchers.append(asyncio.create_task(dispatch(second)))
+        await asyncio.wait_for(done.wait(), WAIT)
+        assert second.assigned_partitions, "no rebalance happened"
+        for task in dispatchers:
+            task.cancel()
+        await asyncio.gather(first.close(), second.close())
+    finally:
+        await one.close()
+        await two.close()
+    assert overlaps == []
+    for key in keys:
+        seen = [i for k, i in handled if k == key]
+        assert seen == sorted(set(seen)), f"{key}: {seen}"
