@@ -281,7 +281,7 @@ async def test_a_rebalance_mid_stream_keeps_each_key_in_order(
     handled: list[tuple[str, int]] = []
     active: set[str] = set()
     overlaps: list[str] = []
-    done = asyncio.Event()
+    busy, done = asyncio.Event(), asyncio.Event()
     one, two = RedisBroker(redis_harness.url()), RedisBroker(redis_harness.url())
     await one.connect()
     await two.connect()
@@ -296,6 +296,8 @@ async def test_a_rebalance_mid_stream_keeps_each_key_in_order(
         handled.append((key, delivery.event.data["i"]))
         active.discard(key)
         await delivery.ack()
+        if len(handled) >= 40:
+            busy.set()
         if len({i for _, i in handled}) == len(sent):
             done.set()
 
@@ -312,8 +314,7 @@ async def test_a_rebalance_mid_stream_keeps_each_key_in_order(
         first, second = one.subscribe(topic, group), two.subscribe(topic, group)
         await first.start()
         dispatchers = [asyncio.create_task(dispatch(first))]
-        while len(handled) < 40:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(busy.wait(), WAIT)
         await second.start()
         dispatchers.append(asyncio.create_task(dispatch(second)))
         await asyncio.wait_for(done.wait(), WAIT)
