@@ -4,15 +4,18 @@ delivery counts kept by Redis (the shared semantics are in test_contract.py)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.brokers.harness_redis import RedisHarness
-from tests.servers import free_port
+from tests.servers import free_port, unavailable, wait_for_port
 from tether.brokers import (
     BrokerConfigError,
     BrokerUnavailableError,
@@ -239,6 +242,45 @@ async def test_approximate_trimming_when_asked(redis_harness: RedisHarness) -> N
         assert await broker.client.xlen(broker.keys.stream(topic, 0)) < 1000
     finally:
         await broker.close()
+
+
+async def test_a_subscription_outlives_a_redis_restart(tmp_path: Path) -> None:
+    """Redis goes away and comes back empty (no persistence): publishing fails clearly
+    meanwhile, and the member re-creates its group and consumes again afterwards."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not on PATH")
+    assert binary is not None
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(port, 10, process)
+        return process
+
+    server = start()
+    broker = RedisBroker(f"redis://127.0.0.1:{port}/0?session_timeout=3&heartbeat_interval=0.5")
+    try:
+        await broker.connect()
+        async with broker.subscribe("t", "g") as subscription:
+            await broker.publish("t", event(1))
+            await take(subscription, 1)
+            server.terminate()
+            server.wait(10)
+            with pytest.raises(BrokerUnavailableError):
+                await broker.publish("t", event(2))
+            server = start()
+            await broker.publish("t", event(3))
+            [delivery] = await take(subscription, 1)
+        assert delivery.event.data == {"i": 3}
+    finally:
+        await broker.close()
+        server.terminate()
+        server.wait(10)
 
 
 async def test_unreachable_redis_is_unavailable_and_the_password_is_not_shown() -> None:

@@ -472,7 +472,9 @@ class RedisSubscription(Subscription):
                         await self._rebalance()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a Redis hiccup must not kill the member; retry next tick
+            except UNAVAILABLE as exc:  # the leases tell whether we still own anything
+                log.warning("%s/%s: heartbeat failed: %s", self.topic, self.group, exc)
+            except Exception:  # nothing may kill the member; retry next tick
                 log.exception("%s/%s: coordination failed; retrying", self.topic, self.group)
 
     async def _rebalance(self) -> None:
