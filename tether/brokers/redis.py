@@ -282,7 +282,7 @@ class RedisBroker(Broker):
         await self.publish_batch(topic, (event,))
 
     async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
-        client = self.client
+        self.client  # noqa: B018 - raises BrokerClosedError when not connected
         if not events:
             return
         heads = self._xadd_heads.get(topic)
@@ -298,7 +298,7 @@ class RedisBroker(Broker):
                 for event in chunk:
                     head, fixed = heads[partition_for(event.partitionkey, count, round_robin)]
                     commands.append(_pack_xadd(head, fixed, to_redis_fields(event)))
-                await self._send(client, b"".join(commands), len(chunk))
+                await self.send_packed(b"".join(commands), len(chunk))
         except UNAVAILABLE as exc:
             raise BrokerUnavailableError(f"publish to {topic!r} on {self.url}: {exc}") from exc
 
@@ -313,11 +313,12 @@ class RedisBroker(Broker):
             heads.append((b"".join(_bulk(arg) for arg in args), len(args)))
         return heads
 
-    async def _send(self, client: aioredis.Redis, payload: bytes, replies: int) -> None:
-        """Write pre-packed commands on one connection and read their replies. redis-py's
-        pipeline packs each argument through its generic encoder, which costs more than the
-        XADD itself; these commands are packed by :func:`_pack_xadd` instead."""
-        pool = client.connection_pool
+    async def send_packed(self, payload: bytes, replies: int) -> None:
+        """Write commands already in the Redis protocol on one connection and read their
+        replies (an error reply raises). redis-py's pipeline runs every argument through its
+        generic encoder, which costs more than an XADD or an XACK takes in Redis, so the
+        hot commands are packed here (:func:`_pack_xadd`, :func:`pack_command`)."""
+        pool = self.client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             async with self.deadline():
@@ -343,6 +344,10 @@ class RedisBroker(Broker):
 
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def pack_command(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join([_bulk(arg) for arg in args])
 
 
 def _pack_xadd(head: bytes, fixed: int, fields: RedisFields) -> bytes:
@@ -715,12 +720,13 @@ class RedisSubscription(Subscription):
             acks, self._acks = self._acks, {}
             if not acks:
                 return
-            pipe = self._broker.client.pipeline(transaction=False)
-            for partition, ids in acks.items():
-                pipe.xack(self._keys.stream(self.topic, partition), self.group, *ids)
+            group, keys = self.group.encode(), self._keys
+            payload = b"".join(
+                pack_command(b"XACK", keys.stream(self.topic, partition).encode(), group, *ids)
+                for partition, ids in acks.items()
+            )
             try:
-                async with self._broker.deadline():
-                    await pipe.execute()
+                await self._broker.send_packed(payload, len(acks))
             except BaseException:
                 for partition, ids in acks.items():  # keep them for the next try
                     self._acks.setdefault(partition, []).extend(ids)
