@@ -113,8 +113,9 @@ class LogSubscription(Subscription):
         mine = {
             p for p in range(self._partition_count) if members[p % len(members)] == self.member
         }
-        for partition in sorted(set(self._owned) - mine):
-            await self._hand_over(partition)
+        leaving = sorted(set(self._owned) - mine)
+        if leaving:
+            await self._hand_over(leaving)
         for partition in sorted(set(self._owned) & mine):
             if not await self._store.claim(self.group, self.topic, partition, self.member, ttl):
                 await self._lost(partition)
@@ -132,14 +133,16 @@ class LogSubscription(Subscription):
         log.debug("%s/%s: %s took partition %d at %d", self.topic, self.group, self.member,
                   partition, offset)
 
-    async def _hand_over(self, partition: int) -> None:
-        """Rebalance: drain what this member handed out, commit, release the lease."""
-        owned = self._owned[partition]
-        await _cancel(owned.task)
-        await self._revoke([partition], self._broker.settings.session_timeout / 2)
-        await self._commit(partition)
-        del self._owned[partition]
-        await self._store.release(self.group, self.topic, partition, self.member)
+    async def _hand_over(self, partitions: list[int]) -> None:
+        """Rebalance: drain what this member handed out from these partitions (all at once,
+        so the wait is one drain, not one per partition), commit, release the leases."""
+        for partition in partitions:
+            await _cancel(self._owned[partition].task)
+        await self._revoke(partitions, self._broker.settings.session_timeout / 2)
+        for partition in partitions:
+            await self._commit(partition)
+            del self._owned[partition]
+            await self._store.release(self.group, self.topic, partition, self.member)
 
     async def _lost(self, partition: int) -> None:
         """Our lease was taken (we were presumed dead): stop at once, commit nothing."""

@@ -19,6 +19,10 @@ from tether.platform.events.event import (
 
 #: Attributes that travel as headers (datacontenttype travels as the content type).
 _HEADER_ATTRIBUTES = ("id", "source", "specversion", "type", "subject", "time", "dataschema")
+_HEADER_ATTRIBUTE_SET = frozenset(_HEADER_ATTRIBUTES)
+#: names already in canonical lower case, so the common case skips str.lower()
+_KNOWN_NAMES = _HEADER_ATTRIBUTE_SET | {"datacontenttype", "partitionkey", "traceparent",
+                                        "tracestate"}
 
 
 def encode_headers(event: CloudEvent, prefix: str) -> dict[str, str]:
@@ -53,10 +57,14 @@ def decode_headers(
     plen = len(prefix)
     lowered_prefix = prefix.lower()
     for name, value in headers.items():
-        if name[:plen].lower() != lowered_prefix:
-            continue
-        attr = name[plen:].lower()
-        if attr in _HEADER_ATTRIBUTES:
+        # hot path: producers (Tether included) write lower-case names; fall back otherwise
+        if not name.startswith(prefix):
+            if name[:plen].lower() != lowered_prefix:
+                continue
+        attr = name[plen:]
+        if attr not in _KNOWN_NAMES:
+            attr = attr.lower()
+        if attr in _HEADER_ATTRIBUTE_SET:
             attributes[attr] = value
         elif attr == "datacontenttype":  # some producers also send it as a header
             content_type = content_type or value

@@ -247,14 +247,26 @@ def _check_extensions(extensions: dict[str, Any]) -> dict[str, ExtensionValue]:
     for name, value in extensions.items():
         if name in CONTEXT_ATTRIBUTES or name == "data":
             raise InvalidCloudEventError(f"{name!r} is a context attribute, not an extension")
-        if not _EXTENSION_NAME.match(name):
+        if name not in _CHECKED_NAMES and not _check_name(name):
             raise InvalidCloudEventError(
                 f"extension name {name!r} must be lower-case ASCII letters and digits"
             )
         if value is None:
             continue
-        checked[name] = canonical_string(value)
+        checked[name] = value if type(value) is str else canonical_string(value)
     return checked
+
+
+# extension names repeat on every event (partitionkey, traceparent...): check each once
+_CHECKED_NAMES: set[str] = set()
+
+
+def _check_name(name: str) -> bool:
+    if not _EXTENSION_NAME.match(name):
+        return False
+    if len(_CHECKED_NAMES) < 10_000:  # bounded: names come from the wire
+        _CHECKED_NAMES.add(name)
+    return True
 
 
 def canonical_string(value: Any) -> str:
