@@ -21,6 +21,7 @@ from tether.brokers import (
 )
 from tether.brokers.subscription import MALFORMED_EVENT_TYPE
 from tether.platform.events import CloudEvent
+from tether.platform.events.kafka import to_kafka
 
 aiokafka = pytest.importorskip("aiokafka")
 from tether.brokers.kafka import KafkaBroker, KafkaSubscription, parse_url  # noqa: E402
@@ -154,8 +155,17 @@ async def test_keys_land_on_one_partition_in_order(kafka_harness: KafkaHarness) 
     async with kafka_harness.broker() as broker:
         await broker.create_topic(topic, 4)
         await broker.publish_batch(topic, sent[:200])
-        for one in sent[200:]:  # single publishes must pick the same partition as batches
+        for one in sent[200:250]:  # single publishes must pick the same partition as batches
             await broker.publish(topic, one)
+        # ... and so must any other Kafka client using its default partitioner
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_harness.address)
+        await producer.start()
+        try:
+            for one in sent[250:]:
+                key, value, headers = to_kafka(one)
+                await producer.send_and_wait(topic, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
         async with broker.subscribe(topic, group) as subscription:
             received = await take(subscription, len(sent))
     partitions: dict[str, set[int]] = defaultdict(set)

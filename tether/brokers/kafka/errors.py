@@ -1,0 +1,17 @@
+"""aiokafka errors as the broker errors Tether promises."""
+
+from __future__ import annotations
+
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from tether.brokers.base import BrokerError, BrokerUnavailableError
+
+
+def unavailable(what: str, exc: BaseException) -> BrokerUnavailableError:
+    return BrokerUnavailableError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def publish_error(topic: str, exc: KafkaError) -> BrokerError:
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError)) or exc.retriable:
+        return unavailable(f"publishing to {topic!r} failed", exc)
+    return BrokerError(f"publishing to {topic!r} failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,275 @@
+"""One member of a Kafka consumer group, on top of the shared subscription engine.
+
+Offsets: every fetched record is registered in its partition's :class:`OffsetTracker`; the
+engine reports settled records back (:meth:`KafkaSubscription._on_settled`) and the tracker's
+commit point (the first unsettled offset) is committed every ``commit_interval_ms`` when
+something changed, when partitions are revoked (after draining what was handed out) and on
+close. aiokafka calls the rebalance listener from its coordinator task, so the fetch loop is
+stopped while partitions are revoked and restarted when they are assigned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+
+from tether.brokers.base import SubscribeOptions
+from tether.brokers.kafka.errors import unavailable
+from tether.brokers.offsets import OffsetTracker
+from tether.brokers.subscription import Record, Subscription
+from tether.platform.events import CloudEvent, InvalidCloudEventError
+from tether.platform.events.kafka import from_kafka
+
+if TYPE_CHECKING:
+    from tether.brokers.kafka.broker import KafkaBroker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Assigned:
+    """One partition this member owns in the current generation."""
+
+    tracker: OffsetTracker
+    committed: int
+
+
+@dataclass(slots=True, eq=False)
+class _KafkaRecord(Record):
+    #: the assignment the record was fetched under: a late ack after a rebalance must not
+    #: settle an offset in a newer assignment of the same partition
+    owner: _Assigned | None = None
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, subscription: KafkaSubscription) -> None:
+        self._subscription = subscription
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._subscription._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._subscription._on_assigned(assigned)
+
+
+class KafkaSubscription(Subscription):
+    """One member of a Kafka consumer group; see the module docstring for commits."""
+
+    def __init__(
+        self, broker: KafkaBroker, topic: str, group: str, options: SubscribeOptions | None
+    ) -> None:
+        super().__init__(topic, group, options)
+        self._broker = broker
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: dict[int, _Assigned] = {}
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self._commit_lock = asyncio.Lock()
+        self._dirty = False  # something settled since the last commit
+        self._fetching = False  # False once close() began: a rebalance must not restart it
+
+    @property
+    def assigned_partitions(self) -> list[int]:
+        return sorted(self._assigned)
+
+    # --- Subscription hooks -------------------------------------------------------------------
+    async def _start(self) -> None:
+        broker, settings = self._broker, self._broker.settings
+        await broker.ensure_topic(self.topic)
+        consumer = AIOKafkaConsumer(
+            **settings.client_options(),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            rebalance_timeout_ms=settings.rebalance_timeout,
+            # deliveries are decoupled from fetching: a full max_in_flight window (long
+            # handlers, long nack delays) is not a stuck consumer, so do not leave the group
+            max_poll_interval_ms=2**31 - 1,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_bytes=settings.fetch_max_bytes,
+            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
+            max_poll_records=settings.max_poll_records,
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), settings.connect_timeout_ms / 1000)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise unavailable(f"cannot start a consumer for {self.topic!r}", exc) from exc
+        self._consumer = consumer
+        self._fetching = True
+        # subscribing after start() lets the group join run in the background: a join can
+        # take a whole session timeout (a dead member), which is not a connection failure
+        consumer.subscribe([self.topic], listener=_Listener(self))
+        self._commit_task = asyncio.create_task(self._commit_loop(), name=f"commit:{self.topic}")
+
+    async def _stop_fetching(self) -> None:
+        self._fetching = False
+        await _cancel(self._fetch_task)
+        self._fetch_task = None
+
+    async def _finish(self) -> None:
+        await _cancel(self._commit_task)
+        self._commit_task = None
+        try:
+            await self._commit(set(self._assigned))
+        finally:
+            consumer, self._consumer = self._consumer, None
+            self._assigned.clear()
+            self._broker._forget(self)
+            if consumer is not None:
+                await self._stop_consumer(consumer)
+
+    async def _stop_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        # aiokafka sends LeaveGroup only for generation > 0, but tansu numbers generations
+        # from 0: without this a graceful stop looks like a crash to the group, which then
+        # waits a whole session timeout before it rebalances (Kafka itself starts at 1)
+        coordinator = getattr(consumer, "_coordinator", None)
+        member_id = getattr(coordinator, "member_id", "")
+        generation = getattr(coordinator, "generation", -1)
+        with contextlib.suppress(KafkaError):
+            await consumer.stop()
+        if generation == 0 and member_id:
+            await self._broker._leave_group(self.group, member_id)
+
+    async def _on_settled(self, record: Record) -> None:
+        assert isinstance(record, _KafkaRecord)
+        owner = record.owner
+        if owner is not None and self._assigned.get(record.partition) is owner:
+            owner.tracker.settle(record.position)
+            self._dirty = True
+
+    async def _publish_dead_letter(self, topic: str, event: CloudEvent) -> None:
+        await self._broker._publish_dead_letter(topic, event)
+
+    # --- rebalance (called from aiokafka's coordinator task) ----------------------------------
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # the fetch loop may hold records of these partitions (or wait in _put with one):
+        # stop it so nothing is handed out after the commit below
+        await _cancel(self._fetch_task)
+        self._fetch_task = None
+        partitions = {tp.partition for tp in revoked if tp.topic == self.topic}
+        if not partitions:
+            return
+        await self._revoke(partitions, self._broker.settings.rebalance_timeout / 2000)
+        try:
+            await self._commit(partitions)
+        finally:
+            for partition in partitions:
+                self._assigned.pop(partition, None)
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        timeout = self._broker.settings.request_timeout_ms / 1000
+        for tp in assigned:
+            if tp.topic != self.topic:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout) \
+                    if consumer is not None else None
+            except (KafkaError, TimeoutError) as exc:  # the first fetched record sets it instead
+                log.debug("%s/%s: no position for %s: %s", self.topic, self.group, tp, exc)
+                position = None
+            if position is None:
+                self._assigned.pop(tp.partition, None)
+                continue
+            self._assigned[tp.partition] = _Assigned(OffsetTracker(position), position)
+        log.info("%s/%s: assigned partitions %s", self.topic, self.group, self.assigned_partitions)
+        if self._fetching and self._fetch_task is None:
+            self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"fetch:{self.topic}")
+
+    # --- fetching -----------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        max_records = self._broker.settings.max_poll_records
+        topic, assigned, put = self.topic, self._assigned, self._put
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                log.warning("%s/%s: fetch failed, retrying: %s", topic, self.group, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                partition = tp.partition
+                owner = assigned.get(partition)
+                if owner is None:
+                    if tp not in consumer.assignment():  # revoked meanwhile: not ours to hand out
+                        continue
+                    # assigned without a known position: the first record gives it
+                    owner = assigned[partition] = _Assigned(
+                        OffsetTracker(messages[0].offset), messages[0].offset
+                    )
+                register = owner.tracker.register
+                for message in messages:
+                    register(message.offset)
+                    await put(_to_record(partition, message, owner))
+
+    # --- committing ---------------------------------------------------------------------------
+    async def _commit_loop(self) -> None:
+        interval = self._broker.settings.commit_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            if self._dirty:
+                self._dirty = False
+                await self._commit(set(self._assigned))
+
+    async def _commit(self, partitions: set[int]) -> None:
+        """Commit the settled prefix of ``partitions`` that are still assigned; a failure
+        (typically a rebalance in between) is logged: the records are redelivered instead."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        async with self._commit_lock:
+            offsets: dict[TopicPartition, int] = {}
+            owners: list[tuple[_Assigned, int]] = []
+            for partition in partitions:
+                owner = self._assigned.get(partition)
+                if owner is not None and owner.tracker.commit_point != owner.committed:
+                    point = owner.tracker.commit_point
+                    offsets[TopicPartition(self.topic, partition)] = point
+                    owners.append((owner, point))
+            if not offsets:
+                return
+            try:
+                # bounded: aiokafka retries retriable commit errors without end
+                timeout = self._broker.settings.request_timeout_ms / 1000
+                await asyncio.wait_for(consumer.commit(offsets), timeout)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("%s/%s: commit of %s failed (the group rebalanced?): %s",
+                            self.topic, self.group, offsets, exc)
+                self._dirty = True
+                return
+            log.debug("%s/%s: committed %s", self.topic, self.group, offsets)
+            for owner, point in owners:
+                owner.committed = point
+
+
+def _to_record(partition: int, message: Any, owner: _Assigned) -> _KafkaRecord:
+    raw_key = message.key
+    key = raw_key.decode("utf-8", "replace") if raw_key is not None else None
+    try:
+        event = from_kafka(message.value, message.headers)
+    except InvalidCloudEventError as exc:
+        return _KafkaRecord(partition, message.offset, key, None, raw=message.value,
+                            error=str(exc), owner=owner)
+    return _KafkaRecord(partition, message.offset, key, event, owner=owner)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
