@@ -249,7 +249,7 @@ async def _committed(address: str, group: str, topic: str, partition: int) -> in
 
 
 # --- dead letters and nacks ---------------------------------------------------------------
-async def test_undecodable_records_become_malformed_dead_letters(
+async def test_undecodable_records_become_malformed_dead_letters_even_after_a_failure(
     kafka_harness: KafkaHarness,
 ) -> None:
     topic, group = kafka_harness.topic(), kafka_harness.group()
@@ -268,10 +268,22 @@ async def test_undecodable_records_become_malformed_dead_letters(
         finally:
             await producer.stop()
         await broker.publish(topic, good)
+        assert isinstance(broker, KafkaBroker)
+        real_publish, failures = broker._publish_dead_letter, []
+
+        async def flaky_publish(dlq_topic: str, dead: CloudEvent) -> None:
+            if not failures:  # the first dead-letter publish fails: it must be retried
+                failures.append(dead)
+                raise BrokerUnavailableError("simulated outage")
+            await real_publish(dlq_topic, dead)
+
+        broker._publish_dead_letter = flaky_publish  # type: ignore[method-assign]
         async with broker.subscribe(topic, group) as subscription:
             [delivery] = await take(subscription, 1)
         async with broker.subscribe(dead_letter_topic_for(topic), kafka_harness.group()) as dlq:
             dead = [d.event for d in await take(dlq, 2)]
+            await nothing_more(dlq, 0.5)
+        assert len(failures) == 1
         async with broker.subscribe(topic, group) as again:  # the bad records were committed
             await nothing_more(again, 1.0)
     assert delivery.event.id == good.id

@@ -103,6 +103,8 @@ class KafkaBroker(Broker):
     async def ensure_topic(self, topic: str) -> None:
         """Create ``topic`` with the default partition count unless this broker already did
         (or saw it exists), so a key's partition is fixed from the first event on."""
+        if self._producer is None:
+            raise BrokerClosedError(f"broker {self.url} is not connected (closed or never opened)")
         known = self._topics.get(topic)
         if known is None:
             known = self._topics[topic] = asyncio.get_running_loop().create_future()

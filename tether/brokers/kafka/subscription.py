@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETRY = 1.0  # seconds between attempts after a failed fetch or dead-letter publish
+
 
 @dataclass(slots=True)
 class _Assigned:
@@ -197,9 +199,9 @@ class KafkaSubscription(Subscription):
                 batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
             except ConsumerStoppedError:
                 return
-            except KafkaError as exc:
-                log.warning("%s/%s: fetch failed, retrying: %s", topic, self.group, exc)
-                await asyncio.sleep(1.0)
+            except Exception:  # the fetch loop must outlive a hiccup: retry, do not die
+                log.exception("%s/%s: fetch failed; retrying in %ss", topic, self.group, RETRY)
+                await asyncio.sleep(RETRY)
                 continue
             for tp, messages in batches.items():
                 partition = tp.partition
@@ -214,7 +216,28 @@ class KafkaSubscription(Subscription):
                 register = owner.tracker.register
                 for message in messages:
                     register(message.offset)
-                    await put(_to_record(partition, message, owner))
+                    record = _to_record(partition, message, owner)
+                    try:
+                        await put(record)
+                    except Exception:
+                        self._log_put_failure(record)
+                        await self._put_again(record)
+
+    async def _put_again(self, record: Record) -> None:
+        """Only an undecodable record can fail in _put (its dead-letter publish failed):
+        retry it rather than skip it, which would stall the partition's commits."""
+        while True:
+            await asyncio.sleep(RETRY)
+            try:
+                await self._put(record)
+            except Exception:
+                self._log_put_failure(record)
+                continue
+            return
+
+    def _log_put_failure(self, record: Record) -> None:
+        log.exception("%s/%s: dead-lettering %s[%s]@%s failed; retrying in %ss",
+                      self.topic, self.group, self.topic, record.partition, record.position, RETRY)
 
     # --- committing ---------------------------------------------------------------------------
     async def _commit_loop(self) -> None:
