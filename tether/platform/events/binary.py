@@ -8,7 +8,7 @@ delivery; it is checked against the cloudevents SDK's output in tests/platform.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from tether.platform.events.event import (
     CloudEvent,
@@ -20,9 +20,7 @@ from tether.platform.events.event import (
 #: Attributes that travel as headers (datacontenttype travels as the content type).
 _HEADER_ATTRIBUTES = ("id", "source", "specversion", "type", "subject", "time", "dataschema")
 _HEADER_ATTRIBUTE_SET = frozenset(_HEADER_ATTRIBUTES)
-#: names already in canonical lower case, so the common case skips str.lower()
-_KNOWN_NAMES = _HEADER_ATTRIBUTE_SET | {"datacontenttype", "partitionkey", "traceparent",
-                                        "tracestate"}
+
 
 
 def encode_headers(event: CloudEvent, prefix: str) -> dict[str, str]:
@@ -52,32 +50,47 @@ def decode_headers(
 ) -> CloudEvent:
     """Rebuild an event from prefixed headers; anything missing or malformed raises
     :class:`InvalidCloudEventError`. Header names are matched case-insensitively."""
+    return decode_pairs(headers.items(), prefix, content_type, body)
+
+
+def decode_pairs(
+    pairs: Iterable[tuple[str, str]],
+    prefix: str,
+    content_type: str | None,
+    body: bytes | None,
+    content_type_name: str | None = None,
+) -> CloudEvent:
+    """:func:`decode_headers` over ``(name, value)`` pairs, for transports whose headers are
+    a list (Kafka); ``content_type_name`` names an in-band content-type header."""
     attributes: dict[str, str] = {}
     extensions: dict[str, str] = {}
-    plen = len(prefix)
-    lowered_prefix = prefix.lower()
-    for name, value in headers.items():
-        # hot path: producers (Tether included) write lower-case names; fall back otherwise
-        if not name.startswith(prefix):
-            if name[:plen].lower() != lowered_prefix:
+    table = _name_table(prefix)
+    for name, value in pairs:
+        # hot path: one lookup for the names producers (Tether included) write
+        slot = table.get(name)
+        if slot is None:
+            slot = _classify(name, prefix, content_type_name)
+            if slot is None:
                 continue
-        attr = name[plen:]
-        if attr not in _KNOWN_NAMES:
-            attr = attr.lower()
-        if attr in _HEADER_ATTRIBUTE_SET:
+        kind, attr = slot
+        if kind is _ATTRIBUTE:
             attributes[attr] = value
-        elif attr == "datacontenttype":  # some producers also send it as a header
-            content_type = content_type or value
-        else:
+        elif kind is _EXTENSION:
             extensions[attr] = value
-    for required in ("specversion", "id", "source", "type"):
-        if required not in attributes:
-            raise InvalidCloudEventError(f"missing required attribute {required!r}")
+        else:  # the content type, in band or as a datacontenttype header
+            content_type = content_type or value
+    try:
+        specversion = attributes["specversion"]
+        event_id = attributes["id"]
+        source = attributes["source"]
+        event_type = attributes["type"]
+    except KeyError as missing:
+        raise InvalidCloudEventError(f"missing required attribute {missing.args[0]!r}") from None
     return CloudEvent(
-        specversion=attributes["specversion"],
-        id=attributes["id"],
-        source=attributes["source"],
-        type=attributes["type"],
+        specversion=specversion,
+        id=event_id,
+        source=source,
+        type=event_type,
         subject=attributes.get("subject"),
         time=attributes.get("time"),
         dataschema=attributes.get("dataschema"),
@@ -85,3 +98,36 @@ def decode_headers(
         data=decode_data(body, content_type),
         extensions=extensions,
     )
+
+
+_ATTRIBUTE, _EXTENSION, _CONTENT_TYPE = "attribute", "extension", "content-type"
+_Slot = tuple[str, str]
+_tables: dict[str, dict[str, _Slot]] = {}
+
+
+def _name_table(prefix: str) -> dict[str, _Slot]:
+    """Exact header names (as Tether writes them) for one prefix, built once."""
+    table = _tables.get(prefix)
+    if table is None:
+        table = {prefix + attr: (_ATTRIBUTE, attr) for attr in _HEADER_ATTRIBUTES}
+        table[prefix + "datacontenttype"] = (_CONTENT_TYPE, "")
+        for ext in ("partitionkey", "traceparent", "tracestate"):
+            table[prefix + ext] = (_EXTENSION, ext)
+        _tables[prefix] = table
+    return table
+
+
+def _classify(name: str, prefix: str, content_type_name: str | None) -> _Slot | None:
+    """The slow path: any case, any extension; None for headers that are not the event's."""
+    lowered = name.lower()
+    if content_type_name is not None and lowered == content_type_name:
+        return (_CONTENT_TYPE, "")
+    lowered_prefix = prefix.lower()
+    if not lowered.startswith(lowered_prefix):
+        return None
+    attr = lowered[len(lowered_prefix):]
+    if attr in _HEADER_ATTRIBUTE_SET:
+        return (_ATTRIBUTE, attr)
+    if attr == "datacontenttype":
+        return (_CONTENT_TYPE, "")
+    return (_EXTENSION, attr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tether.platform.events.binary import decode_headers, encode_headers
+from tether.platform.events.binary import decode_pairs, encode_headers
 from tether.platform.events.event import CloudEvent, InvalidCloudEventError
 
 PREFIX = "ce_"
@@ -30,10 +30,9 @@ def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes | None, KafkaHeader
 def from_kafka(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> CloudEvent:
     """Rebuild an event from a consumed record; raises InvalidCloudEventError on bad input."""
     try:
-        text_headers = {name: raw.decode() for name, raw in headers}
+        pairs = [(name, raw.decode()) for name, raw in headers]
     except (UnicodeDecodeError, AttributeError) as exc:
         raise InvalidCloudEventError(f"a CloudEvent header is not UTF-8 text: {exc}") from exc
-    content_type = text_headers.pop(CONTENT_TYPE_HEADER, None)
-    if not value and content_type is None:  # the SDK writes b"" for an event without data
-        value = None
-    return decode_headers(text_headers, PREFIX, content_type, value)
+    if not value and not any(name.lower() == CONTENT_TYPE_HEADER for name, _ in pairs):
+        value = None  # the SDK writes b"" for an event without data
+    return decode_pairs(pairs, PREFIX, None, value, content_type_name=CONTENT_TYPE_HEADER)
