@@ -6,8 +6,8 @@ For each backend: N CloudEvents with 200-byte JSON data are published in batches
 consumed and acknowledged by one consumer group. Kafka runs on a tansu broker and Redis on a
 redis-server, both started here on free ports; the raw baselines (aiokafka, redis-py) use
 the same server, the same batch size and the same payload bytes. Consumer group joins are
-left out of the consume time on both sides. Prints events/s and the Tether/raw ratio; record the figures in
-docs/benchmarks.md.
+left out of the consume time on both sides. Prints events/s and the Tether/raw ratio; record
+the figures in docs/benchmarks.md.
 """
 
 from __future__ import annotations
