@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers.harness import Harness
+from tests.brokers.helpers import nothing_more, take
 from tether.brokers import (
     Broker,
     BrokerClosedError,
@@ -44,31 +45,6 @@ def event(i: int, key: str | None = None, **extra: object) -> CloudEvent:
     return CloudEvent(
         type="test.event", source="/contract", data={"i": i}, extensions=extensions, **extra  # type: ignore[arg-type]
     )
-
-
-async def take(subscription: Subscription, count: int, *, ack: bool = True) -> list[Delivery]:
-    """The next ``count`` deliveries (acked unless told otherwise)."""
-    got: list[Delivery] = []
-
-    async def run() -> None:
-        async for delivery in subscription:
-            got.append(delivery)
-            if ack:
-                await delivery.ack()
-            if len(got) >= count:
-                return
-
-    await asyncio.wait_for(run(), WAIT)
-    return got
-
-
-async def nothing_more(subscription: Subscription, seconds: float = 1.0) -> None:
-    """Assert that no delivery arrives within ``seconds``."""
-    try:
-        delivery = await asyncio.wait_for(subscription.__anext__(), seconds)
-    except (TimeoutError, StopAsyncIteration):
-        return
-    pytest.fail(f"unexpected delivery {delivery!r}: {delivery.event!r}")
 
 
 async def connected(harness: Harness) -> Broker:

@@ -10,12 +10,11 @@ from collections import defaultdict
 import pytest
 
 from tests.brokers.harness_kafka import KafkaHarness
+from tests.brokers.helpers import event, nothing_more, take
 from tests.servers import free_port
 from tether.brokers import (
     BrokerConfigError,
     BrokerUnavailableError,
-    Delivery,
-    Subscription,
     dead_letter_topic_for,
     open_broker,
 )
@@ -27,34 +26,6 @@ aiokafka = pytest.importorskip("aiokafka")
 from tether.brokers.kafka import KafkaBroker, KafkaSubscription, parse_url  # noqa: E402
 
 WAIT = 60.0  # ceiling for group joins (tansu: about session_timeout / 2 each)
-
-
-def event(i: int, key: str | None = None) -> CloudEvent:
-    extensions = {"partitionkey": key} if key is not None else {}
-    return CloudEvent(type="test.kafka", source="/kafka", data={"i": i}, extensions=extensions)
-
-
-async def take(subscription: Subscription, count: int, *, ack: bool = True) -> list[Delivery]:
-    got: list[Delivery] = []
-
-    async def run() -> None:
-        async for delivery in subscription:
-            got.append(delivery)
-            if ack:
-                await delivery.ack()
-            if len(got) >= count:
-                return
-
-    await asyncio.wait_for(run(), WAIT)
-    return got
-
-
-async def nothing_more(subscription: Subscription, seconds: float) -> None:
-    try:
-        delivery = await asyncio.wait_for(subscription.__anext__(), seconds)
-    except (TimeoutError, StopAsyncIteration):
-        return
-    pytest.fail(f"unexpected delivery {delivery!r}: {delivery.event!r}")
 
 
 async def partitions_of(address: str, topic: str) -> set[int]:

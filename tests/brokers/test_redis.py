@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.brokers.harness_redis import RedisHarness
+from tests.brokers.helpers import event, nothing_more, take
 from tests.servers import free_port, unavailable, wait_for_port
 from tether.brokers import (
     BrokerConfigError,
@@ -25,37 +26,8 @@ from tether.brokers import (
     dead_letter_topic_for,
 )
 from tether.brokers.redis import Keys, RedisBroker, parse_url
-from tether.platform.events import CloudEvent
 
 WAIT = 30.0
-
-
-def event(i: int, key: str | None = None) -> CloudEvent:
-    extensions = {"partitionkey": key} if key is not None else {}
-    return CloudEvent(type="test.event", source="/redis", data={"i": i}, extensions=extensions)
-
-
-async def take(subscription: Subscription, count: int, *, ack: bool = True) -> list[Delivery]:
-    got: list[Delivery] = []
-
-    async def run() -> None:
-        async for delivery in subscription:
-            got.append(delivery)
-            if ack:
-                await delivery.ack()
-            if len(got) >= count:
-                return
-
-    await asyncio.wait_for(run(), WAIT)
-    return got
-
-
-async def nothing_more(subscription: Subscription, seconds: float) -> None:
-    try:
-        delivery = await asyncio.wait_for(subscription.__anext__(), seconds)
-    except (TimeoutError, StopAsyncIteration):
-        return
-    pytest.fail(f"unexpected delivery {delivery!r}")
 
 
 @pytest.fixture

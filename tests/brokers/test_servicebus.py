@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 
+from tests.brokers.helpers import event, nothing_more, take
 from tests.brokers.servicebus_fake import (
     FakeServiceBusNamespace,
     FakeServiceBusStoredMessage,
@@ -93,15 +94,15 @@ def test_mapping_puts_attributes_in_prefixed_properties_and_the_key_in_the_sessi
 
 
 def test_mapping_round_trip_through_the_sdk_wire() -> None:
-    for event in (
+    for sent in (
         full_event(),
         CloudEvent(type="t.json", source="/j", data={"note": "zürich", "n": [1, 2]}),
         CloudEvent(type="t.text", source="/t", data="héllo", datacontenttype="text/plain"),
         CloudEvent(type="t.empty", source="/e"),
     ):
-        received = from_servicebus(over_the_wire(to_servicebus(event, session_id="fallback")))
-        assert received == event
-        assert received.data == event.data and type(received.data) is type(event.data)
+        received = from_servicebus(over_the_wire(to_servicebus(sent, session_id="fallback")))
+        assert received == sent
+        assert received.data == sent.data and type(received.data) is type(sent.data)
 
 
 def test_keyless_events_take_the_given_session_and_long_keys_are_hashed() -> None:
@@ -222,34 +223,6 @@ async def broker(namespace: FakeServiceBusNamespace) -> AsyncIterator[ServiceBus
 
 def names() -> tuple[str, str]:
     return f"t-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-
-
-def event(i: int, key: str | None = None) -> CloudEvent:
-    extensions = {"partitionkey": key} if key is not None else {}
-    return CloudEvent(type="test", source="/sb", data={"i": i}, extensions=extensions)
-
-
-async def take(subscription: Subscription, count: int, *, ack: bool = True) -> list[Delivery]:
-    got: list[Delivery] = []
-
-    async def run() -> None:
-        async for delivery in subscription:
-            got.append(delivery)
-            if ack:
-                await delivery.ack()
-            if len(got) == count:
-                return
-
-    await asyncio.wait_for(run(), WAIT)
-    return got
-
-
-async def nothing_more(subscription: Subscription, seconds: float = 0.5) -> None:
-    try:
-        delivery = await asyncio.wait_for(subscription.__anext__(), seconds)
-    except (TimeoutError, StopAsyncIteration):
-        return
-    pytest.fail(f"unexpected delivery {delivery!r}")
 
 
 async def test_subscribing_creates_a_session_subscription_named_after_the_group(

@@ -20,6 +20,9 @@ Semantics (the contract suite in tests/brokers checks them on every backend):
 from __future__ import annotations
 
 import abc
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -54,6 +57,12 @@ class BrokerConfigError(BrokerError, ValueError):
 
 def dead_letter_topic_for(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
+
+
+def new_member_id() -> str:
+    """A group member's name: host and pid say where it runs (for operators), the random
+    part keeps two subscriptions in one process apart."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +37,7 @@ from tether.brokers.base import (
     BrokerConfigError,
     BrokerUnavailableError,
     SubscribeOptions,
+    new_member_id,
 )
 from tether.brokers.log.broker import partition_for
 from tether.brokers.subscription import Record, Subscription
@@ -384,7 +382,7 @@ class RedisSubscription(Subscription):
         self._broker = broker
         self._keys = broker.keys
         self._settings = broker.settings
-        self.member = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.member = new_member_id()
         self._owned: dict[int, _Owned] = {}
         self._partition_count = 0
         self._fetch_count = min(FETCH_BATCH, self.options.max_in_flight)

@@ -16,13 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tether.brokers.base import SubscribeOptions
+from tether.brokers.base import SubscribeOptions, new_member_id
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
 from tether.platform.events import CloudEvent
@@ -49,7 +46,7 @@ class LogSubscription(Subscription):
         super().__init__(topic, group, options)
         self._broker = broker
         self._store = broker.store
-        self.member = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.member = new_member_id()
         self._owned: dict[int, _OwnedPartition] = {}
         self._partition_count = 0
         self._coordinator: asyncio.Task[None] | None = None
