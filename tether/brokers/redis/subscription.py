@@ -1,48 +1,32 @@
-"""``redis://`` and ``rediss://``: the broker over Redis Streams consumer groups.
+"""One member of a group on a Redis topic, on top of the shared subscription engine.
 
-A stream is not partitioned by key, so a topic is N streams (``<ns>:<topic>:p<i>``); an
-event's ``partitionkey`` picks one with the same crc32 hash as every other backend. Members
-of a group split the streams through leases (one live owner per stream and group); only the
-owner reads a stream, with XREADGROUP under its own consumer name, so the shared
-:class:`Subscription` engine gives one active handler per key. A new owner first takes over
-every entry still pending in the group (XAUTOCLAIM) and delivers those before new ones, so a
-key's order survives a crash or a rebalance. Redis keeps each entry's delivery count, which
-drives dead-lettering across crashes. The design is written up in docs/brokers-redis.md.
-
-URL: ``redis://[:password@]host:port/db?partitions=4&session_timeout=10&heartbeat_interval=1``
-with optional ``block`` (seconds an idle XREADGROUP waits), ``namespace`` (key prefix,
-default ``tether``) and ``maxlen`` (approximate stream trimming, off by default). Any other
-query option goes to redis-py as it is (``socket_timeout``, ``ssl_cert_reqs``, ...).
+Coordination: every ``heartbeat_interval`` the member heartbeats into the group's members
+zset and moves to the assignment the live members imply, taking or renewing partition leases
+(:mod:`.scripts`). Fetching: per owned partition, a task first reclaims what the group left
+pending (XAUTOCLAIM), then reads new entries (XREADGROUP). Acknowledging: settled entries are
+XACKed in batches, one packed command per stream (:mod:`.wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from tether.brokers.base import (
-    DEFAULT_PARTITIONS,
-    Broker,
-    BrokerClosedError,
-    BrokerConfigError,
-    BrokerUnavailableError,
-    SubscribeOptions,
-    new_member_id,
-)
-from tether.brokers.log.broker import partition_for
+from tether.brokers.base import BrokerUnavailableError, SubscribeOptions, new_member_id
+from tether.brokers.redis.errors import UNAVAILABLE
+from tether.brokers.redis.scripts import LEASE_HELD, LEASE_RENEWED
+from tether.brokers.redis.wire import pack_command
 from tether.brokers.subscription import Record, Subscription
 from tether.platform.events import CloudEvent
-from tether.platform.events.redis import RedisFields, from_redis_fields, to_redis_fields
+from tether.platform.events.redis import from_redis_fields
+
+if TYPE_CHECKING:
+    from tether.brokers.redis.broker import RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -54,313 +38,6 @@ RETRY_DELAY = 0.5
 CLAIM_RETRY = 0.1
 
 
-# --- configuration ----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RedisSettings:
-    default_partitions: int = DEFAULT_PARTITIONS
-    #: a member silent this long is presumed dead; also the lifetime of a partition lease
-    session_timeout: float = 10.0
-    heartbeat_interval: float = 1.0
-    #: the longest an idle XREADGROUP blocks (new entries wake it at once)
-    block: float = 0.2
-    namespace: str = "tether"
-    #: approximate MAXLEN on XADD; 0 keeps every entry (trimming can drop unread entries)
-    maxlen: int = 0
-
-    def __post_init__(self) -> None:
-        if self.default_partitions < 1:
-            raise BrokerConfigError("partitions must be at least 1")
-        # a rebalance may pause heartbeats for session_timeout / 2 while it drains
-        if self.heartbeat_interval <= 0 or 2 * self.heartbeat_interval >= self.session_timeout:
-            raise BrokerConfigError(
-                "heartbeat_interval must be positive and below half the session_timeout"
-            )
-        if self.block <= 0:
-            raise BrokerConfigError("block must be positive")
-        if not self.namespace:
-            raise BrokerConfigError("namespace must not be empty")
-        if self.maxlen < 0:
-            raise BrokerConfigError("maxlen must not be negative")
-
-
-_OPTIONS = {
-    "partitions": ("default_partitions", int),
-    "session_timeout": ("session_timeout", float),
-    "heartbeat_interval": ("heartbeat_interval", float),
-    "block": ("block", float),
-    "namespace": ("namespace", str),
-    "maxlen": ("maxlen", int),
-}
-
-
-def parse_url(url: str) -> tuple[str, RedisSettings, str]:
-    """Split a broker URL into (redis-py URL, settings, URL safe to show)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise BrokerConfigError(f"not a redis:// or rediss:// URL: {url!r}")
-    ours: dict[str, Any] = {}
-    theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in _OPTIONS:
-            attribute, kind = _OPTIONS[name]
-            try:
-                ours[attribute] = kind(value)
-            except ValueError:
-                raise BrokerConfigError(f"bad {name}={value!r} in the broker URL") from None
-        else:
-            theirs.append((name, value))
-    settings = RedisSettings(**ours)
-    client_url = urlunsplit(parts._replace(query=urlencode(theirs)))
-    shown = parts.netloc
-    if parts.password is not None:
-        shown = shown.replace(":" + parts.password + "@", ":***@", 1)
-    return client_url, settings, urlunsplit(parts._replace(netloc=shown))
-
-
-# --- key layout -------------------------------------------------------------------------------
-def _escape(name: str) -> str:
-    # ':' separates key parts, so a topic or group name must not contain a bare one
-    return name.replace("%", "%25").replace(":", "%3A")
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    namespace: str
-
-    def partitions(self, topic: str) -> str:
-        return f"{self.namespace}:{_escape(topic)}:partitions"
-
-    def stream(self, topic: str, partition: int) -> str:
-        return f"{self.namespace}:{_escape(topic)}:p{partition}"
-
-    def members(self, topic: str, group: str) -> str:
-        return f"{self.namespace}:{_escape(topic)}:g:{_escape(group)}:members"
-
-    def lease(self, topic: str, group: str, partition: int) -> str:
-        return f"{self.namespace}:{_escape(topic)}:g:{_escape(group)}:lease:{partition}"
-
-
-# --- group protocol scripts (server clock, one round trip each) --------------------------------
-# KEYS[1] members zset (score = expiry in ms); ARGV member, ttl ms -> live members
-HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-
-LEASE_RENEWED, LEASE_ACQUIRED, LEASE_HELD = 1, 2, 0
-
-# KEYS lease keys; ARGV member, ttl ms -> per key: 1 renewed, 2 newly acquired, 0 held by another
-CLAIM = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if owner == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    out[i] = 1
-  elseif not owner then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    out[i] = 2
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
-
-# KEYS[1] members zset (or '' to stay registered), KEYS[2..] lease keys; ARGV member
-RELEASE = """
-if KEYS[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-for i = 2, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
-end
-return 0
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Scripts:
-    heartbeat: AsyncScript
-    claim: AsyncScript
-    release: AsyncScript
-
-
-# --- broker -----------------------------------------------------------------------------------
-#: errors that mean Redis is unreachable, too slow, or refused a command
-UNAVAILABLE = (RedisError, OSError)  # OSError covers the builtin TimeoutError of deadlines
-#: events per XADD burst written and answered in one round trip
-PUBLISH_CHUNK = 1000
-
-
-class RedisBroker(Broker):
-    def __init__(self, url: str) -> None:
-        self._client_url, self.settings, self.url = parse_url(url)
-        self.keys = Keys(self.settings.namespace)
-        self._client: aioredis.Redis | None = None
-        self._scripts: _Scripts | None = None
-        self._partitions: dict[str, int] = {}
-        self._xadd_heads: dict[str, list[tuple[bytes, int]]] = {}
-        self._round_robin = itertools.count()
-        self._subscriptions: list[RedisSubscription] = []
-
-    @property
-    def client(self) -> aioredis.Redis:
-        if self._client is None:
-            raise BrokerClosedError(f"broker {self.url} is not connected (closed or never opened)")
-        return self._client
-
-    @property
-    def scripts(self) -> _Scripts:
-        if self._scripts is None:
-            raise BrokerClosedError(f"broker {self.url} is not connected (closed or never opened)")
-        return self._scripts
-
-    def deadline(self) -> asyncio.Timeout:
-        """A bound on one Redis call: a dead server or a half-open socket must not hang a
-        member longer than a session (the client has no socket timeout: per-reply timers
-        cost more than the commands on the hot path)."""
-        return asyncio.timeout(self.settings.session_timeout + self.settings.block)
-
-    async def connect(self) -> None:
-        if self._client is not None:
-            return
-        client = aioredis.Redis.from_url(
-            self._client_url, socket_connect_timeout=min(5.0, self.settings.session_timeout)
-        )
-        try:
-            async with self.deadline():
-                await client.ping()
-        except UNAVAILABLE as exc:
-            await client.aclose()
-            raise BrokerUnavailableError(f"cannot reach Redis at {self.url}: {exc}") from exc
-        self._scripts = _Scripts(
-            heartbeat=client.register_script(HEARTBEAT),
-            claim=client.register_script(CLAIM),
-            release=client.register_script(RELEASE),
-        )
-        self._client = client
-
-    async def close(self, drain_timeout: float = 30.0) -> None:
-        if self._client is None:
-            return
-        subscriptions, self._subscriptions = self._subscriptions, []
-        await asyncio.gather(*(s.close(drain_timeout) for s in subscriptions))
-        client, self._client, self._scripts = self._client, None, None
-        await client.aclose()
-
-    async def create_topic(self, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
-        if partitions < 1:
-            raise BrokerConfigError("partitions must be at least 1")
-        self._partitions[topic] = await self._ensure_topic(topic, partitions)
-
-    async def partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            count = await self._ensure_topic(topic, self.settings.default_partitions)
-            self._partitions[topic] = count
-        return count
-
-    async def _ensure_topic(self, topic: str, partitions: int) -> int:
-        """Create the topic's metadata unless it exists; return its partition count."""
-        key = self.keys.partitions(topic)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(key, partitions, nx=True)
-        pipe.get(key)
-        try:
-            async with self.deadline():
-                _, stored = await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise BrokerUnavailableError(f"Redis at {self.url}: {exc}") from exc
-        return int(stored)
-
-    async def publish(self, topic: str, event: CloudEvent) -> None:
-        await self.publish_batch(topic, (event,))
-
-    async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
-        self.client  # noqa: B018 - raises BrokerClosedError when not connected
-        if not events:
-            return
-        heads = self._xadd_heads.get(topic)
-        if heads is None:
-            heads = self._xadd_heads[topic] = self._xadd_heads_of(
-                topic, await self.partition_count(topic)
-            )
-        count, round_robin = len(heads), self._round_robin
-        try:
-            for start in range(0, len(events), PUBLISH_CHUNK):
-                chunk = events[start : start + PUBLISH_CHUNK]
-                commands = []
-                for event in chunk:
-                    head, fixed = heads[partition_for(event.partitionkey, count, round_robin)]
-                    commands.append(_pack_xadd(head, fixed, to_redis_fields(event)))
-                await self.send_packed(b"".join(commands), len(chunk))
-        except UNAVAILABLE as exc:
-            raise BrokerUnavailableError(f"publish to {topic!r} on {self.url}: {exc}") from exc
-
-    def _xadd_heads_of(self, topic: str, partitions: int) -> list[tuple[bytes, int]]:
-        """Per partition: the packed ``XADD <stream> [MAXLEN ~ n] *`` and its arg count."""
-        heads = []
-        for partition in range(partitions):
-            args = [b"XADD", self.keys.stream(topic, partition).encode()]
-            if self.settings.maxlen:
-                args += [b"MAXLEN", b"~", str(self.settings.maxlen).encode()]
-            args.append(b"*")
-            heads.append((b"".join(_bulk(arg) for arg in args), len(args)))
-        return heads
-
-    async def send_packed(self, payload: bytes, replies: int) -> None:
-        """Write commands already in the Redis protocol on one connection and read their
-        replies (an error reply raises). redis-py's pipeline runs every argument through its
-        generic encoder, which costs more than an XADD or an XACK takes in Redis, so the
-        hot commands are packed here (:func:`_pack_xadd`, :func:`pack_command`)."""
-        pool = self.client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            async with self.deadline():
-                await connection.send_packed_command(payload)
-                for _ in range(replies):
-                    await connection.read_response()
-        except BaseException:
-            # replies may be left unread: the connection cannot be reused
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
-
-    def subscribe(
-        self, topic: str, group: str, options: SubscribeOptions | None = None
-    ) -> RedisSubscription:
-        self.client  # noqa: B018 - raises BrokerClosedError when not connected
-        subscription = RedisSubscription(self, topic, group, options)
-        self._subscriptions = [s for s in self._subscriptions if not s.closed]
-        self._subscriptions.append(subscription)
-        return subscription
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def pack_command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join([_bulk(arg) for arg in args])
-
-
-def _pack_xadd(head: bytes, fixed: int, fields: RedisFields) -> bytes:
-    """One XADD in the Redis protocol: ``head`` (see ``_xadd_heads_of``) plus the fields."""
-    parts = [b"*%d\r\n" % (fixed + 2 * len(fields)), head]
-    for name, value in fields.items():
-        if isinstance(name, str):
-            name = name.encode()
-        if isinstance(value, str):
-            value = value.encode()
-        parts.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(value), value))
-    return b"".join(parts)
-
-
-# --- subscription -----------------------------------------------------------------------------
 @dataclass(slots=True, eq=False)
 class _Owned:
     """A partition stream this member holds the lease of."""
@@ -420,10 +97,7 @@ class RedisSubscription(Subscription):
             self._draining = True
         await asyncio.gather(*(self._stop(owned, graceful=True) for owned in self._owned.values()))
         with contextlib.suppress(*UNAVAILABLE):
-            async with self._broker.deadline():
-                await self._broker.scripts.release(
-                    keys=[self._keys.members(self.topic, self.group)], args=[self.member]
-                )
+            await self._release([], leave=True)
 
     async def _finish(self) -> None:
         await _cancel(self._coordinator)
@@ -738,7 +412,3 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
-
-def from_url(url: str) -> RedisBroker:
-    """``redis://[:password@]host:port/db?options`` or ``rediss://...`` (see module doc)."""
-    return RedisBroker(url)
