@@ -1,0 +1,40 @@
+"""Dapr resource files (Component, Subscription) loaded into typed, validated objects.
+
+See docs/components.md. ``load_resources(paths, app_id)`` is the entry point.
+"""
+
+from .loader import (
+    Resources,
+    Templates,
+    default_components,
+    load_documents,
+    load_resources,
+)
+from .model import (
+    Component,
+    MetadataValue,
+    OtherResource,
+    ResourceError,
+    SecretKeyRef,
+    Source,
+    TopicScopes,
+)
+from .subscriptions import BulkSubscribe, RouteRule, Subscription
+
+__all__ = [
+    "BulkSubscribe",
+    "Component",
+    "MetadataValue",
+    "OtherResource",
+    "ResourceError",
+    "Resources",
+    "RouteRule",
+    "SecretKeyRef",
+    "Source",
+    "Subscription",
+    "Templates",
+    "TopicScopes",
+    "default_components",
+    "load_documents",
+    "load_resources",
+]
