@@ -23,6 +23,7 @@ from tether.brokers.base import SubscribeOptions
 from tether.brokers.kafka.errors import unavailable
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
+from tether.brokers.tasks import cancel_task
 from tether.platform.events import CloudEvent, InvalidCloudEventError
 from tether.platform.events.kafka import from_kafka
 
@@ -115,11 +116,11 @@ class KafkaSubscription(Subscription):
 
     async def _stop_fetching(self) -> None:
         self._fetching = False
-        await _cancel(self._fetch_task)
+        await cancel_task(self._fetch_task)
         self._fetch_task = None
 
     async def _finish(self) -> None:
-        await _cancel(self._commit_task)
+        await cancel_task(self._commit_task)
         self._commit_task = None
         try:
             await self._commit(set(self._assigned))
@@ -156,7 +157,7 @@ class KafkaSubscription(Subscription):
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         # the fetch loop may hold records of these partitions (or wait in _put with one):
         # stop it so nothing is handed out after the commit below
-        await _cancel(self._fetch_task)
+        await cancel_task(self._fetch_task)
         self._fetch_task = None
         partitions = {tp.partition for tp in revoked if tp.topic == self.topic}
         if not partitions:
@@ -288,11 +289,3 @@ def _to_record(partition: int, message: Any, owner: _Assigned) -> _KafkaRecord:
         return _KafkaRecord(partition, message.offset, key, None, raw=message.value,
                             error=str(exc), owner=owner)
     return _KafkaRecord(partition, message.offset, key, event, owner=owner)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None or task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -14,7 +14,6 @@ it holds the partition's lease, so two members never hand out the same partition
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from tether.brokers.base import SubscribeOptions, new_member_id
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
+from tether.brokers.tasks import cancel_task
 from tether.platform.events import CloudEvent
 
 if TYPE_CHECKING:
@@ -62,12 +62,9 @@ class LogSubscription(Subscription):
         self._coordinator = asyncio.create_task(self._coordinate(), name=f"coord:{self.topic}")
 
     async def _stop_fetching(self) -> None:
-        if self._coordinator is not None:
-            self._coordinator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._coordinator
+        await cancel_task(self._coordinator)
         for owned in self._owned.values():
-            await _cancel(owned.task)
+            await cancel_task(owned.task)
 
     async def _finish(self) -> None:
         for partition in list(self._owned):
@@ -134,7 +131,7 @@ class LogSubscription(Subscription):
         """Rebalance: drain what this member handed out from these partitions (all at once,
         so the wait is one drain, not one per partition), commit, release the leases."""
         for partition in partitions:
-            await _cancel(self._owned[partition].task)
+            await cancel_task(self._owned[partition].task)
         await self._revoke(partitions, self._broker.settings.session_timeout / 2)
         for partition in partitions:
             await self._commit(partition)
@@ -145,7 +142,7 @@ class LogSubscription(Subscription):
         """Our lease was taken (we were presumed dead): stop at once, commit nothing."""
         log.warning("%s/%s: lease on partition %d lost", self.topic, self.group, partition)
         owned = self._owned.pop(partition)
-        await _cancel(owned.task)
+        await cancel_task(owned.task)
         await self._revoke([partition], 0)
 
     async def _commit(self, partition: int) -> None:
@@ -169,11 +166,3 @@ class LogSubscription(Subscription):
                 owned.tracker.register(record.position)
                 await self._put(record)
             offset = records[-1].position + 1
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None or task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

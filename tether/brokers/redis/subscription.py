@@ -22,6 +22,7 @@ from tether.brokers.redis.errors import UNAVAILABLE
 from tether.brokers.redis.scripts import LEASE_HELD, LEASE_RENEWED
 from tether.brokers.redis.wire import pack_command
 from tether.brokers.subscription import Record, Subscription
+from tether.brokers.tasks import cancel_task
 from tether.platform.events import CloudEvent
 from tether.platform.events.redis import from_redis_fields
 
@@ -100,8 +101,8 @@ class RedisSubscription(Subscription):
             await self._release([], leave=True)
 
     async def _finish(self) -> None:
-        await _cancel(self._coordinator)
-        await _cancel(self._acker)
+        await cancel_task(self._coordinator)
+        await cancel_task(self._acker)
         try:
             await self._flush_acks()
             await self._release(list(self._owned), leave=True)
@@ -246,7 +247,7 @@ class RedisSubscription(Subscription):
                 await asyncio.shield(task)
             if task.done():
                 return
-        await _cancel(task)
+        await cancel_task(task)
 
     # --- fetching -----------------------------------------------------------------------------
     async def _consume(self, partition: int, owned: _Owned) -> None:
@@ -403,12 +404,3 @@ class RedisSubscription(Subscription):
                 for partition, ids in acks.items():  # keep them for the next try
                     self._acks.setdefault(partition, []).extend(ids)
                 raise
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None or task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
