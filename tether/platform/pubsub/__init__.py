@@ -1,0 +1,21 @@
+"""Pub/sub building block: Dapr pub/sub components mapped to Tether brokers."""
+
+from tether.platform.pubsub.registry import (
+    MAPPERS,
+    SECRET_REFS_UNSUPPORTED,
+    PubSubConfigError,
+    PubSubRegistry,
+    PubSubSpec,
+    broker_spec,
+    open_spec,
+)
+
+__all__ = [
+    "MAPPERS",
+    "SECRET_REFS_UNSUPPORTED",
+    "PubSubConfigError",
+    "PubSubRegistry",
+    "PubSubSpec",
+    "broker_spec",
+    "open_spec",
+]

@@ -1,0 +1,226 @@
+"""Pub/sub components turned into brokers.
+
+:func:`broker_spec` maps one Dapr ``pubsub.*`` component to the broker URL Tether opens for
+it (plus the subscriber-side options some components carry); :class:`PubSubRegistry` holds
+the specs of one app's components and opens each broker lazily, once, on first use.
+
+Every component is mapped when the registry is built, so a bad component stops the sidecar
+at startup instead of failing the first publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from tether.brokers import Broker, BrokerConfigError, open_broker
+from tether.platform.components import Component, TopicScopes
+
+SECRET_REFS_UNSUPPORTED = "secretKeyRef needs a secret store: not supported yet"
+INITIAL_OFFSETS = ("newest", "oldest")
+
+
+class PubSubConfigError(ValueError):
+    """A pub/sub component Tether cannot turn into a broker; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubSpec:
+    """What Tether opens for one pub/sub component."""
+
+    name: str
+    type: str
+    version: str
+    #: the broker URL, safe to show (no secret in it)
+    url: str
+    topic_scopes: TopicScopes = field(default_factory=TopicScopes)
+    #: the consumer group subscribers use (Kafka ``consumerGroup``); None: the app id
+    consumer_group: str | None = None
+    #: where a new group starts (Kafka ``initialOffset``): newest or oldest
+    initial_offset: str | None = None
+    #: a secret the URL cannot carry (Service Bus connection string), kept out of repr
+    secret: str | None = field(default=None, repr=False)
+
+
+Mapper = Callable[[Component], PubSubSpec]
+
+
+def _where(component: Component) -> str:
+    where = f" ({component.source})" if component.source is not None else ""
+    return f"pub/sub component {component.name!r}{where}"
+
+
+def _required(component: Component, key: str) -> str:
+    value = component.value(key)
+    if not value:
+        raise PubSubConfigError(f"{_where(component)}: metadata {key} is required")
+    return value
+
+
+def _spec(
+    component: Component,
+    url: str,
+    *,
+    consumer_group: str | None = None,
+    initial_offset: str | None = None,
+    secret: str | None = None,
+) -> PubSubSpec:
+    return PubSubSpec(
+        name=component.name,
+        type=component.type,
+        version=component.version,
+        url=url,
+        topic_scopes=component.topic_scopes or TopicScopes(),
+        consumer_group=consumer_group,
+        initial_offset=initial_offset,
+        secret=secret,
+    )
+
+
+def _embedded(component: Component) -> PubSubSpec:
+    return _spec(component, f"embedded://{_required(component, 'path')}")
+
+
+def _memory(component: Component) -> PubSubSpec:
+    # named after the component: every broker of this component in the process shares it
+    return _spec(component, f"memory://{component.name}")
+
+
+def _kafka(component: Component) -> PubSubSpec:
+    auth = (component.value("authType") or "none").lower()
+    if auth != "none":
+        raise PubSubConfigError(
+            f"{_where(component)}: authType {auth!r} is not supported yet; use none"
+        )
+    brokers = [b.strip() for b in _required(component, "brokers").split(",") if b.strip()]
+    if not brokers:
+        raise PubSubConfigError(f"{_where(component)}: metadata brokers names no host:port")
+    offset = component.value("initialOffset")
+    if offset is not None and offset.lower() not in INITIAL_OFFSETS:
+        raise PubSubConfigError(
+            f"{_where(component)}: initialOffset {offset!r} must be newest or oldest"
+        )
+    return _spec(
+        component,
+        "kafka://" + ",".join(brokers),
+        consumer_group=component.value("consumerGroup") or None,
+        initial_offset=offset.lower() if offset else None,
+    )
+
+
+def _redis(component: Component) -> PubSubSpec:
+    host = _required(component, "redisHost")
+    password = component.value("redisPassword") or ""
+    db = component.value("redisDB") or "0"
+    if not db.isdigit():
+        raise PubSubConfigError(f"{_where(component)}: redisDB {db!r} must be a number")
+    tls = (component.value("enableTLS") or "false").lower() == "true"
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return _spec(component, f"{'rediss' if tls else 'redis'}://{auth}{host}/{db}")
+
+
+def _servicebus(component: Component) -> PubSubSpec:
+    connection_string = component.value("connectionString")
+    if not connection_string:
+        raise PubSubConfigError(
+            f"{_where(component)}: metadata connectionString is required "
+            "(namespaceName with Azure AD is not supported yet)"
+        )
+    from tether.brokers.servicebus.settings import connection_string_endpoint
+
+    try:
+        host = connection_string_endpoint(connection_string)
+    except BrokerConfigError as exc:
+        raise PubSubConfigError(f"{_where(component)}: {exc}") from None
+    return _spec(component, f"servicebus://{host}", secret=connection_string)
+
+
+MAPPERS: Mapping[str, Mapper] = {
+    "pubsub.tether.embedded": _embedded,
+    "pubsub.in-memory": _memory,
+    "pubsub.kafka": _kafka,
+    "pubsub.redis": _redis,
+    "pubsub.azure.servicebus.topics": _servicebus,
+}
+
+
+def broker_spec(component: Component) -> PubSubSpec:
+    """The broker for one pub/sub component; raises PubSubConfigError naming the problem."""
+    mapper = MAPPERS.get(component.type)
+    if mapper is None:
+        raise PubSubConfigError(
+            f"{_where(component)}: type {component.type!r} is not supported; "
+            f"supported: {', '.join(MAPPERS)}"
+        )
+    refs = component.secret_refs()
+    if refs:
+        raise PubSubConfigError(
+            f"{_where(component)}: metadata {', '.join(sorted(refs))}: {SECRET_REFS_UNSUPPORTED}"
+        )
+    return mapper(component)
+
+
+def open_spec(spec: PubSubSpec) -> Broker:
+    """A (not yet connected) broker for ``spec``."""
+    if spec.secret is None:
+        return open_broker(spec.url)
+    # Service Bus: the connection string never goes through a URL or the environment
+    from tether.brokers.servicebus import AzureServiceBusClients, ServiceBusBroker
+    from tether.brokers.servicebus.settings import ServiceBusSettings
+
+    settings = ServiceBusSettings()
+    clients = AzureServiceBusClients(spec.secret, settings.lock_renewal)
+    return ServiceBusBroker(clients, spec.url, settings)
+
+
+class PubSubRegistry:
+    """The pub/sub components one app sees, and their brokers (opened on first use)."""
+
+    def __init__(
+        self,
+        components: Iterable[Component],
+        *,
+        opener: Callable[[PubSubSpec], Broker] = open_spec,
+    ) -> None:
+        self._specs = {c.name: broker_spec(c) for c in components if c.block == "pubsub"}
+        self._opener = opener
+        self._brokers: dict[str, Broker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def spec(self, name: str) -> PubSubSpec | None:
+        return self._specs.get(name)
+
+    async def broker(self, name: str) -> Broker:
+        """The connected broker of component ``name`` (KeyError if there is none)."""
+        spec = self._specs[name]
+        broker = self._brokers.get(name)
+        if broker is not None:
+            return broker
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:  # concurrent first publishes open one broker, not several
+            if self._closed:
+                raise PubSubConfigError("the pub/sub registry is closed")
+            broker = self._brokers.get(name)
+            if broker is None:
+                broker = self._opener(spec)
+                await broker.connect()
+                self._brokers[name] = broker
+            return broker
+
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        """Close every broker opened so far; the registry opens no new ones after this."""
+        self._closed = True
+        brokers, self._brokers = list(self._brokers.values()), {}
+        results = await asyncio.gather(
+            *(b.close(drain_timeout) for b in brokers), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
