@@ -2,6 +2,8 @@
 
     tether --version
     tether broker check [--broker URL] [--count N] [--timeout S] [--json]
+    tether run --app-id ID [--app-port N] [--http-port N] [-d DIR ...] [-- COMMAND ...]
+    tether run -f RUN_FILE
 
 The broker URL comes from ``--broker``, else ``TETHER_BROKER``, else the embedded default.
 """
@@ -46,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds before giving up (default %(default)s)"
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    from tether.platform import run
+
+    run.add_arguments(
+        commands.add_parser(
+            "run", help="run sidecars and their apps (docs/running.md)",
+            description="Starts the sidecar HTTP API and the app command with Dapr's "
+            "environment; stops both together.",
+        )
+    )
     return parser
 
 
@@ -54,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "broker" and args.broker_command == "check":
         return _broker_check(args)
+    if args.command == "run":
+        from tether.platform import run
+
+        return run.main(args)
     parser.print_help()
     return 2
 

@@ -1,0 +1,67 @@
+"""Log output of ``tether run``: Tether's own lines and the apps' output lines.
+
+Two formats: ``text`` (readable, for a terminal) and ``json`` (one object per line, for log
+shippers). App output goes to stdout, prefixed with the app id so several apps can share a
+terminal; Tether's own messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOGGER = "tether"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": _now(),
+            "level": record.levelname.lower(),
+            "scope": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(fmt: LogFormat, stream: TextIO | None = None) -> None:
+    """Send the ``tether`` loggers to stderr (or ``stream``) in ``fmt``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        text = logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S")
+        handler.setFormatter(text)
+    root = logging.getLogger(LOGGER)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class AppOutput:
+    """Writes one app's output lines, prefixed (text) or wrapped (json)."""
+
+    def __init__(self, app_id: str, fmt: LogFormat, stream: TextIO | None = None) -> None:
+        self.app_id = app_id
+        self.fmt = fmt
+        self.stream = stream
+
+    def line(self, text: str) -> None:
+        stream = self.stream or sys.stdout
+        if self.fmt == "json":
+            out = json.dumps({"time": _now(), "app_id": self.app_id, "scope": "app", "msg": text})
+        else:
+            out = f"== APP - {self.app_id} == {text}"
+        stream.write(out + "\n")
+        stream.flush()

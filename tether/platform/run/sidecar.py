@@ -1,0 +1,82 @@
+"""One sidecar: the app's components loaded and the HTTP API served on a port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from tether.platform.components import ResourceError, load_resources
+from tether.platform.pubsub import PubSubRegistry
+from tether.platform.pubsub.registry import PubSubConfigError
+from tether.platform.sidecar import create_app
+
+log = logging.getLogger("tether.run.sidecar")
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class SidecarError(Exception):
+    """The sidecar cannot start; the message says why (a bad resource file, a busy port)."""
+
+
+class Sidecar:
+    """Serves the Dapr HTTP API for ``app_id`` on ``http_port`` until :meth:`stop`.
+
+    ``shutdown_requested`` is set by ``POST /v1.0/shutdown``; whoever runs the sidecar
+    watches it and stops everything (the sidecar does not stop itself mid-response).
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        http_port: int,
+        resources_paths: Sequence[str | Path] = (),
+        host: str = DEFAULT_HOST,
+    ) -> None:
+        self.app_id = app_id
+        self.http_port = http_port
+        self.resources_paths = list(resources_paths)
+        self.host = host
+        self.shutdown_requested = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        try:
+            resources = load_resources(self.resources_paths or None, self.app_id)
+            components = resources.components_for(self.app_id)
+            registry = PubSubRegistry(components)
+        except (ResourceError, PubSubConfigError) as exc:
+            raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
+        app = create_app(
+            registry,
+            app_id=self.app_id,
+            components=components,
+            on_shutdown=self.shutdown_requested.set,
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.http_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SidecarError(
+                f"cannot serve the HTTP API of app {self.app_id!r} on "
+                f"{self.host}:{self.http_port}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        names = ", ".join(c.name for c in components) or "none"
+        log.info(
+            "sidecar for app %r: HTTP API on http://%s:%d, components: %s",
+            self.app_id, self.host, self.http_port, names,
+        )
+
+    async def stop(self) -> None:
+        """Stop serving and close the brokers (the app's cleanup closes the registry)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("sidecar for app %r stopped", self.app_id)
