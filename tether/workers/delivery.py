@@ -1,0 +1,245 @@
+"""The delivery worker: one per subscription, from the broker to the app and back.
+
+It consumes the subscription's topic in consumer group = app id, picks each event's path
+with the compiled route table, hands it to an :class:`~.app_channel.AppChannel` and settles
+it by the app's answer (docs/delivery.md has the table):
+
+- SUCCESS: ack;
+- no route matched: ack and skip, or to the ``deadLetterTopic`` if one is set (newer Dapr);
+- RETRY (and failures): nack with exponential backoff; after ``max_deliveries`` the broker
+  dead-letters it (the subscription's ``deadLetterTopic``, else ``<topic>.deadletter``);
+- DROP: to the ``deadLetterTopic`` if the subscription has one, else ack with a warning;
+- expired (``expiration`` in the past, from publish's ``ttlInSeconds``): never sent to the
+  app; dead-lettered or dropped like DROP;
+- a match expression that fails on the event: dead-lettered if a topic is set, else retried
+  (Dapr fails the delivery).
+
+Deliveries run concurrently (the broker gives one unsettled delivery per key, so per-key
+order holds), at most ``max_concurrency`` at a time. :meth:`DeliveryWorker.stop` stops
+taking deliveries, waits for those in flight and closes the subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
+from tether.brokers import Subscription as BrokerSubscription
+from tether.brokers.base import DEFAULT_MAX_DELIVERIES
+from tether.platform.components import Subscription
+from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
+from tether.platform.events.event import BINARY_CONTENT_TYPE
+from tether.platform.events.json_format import to_json
+from tether.platform.routing import RouteEvaluationError, RouteTable
+
+from .app_channel import AppChannel, Outcome
+from .retry import Backoff
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENCY = 100
+EXPIRATION = "expiration"
+#: Dapr's attributes for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
+RAW_SOURCE = "Dapr"
+RAW_TYPE = "com.dapr.event.sent"
+_TRUTHY = ("1", "true", "t", "y", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    backoff: Backoff = field(default_factory=Backoff)
+    #: how long stop() lets in-flight deliveries finish before the subscription gives up
+    drain_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+
+
+def is_raw(subscription: Subscription) -> bool:
+    return subscription.metadata.get("rawPayload", "").strip().lower() in _TRUTHY
+
+
+def raw_envelope(event: CloudEvent, topic: str, pubsub_name: str) -> CloudEvent:
+    """What a rawPayload subscriber gets, as in Dapr: the message bytes base64-encoded in a
+    new envelope. A raw-published event's bytes are its data; any other event's bytes are
+    its structured JSON (what the broker message is in Dapr). The event id is kept (Dapr
+    makes a random one) so that an app can deduplicate redeliveries."""
+    raw = event.data if isinstance(event.data, bytes) else None
+    if raw is None or event.datacontenttype != BINARY_CONTENT_TYPE:
+        raw = to_json(event)
+    extensions = {"topic": topic, "pubsubname": pubsub_name}
+    extensions.update({k: v for k, v in event.extensions.items() if k.startswith("trace")})
+    return CloudEvent(
+        id=event.id,
+        source=RAW_SOURCE,
+        type=RAW_TYPE,
+        datacontenttype=BINARY_CONTENT_TYPE,
+        data=raw,
+        extensions=extensions,
+    )
+
+
+def expired(event: CloudEvent, now: datetime | None = None) -> bool:
+    """True when the event's ``expiration`` extension lies in the past (unreadable: no)."""
+    value = event.extensions.get(EXPIRATION)
+    if not value:
+        return False
+    try:
+        deadline = parse_time(value)
+    except InvalidCloudEventError:
+        log.warning("event %s has an unreadable expiration %r; delivering it", event.id, value)
+        return False
+    return deadline <= (now or utc_now())
+
+
+class DeliveryWorker:
+    """Delivers one subscription's events to the app through ``channel``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        subscription: Subscription,
+        app_id: str,
+        channel: AppChannel,
+        options: DeliveryOptions | None = None,
+        *,
+        group: str | None = None,
+    ) -> None:
+        self.subscription = subscription
+        self.app_id = app_id
+        self.group = group or app_id
+        self.options = options or DeliveryOptions()
+        # compiled now: a bad match expression stops startup, not the first delivery
+        self.routes = RouteTable.compile(subscription.rules, subscription.default_path)
+        self._broker = broker
+        self._channel = channel
+        self._raw = is_raw(subscription)
+        self._limit = asyncio.Semaphore(self.options.max_concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._source: BrokerSubscription | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.subscription.topic
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def start(self) -> None:
+        if self._source is not None:
+            return
+        options = SubscribeOptions(
+            max_deliveries=self.options.max_deliveries,
+            dead_letter_topic=self.subscription.dead_letter_topic,
+        )
+        source = self._broker.subscribe(self.topic, self.group, options)
+        await source.start()
+        self._source = source
+        self._loop_task = asyncio.create_task(self._consume(source), name=f"deliver:{self.topic}")
+
+    async def stop(self) -> None:
+        """Take no more deliveries, let those in flight finish, close the subscription."""
+        if self._loop_task is not None:
+            # the loop only waits on the semaphore or for the next delivery: cancelling it
+            # there never loses a delivery it already took
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=self.options.drain_timeout)
+        if self._source is not None:
+            source, self._source = self._source, None
+            await source.close(self.options.drain_timeout)
+
+    async def __aenter__(self) -> DeliveryWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def _consume(self, source: BrokerSubscription) -> None:
+        iterator = aiter(source)
+        while True:
+            await self._limit.acquire()  # before taking a delivery, so a cancel loses none
+            try:
+                delivery = await anext(iterator)
+            except StopAsyncIteration:
+                self._limit.release()
+                return
+            except BaseException:
+                self._limit.release()
+                raise
+            task = asyncio.create_task(self._handle(delivery))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._limit.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    # --- one delivery -----------------------------------------------------------------------
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self._settle(delivery)
+        except BrokerError as exc:  # not settled: the broker redelivers it later
+            log.warning("could not settle %r: %s", delivery, exc)
+
+    async def _settle(self, delivery: Delivery) -> None:
+        event = delivery.event
+        if expired(event):
+            await self._drop(delivery, f"expired at {event.extensions[EXPIRATION]}")
+            return
+        if self._raw:
+            event = raw_envelope(event, self.topic, self.subscription.pubsub_name)
+        try:
+            path = self.routes.path_for(event)
+        except RouteEvaluationError as exc:
+            if self.subscription.dead_letter_topic:
+                await delivery.dead_letter(str(exc))
+            else:
+                log.warning("%s; retrying event %s", exc, event.id)
+                await self._retry(delivery)
+            return
+        if path is None:
+            if self.subscription.dead_letter_topic:  # as newer Dapr does
+                await delivery.dead_letter("no route matched the event")
+            else:
+                log.debug("no route matched event %s on %s; acked", event.id, self.topic)
+                await delivery.ack()
+            return
+        try:
+            outcome = await self._channel.deliver(path, event)
+        except Exception:
+            log.exception("app channel failed on event %s; retrying", event.id)
+            outcome = Outcome.RETRY
+        if outcome is Outcome.SUCCESS:
+            await delivery.ack()
+        elif outcome is Outcome.DROP:
+            await self._drop(delivery, f"the app dropped it at /{path.lstrip('/')}")
+        else:
+            await self._retry(delivery)
+
+    async def _retry(self, delivery: Delivery) -> None:
+        await delivery.nack(self.options.backoff.delay(delivery.delivery_count))
+
+    async def _drop(self, delivery: Delivery, reason: str) -> None:
+        if self.subscription.dead_letter_topic:
+            await delivery.dead_letter(reason)
+            return
+        log.warning(
+            "dropping event %s from %s (%s); no deadLetterTopic is set",
+            delivery.event.id, self.topic, reason,
+        )
+        await delivery.ack()
