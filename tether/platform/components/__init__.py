@@ -19,6 +19,11 @@ from .model import (
     Source,
     TopicScopes,
 )
+from .programmatic import (
+    ProgrammaticSubscriptionError,
+    fetch_programmatic_subscriptions,
+    parse_programmatic,
+)
 from .subscriptions import BulkSubscribe, RouteRule, Subscription
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "Component",
     "MetadataValue",
     "OtherResource",
+    "ProgrammaticSubscriptionError",
     "ResourceError",
     "Resources",
     "RouteRule",
@@ -35,6 +41,8 @@ __all__ = [
     "Templates",
     "TopicScopes",
     "default_components",
+    "fetch_programmatic_subscriptions",
     "load_documents",
     "load_resources",
+    "parse_programmatic",
 ]
