@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -15,7 +16,7 @@ from aiohttp import web
 from tests.workers import WAIT, AppServer, Call, status
 from tether.brokers import Broker, Delivery, open_broker
 from tether.brokers.memory import _named_stores
-from tether.platform.components import RouteRule, Subscription
+from tether.platform.components import BulkSubscribe, RouteRule, Subscription
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.workers.app_channel import HttpAppChannel, Outcome
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
@@ -474,3 +475,35 @@ async def test_a_failing_match_expression_without_a_dead_letter_topic_is_retried
     assert dead.event.id == bad.id
     assert dead.event.extensions["deadletterdeliveries"] == "2"
     assert app.calls == []
+
+
+# --- bulk subscribe -----------------------------------------------------------------------
+async def test_bulk_subscribe_delivers_batches_and_settles_each_entry(
+    broker: Broker, app: AppServer, session: aiohttp.ClientSession
+) -> None:
+    answers = iter(["SUCCESS", "RETRY", "DROP"])
+
+    async def reply(call: Call) -> web.Response:
+        entries = json.loads(call.body)["entries"]
+        statuses = [{"entryId": e["entryId"], "status": next(answers, "SUCCESS")} for e in entries]
+        return web.json_response({"statuses": statuses})
+
+    app.reply = reply
+    spec = subscription(
+        bulk=BulkSubscribe(enabled=True, max_messages_count=3, max_await_duration_ms=1500),
+        dead_letter_topic="dlq-bulk",
+    )
+    events = [event(i, key=f"k{i}") for i in range(3)]
+    await broker.publish_batch(spec.topic, events)
+    async with worker(broker, spec, app, session):
+        [dead] = await take_dead_letters(broker, "dlq-bulk", 1)
+        await app.wait_calls(2)
+    first, second = (json.loads(c.body) for c in app.calls[:2])
+    got = [e["event"]["id"] for e in first["entries"]]
+    assert sorted(got) == sorted(e.id for e in events)
+    assert first["topic"] == spec.topic
+    # the second entry was retried in a later bulk, the third dead-lettered
+    assert [e["event"]["id"] for e in second["entries"]] == [got[1]]
+    assert dead.event.id == got[2]
+    app.reply = None
+    await assert_settled(broker, subscription(topic=spec.topic), app, session)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from tests.workers import AppServer, Call, status
 from tether.platform.events import CloudEvent
-from tether.workers.app_channel import HttpAppChannel, Outcome, outcome_of
+from tether.workers.app_channel import HttpAppChannel, Outcome, bulk_outcomes, outcome_of
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -129,3 +129,46 @@ async def test_an_event_that_cannot_be_json_is_dropped(
     event = CloudEvent(type="t", source="s", data={"x": float("nan")})
     assert await HttpAppChannel(session, app.port).deliver("x", event) is Outcome.DROP
     assert app.calls == []
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "outcomes"),
+    [
+        (
+            200,
+            b'{"statuses": [{"entryId": "a", "status": "SUCCESS"},'
+            b' {"entryId": "b", "status": "drop"}, {"entryId": "c", "status": "RETRY"}]}',
+            [Outcome.SUCCESS, Outcome.DROP, Outcome.RETRY],
+        ),
+        (200, b'{"statuses": [{"entryId": "b", "status": "SUCCESS"}]}',
+         [Outcome.RETRY, Outcome.SUCCESS, Outcome.RETRY]),
+        (200, b"", [Outcome.RETRY] * 3),
+        (404, b"", [Outcome.DROP] * 3),
+        (500, b"", [Outcome.RETRY] * 3),
+    ],
+)
+def test_bulk_answers_map_to_outcomes(code: int, body: bytes, outcomes: list[Outcome]) -> None:
+    assert bulk_outcomes(code, body, ["a", "b", "c"]) == outcomes
+
+
+async def test_bulk_posts_dapr_s_envelope(app: AppServer, session: aiohttp.ClientSession) -> None:
+    async def reply(call: Call) -> web.Response:
+        entries = json.loads(call.body)["entries"]
+        statuses = [{"entryId": entries[0]["entryId"], "status": "DROP"}]
+        return web.json_response({"statuses": statuses})
+
+    app.reply = reply
+    events = [an_event(), an_event()]
+    bad = CloudEvent(type="t", source="s", data={"x": float("inf")})
+    channel = HttpAppChannel(session, app.port)
+    got = await channel.deliver_bulk(
+        "bulk", [events[0], bad, events[1]], topic="orders", pubsub_name="pubsub"
+    )
+    assert got == [Outcome.DROP, Outcome.DROP, Outcome.RETRY]
+    [call] = app.calls
+    assert call.headers["Content-Type"] == "application/json"
+    envelope = json.loads(call.body)
+    assert envelope["topic"] == "orders"
+    assert envelope["pubsubname"] == "pubsub"
+    assert [e["event"]["id"] for e in envelope["entries"]] == [e.id for e in events]
+    assert {e["contentType"] for e in envelope["entries"]} == {"application/cloudevents+json"}

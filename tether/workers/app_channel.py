@@ -17,18 +17,22 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from typing import Protocol
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import aiohttp
 
 from tether.platform.events import CloudEvent, InvalidCloudEventError
-from tether.platform.events.json_format import CONTENT_TYPE, to_json
+from tether.platform.events.json_format import CONTENT_TYPE, event_object, to_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 60.0
 API_TOKEN_HEADER = "dapr-api-token"
+BULK_CONTENT_TYPE = "application/json"
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
 
 
 class Outcome(enum.Enum):
@@ -41,6 +45,16 @@ class AppChannel(Protocol):
     """Delivers one event to the app at ``path`` and reports what to do with it."""
 
     async def deliver(self, path: str, event: CloudEvent) -> Outcome: ...
+
+
+class BulkAppChannel(AppChannel, Protocol):
+    """A channel that can also deliver many events in one call (bulk subscribe)."""
+
+    async def deliver_bulk(
+        self, path: str, events: Sequence[CloudEvent], *, topic: str, pubsub_name: str
+    ) -> list[Outcome]:
+        """One outcome per event, in order."""
+        ...
 
 
 def outcome_of(status: int, body: bytes) -> Outcome:
@@ -63,6 +77,26 @@ def outcome_of(status: int, body: bytes) -> Outcome:
     if word != "RETRY":
         log.warning("unknown status %r from the app; the event will be retried", answer["status"])
     return Outcome.RETRY
+
+
+def bulk_outcomes(status: int, body: bytes, entry_ids: Sequence[str]) -> list[Outcome]:
+    """Outcomes of a bulk answer ``{"statuses": [{"entryId", "status"}]}``: 404 drops all,
+    other non-2xx retries all, a missing or unreadable entry is retried."""
+    if status == 404:
+        return [Outcome.DROP] * len(entry_ids)
+    if not 200 <= status < 300:
+        return [Outcome.RETRY] * len(entry_ids)
+    found: dict[str, Outcome] = {}
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    statuses = answer.get("statuses") if isinstance(answer, dict) else None
+    for item in statuses if isinstance(statuses, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("status"), str):
+            word = json.dumps({"status": item["status"]}).encode()
+            found[str(item.get("entryId"))] = outcome_of(200, word)
+    return [found.get(entry_id, Outcome.RETRY) for entry_id in entry_ids]
 
 
 class HttpAppChannel:
@@ -91,7 +125,53 @@ class HttpAppChannel:
         except InvalidCloudEventError as exc:  # it would fail the same way every time
             log.error("event %s cannot be written as JSON, dropping it: %s", event.id, exc)
             return Outcome.DROP
-        headers = {"Content-Type": CONTENT_TYPE}
+        answer = await self._post(path, body, CONTENT_TYPE, event, event.id)
+        if answer is None:
+            return Outcome.RETRY
+        status, reply = answer
+        outcome = outcome_of(status, reply)
+        if outcome is not Outcome.SUCCESS:
+            log.info("app answered %s for event %s at /%s: %s", status, event.id, path, outcome)
+        return outcome
+
+    async def deliver_bulk(
+        self, path: str, events: Sequence[CloudEvent], *, topic: str, pubsub_name: str
+    ) -> list[Outcome]:
+        """Dapr's bulk envelope as ``application/json``; unserialisable events are dropped."""
+        entries: list[dict[str, Any]] = []
+        outcomes: dict[int, Outcome] = {}
+        for index, event in enumerate(events):
+            try:
+                obj = event_object(event)
+                json.dumps(obj, allow_nan=False)
+            except (InvalidCloudEventError, TypeError, ValueError) as exc:
+                log.error("event %s cannot be written as JSON, dropping it: %s", event.id, exc)
+                outcomes[index] = Outcome.DROP
+                continue
+            entries.append(
+                {"entryId": str(uuid.uuid4()), "event": obj, "contentType": CONTENT_TYPE,
+                 "metadata": {}}
+            )
+        if entries:
+            bulk_id = str(uuid.uuid4())
+            envelope = {
+                "id": bulk_id, "type": BULK_EVENT_TYPE, "topic": topic,
+                "pubsubname": pubsub_name, "metadata": {}, "entries": entries,
+            }
+            body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+            answer = await self._post(path, body, BULK_CONTENT_TYPE, events[0], bulk_id)
+            ids = [entry["entryId"] for entry in entries]
+            got = [Outcome.RETRY] * len(ids) if answer is None else bulk_outcomes(*answer, ids)
+        else:
+            got = []
+        replies = iter(got)
+        return [outcomes[i] if i in outcomes else next(replies) for i in range(len(events))]
+
+    async def _post(
+        self, path: str, body: bytes, content_type: str, event: CloudEvent, what: str
+    ) -> tuple[int, bytes] | None:
+        """(status, body) of the app's answer; None when it could not be had (retry)."""
+        headers = {"Content-Type": content_type}
         for name in ("traceparent", "tracestate"):
             value = event.extensions.get(name)
             if value:
@@ -103,12 +183,7 @@ class HttpAppChannel:
             async with self._session.post(
                 url, data=body, headers=headers, timeout=self._timeout
             ) as response:
-                answer = await response.read()
-                status = response.status
+                return response.status, await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.warning("delivering event %s to %s failed, will retry: %r", event.id, url, exc)
-            return Outcome.RETRY
-        outcome = outcome_of(status, answer)
-        if outcome is not Outcome.SUCCESS:
-            log.info("app answered %s for event %s at %s: %s", status, event.id, url, outcome.name)
-        return outcome
+            log.warning("delivering %s to %s failed, will retry: %r", what, url, exc)
+            return None

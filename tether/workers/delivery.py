@@ -15,16 +15,20 @@ it by the app's answer (docs/delivery.md has the table):
   (Dapr fails the delivery).
 
 Deliveries run concurrently (the broker gives one unsettled delivery per key, so per-key
-order holds), at most ``max_concurrency`` at a time. :meth:`DeliveryWorker.stop` stops
-taking deliveries, waits for those in flight and closes the subscription.
+order holds), at most ``max_concurrency`` at a time. With ``bulkSubscribe.enabled`` they
+are collected into batches (maxMessagesCount, maxAwaitDurationMs) and POSTed per path.
+:meth:`DeliveryWorker.stop` stops taking deliveries, waits for those in flight and closes
+the subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
@@ -35,7 +39,7 @@ from tether.platform.events.event import BINARY_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
 from tether.platform.routing import RouteEvaluationError, RouteTable
 
-from .app_channel import AppChannel, Outcome
+from .app_channel import AppChannel, BulkAppChannel, Outcome
 from .retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -121,7 +125,8 @@ class DeliveryWorker:
         self._channel = channel
         self._raw = is_raw(subscription)
         self._limit = asyncio.Semaphore(self.options.max_concurrency)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # each task and the semaphore permits it holds (a bulk holds one per event)
+        self._in_flight: dict[asyncio.Task[None], int] = {}
         self._source: BrokerSubscription | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -131,7 +136,7 @@ class DeliveryWorker:
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return sum(self._in_flight.values())
 
     async def start(self) -> None:
         if self._source is not None:
@@ -169,6 +174,7 @@ class DeliveryWorker:
     # --- the loop ---------------------------------------------------------------------------
     async def _consume(self, source: BrokerSubscription) -> None:
         iterator = aiter(source)
+        bulk = self._bulk_channel()
         while True:
             await self._limit.acquire()  # before taking a delivery, so a cancel loses none
             try:
@@ -179,28 +185,101 @@ class DeliveryWorker:
             except BaseException:
                 self._limit.release()
                 raise
-            task = asyncio.create_task(self._handle(delivery))
-            self._in_flight.add(task)
-            task.add_done_callback(self._done)
+            if bulk is None:
+                self._spawn(self._handle(delivery), 1)
+                continue
+            batch = [delivery]
+            try:
+                await self._fill(batch, iterator)
+            finally:  # on a cancel too: what was taken is delivered, not left unsettled
+                self._spawn(self._handle_batch(batch, bulk), len(batch))
+
+    async def _fill(self, batch: list[Delivery], iterator: AsyncIterator[Delivery]) -> None:
+        """Add deliveries to ``batch`` until maxMessagesCount, maxAwaitDurationMs or the
+        concurrency limit."""
+        settings = self.subscription.bulk
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.max_await_duration_ms / 1000
+        while len(batch) < settings.max_messages_count and not self._limit.locked():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await self._limit.acquire()
+            try:
+                batch.append(await asyncio.wait_for(anext(iterator), remaining))
+            except (TimeoutError, StopAsyncIteration):
+                self._limit.release()
+                return
+            except BaseException:
+                self._limit.release()
+                raise
+
+    def _bulk_channel(self) -> BulkAppChannel | None:
+        if not self.subscription.bulk.enabled:
+            return None
+        if not hasattr(self._channel, "deliver_bulk"):
+            log.warning("%s: the app channel cannot deliver in bulk; one by one", self.topic)
+            return None
+        return cast(BulkAppChannel, self._channel)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], permits: int) -> None:
+        task = asyncio.create_task(work)
+        self._in_flight[task] = permits
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._limit.release()
+        for _ in range(self._in_flight.pop(task, 0)):
+            self._limit.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 
-    # --- one delivery -----------------------------------------------------------------------
+    # --- settling ---------------------------------------------------------------------------
     async def _handle(self, delivery: Delivery) -> None:
         try:
-            await self._settle(delivery)
+            routed = await self._prepare(delivery)
+            if routed is not None:
+                path, event = routed
+                try:
+                    outcome = await self._channel.deliver(path, event)
+                except Exception:
+                    log.exception("app channel failed on event %s; retrying", event.id)
+                    outcome = Outcome.RETRY
+                await self._apply(delivery, path, outcome)
         except BrokerError as exc:  # not settled: the broker redelivers it later
             log.warning("could not settle %r: %s", delivery, exc)
 
-    async def _settle(self, delivery: Delivery) -> None:
+    async def _handle_batch(self, batch: list[Delivery], channel: BulkAppChannel) -> None:
+        by_path: dict[str, list[tuple[Delivery, CloudEvent]]] = {}
+        for delivery in batch:
+            try:
+                routed = await self._prepare(delivery)
+            except BrokerError as exc:
+                log.warning("could not settle %r: %s", delivery, exc)
+                continue
+            if routed is not None:
+                by_path.setdefault(routed[0], []).append((delivery, routed[1]))
+        for path, items in by_path.items():
+            events = [event for _, event in items]
+            try:
+                outcomes = await channel.deliver_bulk(
+                    path, events, topic=self.topic, pubsub_name=self.subscription.pubsub_name
+                )
+            except Exception:
+                log.exception("app channel failed on a bulk of %d events; retrying", len(items))
+                outcomes = [Outcome.RETRY] * len(items)
+            for (delivery, _), outcome in zip(items, outcomes, strict=True):
+                try:
+                    await self._apply(delivery, path, outcome)
+                except BrokerError as exc:
+                    log.warning("could not settle %r: %s", delivery, exc)
+
+    async def _prepare(self, delivery: Delivery) -> tuple[str, CloudEvent] | None:
+        """The path and event to send to the app; None when settled without the app
+        (expired, no route, failed match expression)."""
         event = delivery.event
         if expired(event):
             await self._drop(delivery, f"expired at {event.extensions[EXPIRATION]}")
-            return
+            return None
         if self._raw:
             event = raw_envelope(event, self.topic, self.subscription.pubsub_name)
         try:
@@ -211,19 +290,17 @@ class DeliveryWorker:
             else:
                 log.warning("%s; retrying event %s", exc, event.id)
                 await self._retry(delivery)
-            return
+            return None
         if path is None:
             if self.subscription.dead_letter_topic:  # as newer Dapr does
                 await delivery.dead_letter("no route matched the event")
             else:
                 log.debug("no route matched event %s on %s; acked", event.id, self.topic)
                 await delivery.ack()
-            return
-        try:
-            outcome = await self._channel.deliver(path, event)
-        except Exception:
-            log.exception("app channel failed on event %s; retrying", event.id)
-            outcome = Outcome.RETRY
+            return None
+        return path, event
+
+    async def _apply(self, delivery: Delivery, path: str, outcome: Outcome) -> None:
         if outcome is Outcome.SUCCESS:
             await delivery.ack()
         elif outcome is Outcome.DROP:
