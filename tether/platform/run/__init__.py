@@ -121,17 +121,22 @@ async def _supervise(
                 apps.append(app)
                 exits[asyncio.create_task(app.wait())] = app
         await _wait_for_ports(apps, port_timeout, [*stops, *exits])
+        if all(a.running for a in apps) and not any(t.done() for t in [*stops, *exits]):
+            await _start_subscriptions(specs, sidecars, grace)
         done, _ = await asyncio.wait([*stops, *exits], return_when=asyncio.FIRST_COMPLETED)
         finished = [t for t in exits if t in done]
         if finished:
             code: int = finished[0].result()
             log.info("app %r exited with code %d", exits[finished[0]].spec.app_id, code)
+            await _stop_subscriptions(sidecars)
             await _stop_apps(apps, signal.SIGTERM, grace)
             return 128 - code if code < 0 else code  # killed by signal N: 128+N, as a shell says
         received = signals.received
         forward = received[0] if received else signal.SIGTERM
         why = signal.Signals(forward).name if received else "POST /v1.0/shutdown"
         log.info("stopping (%s)", why)
+        # deliveries in flight finish while the app still runs; then the app stops
+        await _stop_subscriptions(sidecars)
         await _stop_apps(apps, forward, grace)
         return 0
     finally:
@@ -152,6 +157,17 @@ async def _wait_for_ports(
         ready.result()  # raises AppError on a timeout
     else:
         ready.cancel()
+
+
+async def _start_subscriptions(specs: list[AppSpec], sidecars: list[Sidecar], grace: float) -> None:
+    """Deliver to every app that has a port (it listens by now)."""
+    for spec, sidecar in zip(specs, sidecars, strict=True):
+        if spec.command and spec.app_port is not None:
+            await sidecar.start_subscriptions(spec.app_port, drain_timeout=grace)
+
+
+async def _stop_subscriptions(sidecars: list[Sidecar]) -> None:
+    await asyncio.gather(*(s.stop_subscriptions() for s in sidecars))
 
 
 async def _stop_apps(apps: list[AppProcess], sig: int, grace: float) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tether.platform.components import ResourceError, load_resources
+from tether.platform.components import ResourceError, Subscription, load_resources
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
+from tether.platform.run.subscriptions import AppSubscriptions, SubscriptionError
 from tether.platform.sidecar import create_app
+from tether.workers.delivery import DeliveryOptions
 
 log = logging.getLogger("tether.run.sidecar")
 
@@ -43,12 +45,16 @@ class Sidecar:
         self.host = host
         self.shutdown_requested = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._registry: PubSubRegistry | None = None
+        self._declarative: tuple[Subscription, ...] = ()
+        self.subscriptions: AppSubscriptions | None = None
 
     async def start(self) -> None:
         try:
             resources = load_resources(self.resources_paths or None, self.app_id)
             components = resources.components_for(self.app_id)
             registry = PubSubRegistry(components)
+            self._declarative = resources.subscriptions_for(self.app_id)
         except (ResourceError, PubSubConfigError) as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
         app = create_app(
@@ -56,7 +62,9 @@ class Sidecar:
             app_id=self.app_id,
             components=components,
             on_shutdown=self.shutdown_requested.set,
+            subscriptions=self._subscriptions_metadata,
         )
+        self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
@@ -74,8 +82,32 @@ class Sidecar:
             self.app_id, self.host, self.http_port, names,
         )
 
+    def _subscriptions_metadata(self) -> list[dict[str, object]]:
+        return [] if self.subscriptions is None else self.subscriptions.metadata()
+
+    async def start_subscriptions(self, app_port: int, drain_timeout: float) -> None:
+        """Deliver the app's subscriptions to ``app_port`` (call once the app listens)."""
+        assert self._registry is not None, "start() first"
+        subs = AppSubscriptions(
+            self.app_id, app_port, self._registry, self._declarative,
+            options=DeliveryOptions(drain_timeout=drain_timeout),
+        )
+        try:
+            await subs.start()
+        except SubscriptionError as exc:
+            raise SidecarError(str(exc)) from exc
+        self.subscriptions = subs
+
+    async def stop_subscriptions(self) -> None:
+        """Stop delivering, letting in-flight deliveries finish (the brokers stay open)."""
+        subs, self.subscriptions = self.subscriptions, None
+        if subs is not None:
+            await subs.stop()
+
     async def stop(self) -> None:
-        """Stop serving and close the brokers (the app's cleanup closes the registry)."""
+        """Stop delivering, stop serving and close the brokers (the app's cleanup closes
+        the registry)."""
+        await self.stop_subscriptions()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024  # Dapr's --max-body-size default
 ShutdownCallback = Callable[[], Awaitable[None] | None]
+#: the running subscriptions, as ``/v1.0/metadata`` lists them
+SubscriptionsView = Callable[[], Sequence[Mapping[str, Any]]]
 
 _PUBLISH = "/publish/{pubsub:[^/]*}/{topic:.*}"
 _BULK = "/publish/bulk/{pubsub:[^/]*}/{topic:.*}"
@@ -62,10 +64,12 @@ class MetadataApi:
         app_id: str,
         components: Sequence[Component],
         on_shutdown: ShutdownCallback | None,
+        subscriptions: SubscriptionsView | None = None,
     ) -> None:
         self.app_id = app_id
         self.components = components
         self.on_shutdown = on_shutdown
+        self.subscriptions = subscriptions
         self.extended: dict[str, str] = {}
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
@@ -80,7 +84,7 @@ class MetadataApi:
                 {"name": c.name, "type": c.type, "version": c.version, "capabilities": []}
                 for c in self.components
             ],
-            "subscriptions": [],
+            "subscriptions": list(self.subscriptions()) if self.subscriptions else [],
             "httpEndpoints": [],
             "extended": dict(self.extended),
         }
@@ -111,16 +115,18 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     on_shutdown: ShutdownCallback | None = None,
     close_registry: bool = True,
+    subscriptions: SubscriptionsView | None = None,
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
     ``on_shutdown`` runs on ``POST /v1.0/shutdown`` (it should only schedule the stop, the
     response goes out after it returns). The registry's brokers are closed on app cleanup
-    unless ``close_registry`` is False.
+    unless ``close_registry`` is False. ``subscriptions`` lists the running subscriptions
+    for ``/v1.0/metadata``.
     """
     app = web.Application(client_max_size=max_body_size, middlewares=[dapr_errors(max_body_size)])
     publish = PublishApi(registry, app_id)
-    meta = MetadataApi(app_id, components, on_shutdown)
+    meta = MetadataApi(app_id, components, on_shutdown, subscriptions)
     routes: list[web.RouteDef] = []
     for prefix in ("/v1.0", "/v1.0-alpha1"):
         # bulk first: a pub/sub named "bulk" would otherwise shadow it (as in Dapr)
