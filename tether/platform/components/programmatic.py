@@ -46,8 +46,12 @@ class ProgrammaticSubscriptionError(ResourceError):
     ``[2].routes.rules[0].path`` (indices count from 0).
     """
 
-    def __init__(self, origin: str, problem: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, origin: str, problem: str, *, field: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(origin, problem, field=field)
+        #: the app's HTTP status when it answered with an error status, else None
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,7 @@ async def fetch_programmatic_subscriptions(
                     return []
                 if not 200 <= response.status < 300:
                     raise ProgrammaticSubscriptionError(
-                        origin, f"the app answered HTTP {response.status}"
+                        origin, f"the app answered HTTP {response.status}", status=response.status
                     )
                 body = await response.content.read(MAX_BODY_BYTES + 1)
     except TimeoutError as exc:

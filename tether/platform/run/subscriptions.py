@@ -53,7 +53,7 @@ def _unreachable(exc: ProgrammaticSubscriptionError) -> bool:
     """A failed request or an error status, not a bad reply."""
     if isinstance(exc.__cause__, aiohttp.ClientError | TimeoutError):
         return True
-    return exc.problem.startswith("the app answered HTTP")
+    return exc.status is not None
 
 
 def merge(
