@@ -131,7 +131,8 @@ class HttpAppChannel:
         status, reply = answer
         outcome = outcome_of(status, reply)
         if outcome is not Outcome.SUCCESS:
-            log.info("app answered %s for event %s at /%s: %s", status, event.id, path, outcome)
+            log.info("app answered %s for event %s at /%s: %s", status, event.id,
+                     path.lstrip("/"), outcome.name)
         return outcome
 
     async def deliver_bulk(
