@@ -9,4 +9,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["CloudEvent", "InvalidCloudEventError", "__version__"]
+# imported last, so that anything the SDK imports can already read __version__
+from tether.sdk import App, Drop, Retry
+
+__all__ = ["App", "CloudEvent", "Drop", "InvalidCloudEventError", "Retry", "__version__"]

@@ -4,6 +4,7 @@
     tether broker check [--broker URL] [--count N] [--timeout S] [--json]
     tether run --app-id ID [--app-port N] [--http-port N] [-d DIR ...] [-- COMMAND ...]
     tether run -f RUN_FILE
+    tether worker MODULE:APP [--replicas N] [--broker URL | --resources-path DIR]
 
 The broker URL comes from ``--broker``, else ``TETHER_BROKER``, else the embedded default.
 """
@@ -58,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
             "environment; stops both together.",
         )
     )
+    from tether.sdk import worker
+
+    worker.add_arguments(
+        commands.add_parser(
+            "worker", help="run a tether.App in N processes (docs/sdk.md)",
+            description="Runs the app's subscriptions in N processes of one consumer group, "
+            "restarts a child that dies, and drains them all on SIGTERM or SIGINT.",
+        )
+    )
     return parser
 
 
@@ -70,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tether.platform import run
 
         return run.main(args)
+    if args.command == "worker":
+        from tether.sdk import worker
+
+        return worker.main(args)
     parser.print_help()
     return 2
 

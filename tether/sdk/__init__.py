@@ -1,0 +1,9 @@
+"""The Python SDK: an in-process app that subscribes and publishes without a sidecar.
+
+See docs/sdk.md.
+"""
+
+from .app import App
+from .channel import Drop, InProcessChannel, Retry
+
+__all__ = ["App", "Drop", "InProcessChannel", "Retry"]

@@ -1,0 +1,280 @@
+"""``tether.App``: subscribe handlers and publish events in-process, no sidecar.
+
+Handlers registered with :meth:`App.subscribe` become one :class:`Subscription` per
+(pubsub, topic), their ``match`` expressions ordered rules (first registered first) and a
+handler without ``match`` the default route. :meth:`App.run` starts one
+:class:`~tether.workers.delivery.DeliveryWorker` per subscription, in consumer group = app id,
+delivering through :class:`~.channel.InProcessChannel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tether.brokers import Broker, open_broker
+from tether.platform.components import RouteRule, Subscription, load_resources
+from tether.platform.events import CloudEvent, format_time, utc_now
+from tether.platform.pubsub import PubSubRegistry
+from tether.workers.delivery import DeliveryOptions, DeliveryWorker
+
+from .channel import Handler, InProcessChannel
+
+H = TypeVar("H", bound=Handler)
+
+DAPR_EVENT_TYPE = "com.dapr.event.sent"
+DEFAULT_PUBSUB = "pubsub"
+
+
+@dataclass(slots=True)
+class _Topic:
+    """What the decorators registered for one (pubsub, topic)."""
+
+    pubsub: str
+    topic: str
+    rules: list[RouteRule] = field(default_factory=list)
+    default_path: str | None = None
+    dead_letter_topic: str | None = None
+    max_concurrency: int | None = None
+
+    def subscription(self) -> Subscription:
+        return Subscription(
+            name=f"{self.pubsub}-{self.topic}",
+            pubsub_name=self.pubsub,
+            topic=self.topic,
+            rules=tuple(self.rules),
+            default_path=self.default_path,
+            dead_letter_topic=self.dead_letter_topic,
+        )
+
+
+class _Brokers:
+    """One broker URL for every pubsub name, or the components of a resources folder."""
+
+    def __init__(self, app_id: str, url: str | None, resources: str | Path | None) -> None:
+        self._app_id = app_id
+        self._url = url
+        self._broker: Broker | None = None
+        self._lock = asyncio.Lock()
+        self._registry: PubSubRegistry | None = None
+        if url is None:
+            loaded = load_resources(resources, app_id)
+            self._registry = PubSubRegistry(loaded.components_for(app_id))
+
+    def group(self, pubsub: str) -> str:
+        spec = self._registry.spec(pubsub) if self._registry is not None else None
+        return (spec.consumer_group if spec is not None else None) or self._app_id
+
+    async def get(self, pubsub: str) -> Broker:
+        if self._registry is not None:
+            try:
+                return await self._registry.broker(pubsub)
+            except KeyError:
+                raise KeyError(f"no pub/sub component named {pubsub!r}") from None
+        async with self._lock:
+            if self._broker is None:
+                broker = open_broker(self._url)
+                await broker.connect()
+                self._broker = broker
+            return self._broker
+
+    async def close(self) -> None:
+        if self._registry is not None:
+            await self._registry.close()
+        elif self._broker is not None:
+            broker, self._broker = self._broker, None
+            await broker.close()
+
+
+class App:
+    """An application: its handlers, its publisher and the workers that feed it."""
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        broker: str | None = None,
+        resources_path: str | Path | None = None,
+        options: DeliveryOptions | None = None,
+    ) -> None:
+        if broker is not None and resources_path is not None:
+            raise ValueError("give a broker URL or a resources path, not both")
+        self.app_id = app_id
+        self.options = options or DeliveryOptions()
+        self._broker_url = broker
+        self._resources_path = resources_path
+        self._topics: dict[tuple[str, str], _Topic] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._brokers: _Brokers | None = None
+        self._workers: list[DeliveryWorker] = []
+
+    def configure(
+        self, *, broker: str | None = None, resources_path: str | Path | None = None
+    ) -> None:
+        """Point a stopped app at another broker or resources folder (``tether worker``)."""
+        if self._brokers is not None:
+            raise RuntimeError("configure() needs a stopped app")
+        if broker is not None and resources_path is not None:
+            raise ValueError("give a broker URL or a resources path, not both")
+        if broker is not None or resources_path is not None:
+            self._broker_url, self._resources_path = broker, resources_path
+
+    # --- registration ------------------------------------------------------------------------
+    def subscribe(
+        self,
+        *,
+        topic: str,
+        pubsub: str = DEFAULT_PUBSUB,
+        match: str | None = None,
+        route: str | None = None,
+        dead_letter_topic: str | None = None,
+        max_concurrency: int | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated function for events of ``topic``; with ``match`` (a CEL
+        expression) only for the events it selects, rules tried in registration order."""
+
+        def register(handler: H) -> H:
+            entry = self._topics.setdefault((pubsub, topic), _Topic(pubsub, topic))
+            path = route or f"{pubsub}/{topic}/{len(self._handlers)}/{_name(handler)}"
+            if path in self._handlers:
+                raise ValueError(f"route {path!r} is already registered")
+            if match is None:
+                if entry.default_path is not None:
+                    raise ValueError(f"topic {topic!r} on {pubsub!r} already has a default handler")
+                entry.default_path = path
+            else:
+                entry.rules.append(RouteRule(match=match, path=path))
+            _merge(entry, "dead_letter_topic", dead_letter_topic)
+            _merge(entry, "max_concurrency", max_concurrency)
+            self._handlers[path] = handler
+            return handler
+
+        return register
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(t.subscription() for t in self._topics.values())
+
+    # --- publishing --------------------------------------------------------------------------
+    async def publish(
+        self,
+        pubsub: str,
+        topic: str,
+        data: Any,
+        *,
+        content_type: str | None = None,
+        partition_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CloudEvent:
+        """Publish ``data`` wrapped in a CloudEvent as the sidecar does; returns the event."""
+        event = self.event(pubsub, topic, data, content_type=content_type,
+                           partition_key=partition_key, metadata=metadata)
+        broker = await self._source().get(pubsub)
+        await broker.publish(topic, event)
+        return event
+
+    def event(
+        self,
+        pubsub: str,
+        topic: str,
+        data: Any,
+        *,
+        content_type: str | None = None,
+        partition_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CloudEvent:
+        metadata = metadata or {}
+        extensions: dict[str, Any] = {"topic": topic, "pubsubname": pubsub}
+        key = partition_key or metadata.get("partitionKey")
+        if key:
+            extensions["partitionkey"] = key
+        ttl = metadata.get("ttlInSeconds")
+        if ttl:
+            extensions["expiration"] = format_time(utc_now() + timedelta(seconds=int(ttl)))
+        return CloudEvent(
+            id=str(uuid.uuid4()),
+            source=self.app_id,
+            type=DAPR_EVENT_TYPE,
+            datacontenttype=content_type or _content_type(data),
+            data=data,
+            extensions=extensions,
+        )
+
+    # --- running -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start one delivery worker per subscription (a failed start stops those started)."""
+        if self._workers:
+            return
+        source = self._source()
+        channel = InProcessChannel(self._handlers)
+        try:
+            for entry in self._topics.values():
+                broker = await source.get(entry.pubsub)
+                options = self.options
+                if entry.max_concurrency is not None:
+                    options = DeliveryOptions(
+                        max_concurrency=entry.max_concurrency,
+                        max_deliveries=options.max_deliveries,
+                        backoff=options.backoff,
+                        drain_timeout=options.drain_timeout,
+                    )
+                worker = DeliveryWorker(
+                    broker, entry.subscription(), self.app_id, channel, options,
+                    group=source.group(entry.pubsub),
+                )
+                await worker.start()
+                self._workers.append(worker)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Take no more events, let handlers in flight finish, close the brokers."""
+        workers, self._workers = self._workers, []
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        if self._brokers is not None:
+            brokers, self._brokers = self._brokers, None
+            await brokers.close()
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[App]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    def _source(self) -> _Brokers:
+        if self._brokers is None:
+            self._brokers = _Brokers(self.app_id, self._broker_url, self._resources_path)
+        return self._brokers
+
+
+def _name(handler: object) -> str:
+    return str(getattr(handler, "__name__", type(handler).__name__))
+
+
+def _merge(entry: _Topic, attribute: str, value: object) -> None:
+    """A per-topic setting may be given on any of its decorators, but only one value."""
+    if value is None:
+        return
+    current = getattr(entry, attribute)
+    if current is not None and current != value:
+        raise ValueError(f"topic {entry.topic!r}: {attribute} is both {current!r} and {value!r}")
+    setattr(entry, attribute, value)
+
+
+def _content_type(data: Any) -> str:
+    if isinstance(data, bytes):
+        return "application/octet-stream"
+    if isinstance(data, str):
+        return "text/plain"
+    json.dumps(data)  # fails now, not in the broker, when the data is not JSON
+    return "application/json"
