@@ -14,6 +14,7 @@ from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
 from tether.platform.run.subscriptions import AppSubscriptions, SubscriptionError
 from tether.platform.sidecar import create_app
+from tether.platform.sidecar.blocks import BlockConfigError, BlockContext, build_blocks
 from tether.workers.delivery import DeliveryOptions
 
 log = logging.getLogger("tether.run.sidecar")
@@ -55,7 +56,8 @@ class Sidecar:
             components = resources.components_for(self.app_id)
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
-        except (ResourceError, PubSubConfigError) as exc:
+            blocks = build_blocks(BlockContext(self.app_id, components, registry))
+        except (ResourceError, PubSubConfigError, BlockConfigError) as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
         app = create_app(
             registry,
@@ -63,6 +65,7 @@ class Sidecar:
             components=components,
             on_shutdown=self.shutdown_requested.set,
             subscriptions=self._subscriptions_metadata,
+            blocks=blocks,
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -13,6 +13,7 @@ from aiohttp import web
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.sidecar import errors
+from tether.platform.sidecar.blocks import ApiBlock
 from tether.platform.sidecar.errors import ApiError
 from tether.platform.sidecar.publish import PublishApi
 
@@ -116,13 +117,15 @@ def create_app(
     on_shutdown: ShutdownCallback | None = None,
     close_registry: bool = True,
     subscriptions: SubscriptionsView | None = None,
+    blocks: Sequence[ApiBlock] = (),
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
     ``on_shutdown`` runs on ``POST /v1.0/shutdown`` (it should only schedule the stop, the
     response goes out after it returns). The registry's brokers are closed on app cleanup
     unless ``close_registry`` is False. ``subscriptions`` lists the running subscriptions
-    for ``/v1.0/metadata``.
+    for ``/v1.0/metadata``. Each of ``blocks`` adds its routes; they are started with the
+    app and closed on its cleanup, before the brokers (an outbox may still publish).
     """
     app = web.Application(client_max_size=max_body_size, middlewares=[dapr_errors(max_body_size)])
     publish = PublishApi(registry, app_id)
@@ -139,7 +142,21 @@ def create_app(
         web.put("/v1.0/metadata/{key}", meta.put_metadata),
         web.post("/v1.0/shutdown", meta.shutdown),
     ]
+    for block in blocks:
+        routes += block.routes()
     app.add_routes(routes)
+    if blocks:
+
+        async def start_blocks(_: web.Application) -> None:
+            for block in blocks:
+                await block.start()
+
+        async def close_blocks(_: web.Application) -> None:
+            for block in reversed(blocks):
+                await block.close()
+
+        app.on_startup.append(start_blocks)
+        app.on_cleanup.append(close_blocks)
     if close_registry:
 
         async def close_brokers(_: web.Application) -> None:

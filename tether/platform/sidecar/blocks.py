@@ -1,0 +1,61 @@
+"""Building blocks beyond pub/sub plug into the sidecar here.
+
+Each block (state, secrets, configuration, lock, workflows, ...) lives in its own package
+and contributes a factory to :data:`BLOCK_FACTORIES`. A factory gets the app's loaded
+components and returns the block's HTTP routes, or None when the app has no component of
+its kind. Keeping the list here means a new block touches one line of the sidecar, not
+its assembly code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from tether.platform.components import Component
+from tether.platform.pubsub import PubSubRegistry
+
+
+class BlockConfigError(ValueError):
+    """A component a block cannot use; the message names it (the sidecar does not start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What a block factory may use to build itself."""
+
+    app_id: str
+    #: the app's components, already filtered by scopes
+    components: Sequence[Component]
+    #: the pub/sub brokers (a state change feed or an outbox publishes through them)
+    pubsub: PubSubRegistry
+
+
+class ApiBlock(Protocol):
+    """One building block's HTTP API and the resources it holds."""
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The block's routes (full paths, e.g. ``/v1.0/state/{store}``)."""
+
+    async def start(self) -> None:
+        """Open what must be open before the first request (connections, watchers)."""
+
+    async def close(self) -> None:
+        """Release what :meth:`start` opened; called once when the sidecar stops."""
+
+
+BlockFactory = Callable[[BlockContext], ApiBlock | None]
+
+#: the factories the sidecar calls, in order; a block adds itself here
+BLOCK_FACTORIES: list[BlockFactory] = []
+
+
+def build_blocks(
+    context: BlockContext, factories: Sequence[BlockFactory] | None = None
+) -> list[ApiBlock]:
+    """The blocks the app's components call for; a bad component raises BlockConfigError."""
+    chosen = BLOCK_FACTORIES if factories is None else factories
+    return [block for factory in chosen if (block := factory(context)) is not None]
