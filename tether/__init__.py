@@ -10,6 +10,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 # imported last, so that anything the SDK imports can already read __version__
-from tether.sdk import App, Drop, Retry
+from tether.sdk import App, AsyncClient, Client, Drop, Retry, TetherApiError
 
-__all__ = ["App", "CloudEvent", "Drop", "InvalidCloudEventError", "Retry", "__version__"]
+__all__ = [
+    "App", "AsyncClient", "Client", "CloudEvent", "Drop", "InvalidCloudEventError", "Retry",
+    "TetherApiError", "__version__",
+]

@@ -5,5 +5,8 @@ See docs/sdk.md.
 
 from .app import App
 from .channel import Drop, InProcessChannel, Retry
+from .client import AsyncClient, Client, TetherApiError
 
-__all__ = ["App", "Drop", "InProcessChannel", "Retry"]
+__all__ = [
+    "App", "AsyncClient", "Client", "Drop", "InProcessChannel", "Retry", "TetherApiError",
+]

@@ -1,0 +1,42 @@
+"""``tether.Client`` and ``tether.AsyncClient``: thin HTTP clients for a process that talks
+to a Tether (or Dapr) sidecar (docs/client.md).
+
+Each building block is a mixin in its own module over one request core
+(``client_core.py``): pub/sub in ``client_pubsub.py``, health/metadata/shutdown in
+``client_meta.py``. A new block adds its module and one base class below per client.
+"""
+
+from __future__ import annotations
+
+from .client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
+from .client_meta import AsyncMetaMixin, MetaMixin
+from .client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
+from .client_settings import ClientSettings, resolve_settings
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientSettings",
+    "FailedEntry",
+    "PublishEntry",
+    "SidecarUnavailableError",
+    "TetherApiError",
+    "TetherClientError",
+    "resolve_settings",
+]
+
+
+class Client(PubSubMixin, MetaMixin):
+    """A blocking client on one kept-alive HTTP connection.
+
+    ``Client()`` finds the sidecar from the environment (``DAPR_HTTP_ENDPOINT``, else
+    ``TETHER_HTTP_PORT`` / ``DAPR_HTTP_PORT`` on 127.0.0.1, else port 3500) and sends
+    ``DAPR_API_TOKEN`` as ``dapr-api-token``; ``Client("http://host:3501",
+    api_token=..., timeout=...)`` says so explicitly. Use it as a context manager, or call
+    :meth:`close`.
+    """
+
+
+class AsyncClient(AsyncPubSubMixin, AsyncMetaMixin):
+    """The asyncio client (aiohttp), with the same methods as :class:`Client`, awaited.
+    Use ``async with AsyncClient() as client:``, or ``await client.close()``."""
