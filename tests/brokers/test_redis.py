@@ -216,6 +216,17 @@ async def test_approximate_trimming_when_asked(redis_harness: RedisHarness) -> N
         await broker.close()
 
 
+async def test_more_concurrent_publishes_than_connections_all_succeed(
+    broker: RedisBroker, redis_harness: RedisHarness
+) -> None:
+    # past the pool's connections a publish waits for one instead of failing
+    # (redis-py's default pool raised "Too many connections")
+    topic = redis_harness.topic()
+    await broker.create_topic(topic, 1)
+    await asyncio.gather(*(broker.publish(topic, event(i)) for i in range(300)))
+    assert await broker.client.xlen(broker.keys.stream(topic, 0)) == 300
+
+
 async def test_a_subscription_outlives_a_redis_restart(tmp_path: Path) -> None:
     """Redis goes away and comes back empty (no persistence): publishing fails clearly
     meanwhile, and the member re-creates its group and consumes again afterwards."""

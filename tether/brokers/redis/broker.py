@@ -28,6 +28,8 @@ from tether.platform.events.redis import to_redis_fields
 
 #: events per XADD burst written and answered in one round trip
 PUBLISH_CHUNK = 1000
+#: connections per broker; more concurrent calls wait for one to be free
+MAX_CONNECTIONS = 100
 
 
 class RedisBroker(Broker):
@@ -65,9 +67,14 @@ class RedisBroker(Broker):
     async def connect(self) -> None:
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(
-            self._client_url, socket_connect_timeout=min(5.0, self.settings.session_timeout)
+        # a blocking pool: past max_connections a publish waits for a connection (redis-py's
+        # default pool raises "Too many connections" once 100 calls are in flight)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._client_url,
+            socket_connect_timeout=min(5.0, self.settings.session_timeout),
+            max_connections=MAX_CONNECTIONS,
         )
+        client = aioredis.Redis.from_pool(pool)  # the client closes the pool
         try:
             async with self.deadline():
                 await client.ping()
