@@ -1,1 +1,5 @@
-from tests.servers import kafka_address, redis_address  # noqa: F401 - session fixtures
+from tests.servers import (  # noqa: F401 - session fixtures
+    kafka_address,
+    postgres_dsn,
+    redis_address,
+)

@@ -1,5 +1,5 @@
 """Real servers for the tests: a tansu Kafka broker and a redis-server, each started on a
-free loopback port for the test session.
+free loopback port for the test session, and the machine's PostgreSQL (127.0.0.1:5432).
 
 Under CI=true a server that cannot be started fails the run; elsewhere the tests that need it
 are skipped with the reason. Set TETHER_TEST_KAFKA / TETHER_TEST_REDIS to a URL to use an
@@ -133,3 +133,26 @@ def redis_address() -> Iterator[str]:
             yield address
     except (RuntimeError, TimeoutError) as exc:
         unavailable(f"could not start redis-server: {exc}")
+
+
+POSTGRES_DEFAULT = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """A libpq connection string for the machine's PostgreSQL (database ``test``, trust auth).
+
+    ``TETHER_TEST_POSTGRES`` overrides it. Tests share the database, so each one works in
+    its own tables.
+    """
+    dsn = os.environ.get("TETHER_TEST_POSTGRES", POSTGRES_DEFAULT)
+    try:
+        import psycopg
+    except ImportError:
+        unavailable("psycopg is not installed: pip install -e '.[test]'")
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        unavailable(f"PostgreSQL is not reachable at {dsn!r}: {exc}")
+    return dsn
