@@ -94,6 +94,13 @@ class Delivery:
         """Deliver again after ``delay`` seconds, or dead-letter once max_deliveries is hit."""
         await self._subscription._nack(self._record, delay)
 
+    async def defer(self, delay: float) -> None:
+        """Hand the event out again after ``delay`` seconds without settling it. Unlike
+        nack this is not a failed delivery: the count stays, nothing is written to the
+        server and it never dead-letters (the scheduler holds not-yet-due events this way).
+        The key waits behind it, as with nack."""
+        await self._subscription._defer(self._record, delay)
+
     async def dead_letter(self, reason: str) -> None:
         """Move the event to the dead-letter topic now and settle it."""
         await self._subscription._dead_letter(self._record, reason)
@@ -261,6 +268,13 @@ class Subscription(abc.ABC):
             return
         record.handed_out = False
         record.delivery_count = await self._redelivery_count(record)
+        loop = asyncio.get_running_loop()
+        self._timers[record] = loop.call_later(max(delay, 0.0), self._redeliver, record)
+
+    async def _defer(self, record: Record, delay: float) -> None:
+        if record.settled or record in self._timers or record not in self._unsettled:
+            return  # settled, already waiting, or dropped by a revoke/close: nothing to hold
+        record.handed_out = False
         loop = asyncio.get_running_loop()
         self._timers[record] = loop.call_later(max(delay, 0.0), self._redeliver, record)
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,10 @@ from tether.brokers import Broker, open_broker
 from tether.platform.components import RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.pubsub import PubSubRegistry
+from tether.platform.pubsub.delivery_time import due_from
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
+from tether.workers.scheduled import publish_at
+from tether.workers.scheduler import Schedulers
 
 from .channel import Handler, InProcessChannel
 
@@ -68,6 +71,10 @@ class _Brokers:
             loaded = load_resources(resources, app_id)
             self._registry = PubSubRegistry(loaded.components_for(app_id))
 
+    def names(self) -> tuple[str, ...]:
+        """Pub/sub names with a broker of their own (a broker URL serves every name)."""
+        return self._registry.names if self._registry is not None else (DEFAULT_PUBSUB,)
+
     def group(self, pubsub: str) -> str:
         spec = self._registry.spec(pubsub) if self._registry is not None else None
         return (spec.consumer_group if spec is not None else None) or self._app_id
@@ -103,10 +110,14 @@ class App:
         broker: str | None = None,
         resources_path: str | Path | None = None,
         options: DeliveryOptions | None = None,
+        scheduler: bool = True,
     ) -> None:
         if broker is not None and resources_path is not None:
             raise ValueError("give a broker URL or a resources path, not both")
         self.app_id = app_id
+        #: run the delayed-publish scheduler for the app's components while started
+        self.scheduler = scheduler
+        self._schedulers: Schedulers | None = None
         self.options = options or DeliveryOptions()
         self._broker_url = broker
         self._resources_path = resources_path
@@ -172,12 +183,21 @@ class App:
         content_type: str | None = None,
         partition_key: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        deliver_after: timedelta | float | None = None,
+        deliver_at: datetime | None = None,
     ) -> CloudEvent:
-        """Publish ``data`` wrapped in a CloudEvent as the sidecar does; returns the event."""
+        """Publish ``data`` wrapped in a CloudEvent as the sidecar does; returns the event.
+
+        ``deliver_after`` (a timedelta or seconds) or ``deliver_at`` (an aware datetime)
+        delays delivery durably (docs/sdk.md); a time already past publishes at once."""
+        due = due_from(deliver_after, deliver_at)
         event = self.event(pubsub, topic, data, content_type=content_type,
                            partition_key=partition_key, metadata=metadata)
         broker = await self._source().get(pubsub)
-        await broker.publish(topic, event)
+        if due is None:
+            await broker.publish(topic, event)
+        else:
+            await publish_at(broker, topic, [event], [due])
         return event
 
     def event(
@@ -214,6 +234,9 @@ class App:
             return
         source = self._source()
         channel = InProcessChannel(self._handlers)
+        if self.scheduler and self._schedulers is None:
+            self._schedulers = Schedulers(source.names(), source.get)
+            self._schedulers.start()
         try:
             for entry in self._topics.values():
                 broker = await source.get(entry.pubsub)
@@ -239,6 +262,9 @@ class App:
         """Take no more events, let handlers in flight finish, close the brokers."""
         workers, self._workers = self._workers, []
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        schedulers, self._schedulers = self._schedulers, None
+        if schedulers is not None:
+            await schedulers.stop()
         if self._brokers is not None:
             brokers, self._brokers = self._brokers, None
             await brokers.close()

@@ -16,6 +16,7 @@ from tether.platform.run.subscriptions import AppSubscriptions, SubscriptionErro
 from tether.platform.sidecar import create_app
 from tether.platform.sidecar.blocks import BlockConfigError, BlockContext, build_blocks
 from tether.workers.delivery import DeliveryOptions
+from tether.workers.scheduler import Schedulers
 
 log = logging.getLogger("tether.run.sidecar")
 
@@ -49,6 +50,7 @@ class Sidecar:
         self._registry: PubSubRegistry | None = None
         self._declarative: tuple[Subscription, ...] = ()
         self.subscriptions: AppSubscriptions | None = None
+        self._schedulers: Schedulers | None = None
 
     async def start(self) -> None:
         try:
@@ -79,6 +81,9 @@ class Sidecar:
                 f"{self.host}:{self.http_port}: {exc.strerror or exc}"
             ) from exc
         self._runner = runner
+        # delayed publish: forward this app's components' scheduled events when due
+        self._schedulers = Schedulers(registry.names, registry.broker)
+        self._schedulers.start()
         names = ", ".join(c.name for c in components) or "none"
         log.info(
             "sidecar for app %r: HTTP API on http://%s:%d, components: %s",
@@ -111,6 +116,9 @@ class Sidecar:
         """Stop delivering, stop serving and close the brokers (the app's cleanup closes
         the registry)."""
         await self.stop_subscriptions()
+        schedulers, self._schedulers = self._schedulers, None
+        if schedulers is not None:
+            await schedulers.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

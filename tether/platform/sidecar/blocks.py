@@ -49,8 +49,15 @@ class ApiBlock(Protocol):
 
 BlockFactory = Callable[[BlockContext], ApiBlock | None]
 
+def _state(context: BlockContext) -> ApiBlock | None:
+    from tether.platform.state.api import state_block  # lazy: it imports this module
+
+    return state_block(context)
+
+
 #: the factories the sidecar calls, in order; a block adds itself here
 BLOCK_FACTORIES: list[BlockFactory] = []
+BLOCK_FACTORIES.append(_state)
 
 
 def build_blocks(

@@ -19,6 +19,19 @@ PUBSUB_PUBLISH_MESSAGE = "ERR_PUBSUB_PUBLISH_MESSAGE"  # 500
 # Tether's own: Dapr's HTTP server answers an oversized body without a JSON error
 BODY_TOO_LARGE = "ERR_BODY_TOO_LARGE"  # 413
 METADATA_SET = "ERR_METADATA_SET"  # 400
+# the state API's codes (pkg/api/errors/state.go, pkg/messages/errorcodes); docs/state.md
+MALFORMED_REQUEST = "ERR_MALFORMED_REQUEST"  # 400
+STATE_STORE_NOT_CONFIGURED = "ERR_STATE_STORE_NOT_CONFIGURED"  # 500 (FailedPrecondition)
+STATE_STORE_NOT_FOUND = "ERR_STATE_STORE_NOT_FOUND"  # 400
+STATE_STORE_NOT_SUPPORTED = "ERR_STATE_STORE_NOT_SUPPORTED"  # 500: no transactions / query
+STATE_GET = "ERR_STATE_GET"  # 500
+STATE_BULK_GET = "ERR_STATE_BULK_GET"  # 500
+STATE_SAVE = "ERR_STATE_SAVE"  # 409 etag mismatch, 400 invalid etag, else 500
+STATE_DELETE = "ERR_STATE_DELETE"  # 409 etag mismatch, 400 invalid etag, else 500
+STATE_TRANSACTION = "ERR_STATE_TRANSACTION"  # 500 in Dapr; Tether: 409 on an etag conflict
+STATE_QUERY = "ERR_STATE_QUERY"  # 500; Tether: 400 for a query the store cannot parse
+NOT_SUPPORTED_STATE_OPERATION = "ERR_NOT_SUPPORTED_STATE_OPERATION"  # 400
+PUBSUB_OUTBOX = "ERR_PUBLISH_OUTBOX"  # 500: the outbox records could not be built
 
 
 class ApiError(Exception):

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -27,8 +27,10 @@ from tether.platform.events.event import (
 from tether.platform.events.json_format import CONTENT_TYPE as CLOUDEVENTS_JSON
 from tether.platform.events.json_format import event_from_attributes, from_object
 from tether.platform.pubsub import PubSubRegistry, PubSubSpec
+from tether.platform.pubsub.delivery_time import DeliveryTimeError, due_time
 from tether.platform.sidecar import errors
 from tether.platform.sidecar.errors import ApiError
+from tether.workers.scheduled import publish_at
 
 DAPR_EVENT_TYPE = "com.dapr.event.sent"
 DEFAULT_CONTENT_TYPE = "text/plain"
@@ -180,6 +182,17 @@ def _apply_metadata(attributes: dict[str, Any], metadata: Mapping[str, str], *, 
         attributes["partitionkey"] = key
 
 
+def delivery_due(metadata: Mapping[str, str]) -> datetime | None:
+    """When a delayed publish (``metadata.deliverAfter`` / ``deliverAt``) is due; None
+    for an ordinary one. Bad values are Dapr's metadata error (400)."""
+    try:
+        return due_time(metadata)
+    except DeliveryTimeError as exc:
+        raise ApiError(
+            400, errors.PUBSUB_REQUEST_METADATA, f"failed deserializing metadata: {exc}"
+        ) from exc
+
+
 def _decode_body(body: bytes, content_type: str) -> Any:
     """JSON stays JSON and text stays text; anything else (or a body that is not what its
     content type says) is kept as bytes, so it reaches subscribers unchanged."""
@@ -202,11 +215,19 @@ def trace_headers(request: web.Request) -> dict[str, str]:
     return {h: request.headers[h] for h in TRACE_HEADERS if request.headers.get(h)}
 
 
-async def publish_to(registry: PubSubRegistry, target: Target, events: list[CloudEvent]) -> None:
-    """Publish; a broker failure becomes Dapr's 500 ERR_PUBSUB_PUBLISH_MESSAGE."""
+async def publish_to(
+    registry: PubSubRegistry,
+    target: Target,
+    events: list[CloudEvent],
+    due: list[datetime | None] | None = None,
+) -> None:
+    """Publish (delayed ones to the schedule topic, see tether/workers/scheduled.py); a
+    broker failure becomes Dapr's 500 ERR_PUBSUB_PUBLISH_MESSAGE."""
     try:
         broker: Broker = await registry.broker(target.spec.name)
-        if len(events) == 1:
+        if due is not None and any(d is not None for d in due):
+            await publish_at(broker, target.topic, events, due)
+        elif len(events) == 1:
             await broker.publish(target.topic, events[0])
         else:
             await broker.publish_batch(target.topic, events)
@@ -281,16 +302,18 @@ class PublishApi:
     async def publish(self, request: web.Request) -> web.StreamResponse:
         target = resolve(self.registry, request.match_info["pubsub"], request.match_info["topic"])
         body = await request.read()
+        metadata = request_metadata(request)
+        due = delivery_due(metadata)
         event = build_event(
             body,
             request.headers.get("Content-Type"),
             app_id=self.app_id,
             target=target,
-            metadata=request_metadata(request),
+            metadata=metadata,
             trace=trace_headers(request),
         )
         check_allowed(target, self.app_id)
-        await publish_to(self.registry, target, [event])
+        await publish_to(self.registry, target, [event], [due])
         return web.Response(status=204)
 
     async def publish_bulk(self, request: web.Request) -> web.StreamResponse:
@@ -298,22 +321,24 @@ class PublishApi:
         entries = parse_bulk(await request.read())
         shared = request_metadata(request)
         trace = trace_headers(request)
+        metadata = [{**shared, **entry.metadata} for entry in entries]
+        due = [delivery_due(m) for m in metadata]
         events = [
             build_event(
                 entry.body,
                 entry.content_type,
                 app_id=self.app_id,
                 target=target,
-                metadata={**shared, **entry.metadata},
+                metadata=m,
                 trace=trace,
             )
-            for entry in entries
+            for entry, m in zip(entries, metadata, strict=True)
         ]
         check_allowed(target, self.app_id)
         if not events:
             return web.Response(status=204)
         try:
-            await publish_to(self.registry, target, events)
+            await publish_to(self.registry, target, events, due)
         except ApiError as exc:
             # a broker batch is accepted whole or not at all: every entry failed
             failed = [{"entryId": e.entry_id, "error": exc.message} for e in entries]
