@@ -21,7 +21,7 @@ DEFAULT_SQLITE_PATH = ".tether/state.db"
 DEFAULT_TABLE = "state"
 DEFAULT_METADATA_TABLE = "tether_state_metadata"
 DEFAULT_TIMEOUT = 20.0
-DEFAULT_BUSY_TIMEOUT = 2.0
+DEFAULT_BUSY_TIMEOUT = 5.0
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
@@ -139,15 +139,16 @@ def _sqlite(component: Component, base_dir: Path | None) -> Opener:
         path = base_dir / path
     table = _identifier(component, "tableName", DEFAULT_TABLE)
     metadata_table = _identifier(component, "metadataTableName", DEFAULT_METADATA_TABLE)
-    timeout = _duration(component, "timeout", DEFAULT_TIMEOUT)
+    # Dapr's timeout bounds each operation; here the busy timeout does (a write waits at
+    # most that long for the file's write lock), so timeout is only checked
+    _duration(component, "timeout", DEFAULT_TIMEOUT)
     busy = _duration(component, "busyTimeout", DEFAULT_BUSY_TIMEOUT)
 
     async def opener() -> StateStore:
         from tether.platform.state.stores.sqlite import SqliteStateStore
 
         return await SqliteStateStore.open(
-            path, table=table, metadata_table=metadata_table, timeout=timeout,
-            busy_timeout=busy,
+            path, table=table, metadata_table=metadata_table, busy_timeout=busy
         )
 
     return opener

@@ -18,6 +18,8 @@ from typing import Any
 
 from tether.platform.state.store import InvalidQueryError, Query, StateItem
 
+from .common import json_text
+
 COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE")
 MAX_LIMIT = 10_000
 
@@ -183,10 +185,10 @@ def run_in_memory(p: Plan, items: Sequence[StateItem]) -> tuple[list[StateItem],
     """Filter, sort and page items (already live and prefix-filtered) in Python."""
     docs: list[tuple[StateItem, Any]] = []
     for item in items:
-        try:
-            doc = json.loads(item.value)
-        except ValueError:
-            continue  # a value that is not JSON never matches a query
+        text = json_text(item.value)
+        if text is None:
+            continue  # a value that is not JSON never matches a query (as in the SQL stores)
+        doc = json.loads(text)
         if matches(p.filter, doc):
             docs.append((item, doc))
     docs.sort(key=lambda pair: pair[0].key)
@@ -205,6 +207,14 @@ def _sortable(value: Any) -> bool:
 def _sort_value(value: Any) -> tuple[int, Any]:
     rank = {"bool": 0, "number": 1, "string": 2}[_kind(value)]
     return rank, value
+
+
+def cut(rows: Sequence[StateItem], p: Plan) -> tuple[list[StateItem], str | None]:
+    """The page from rows a store fetched from ``p.offset`` with a limit of ``p.limit + 1``
+    (the extra row only tells whether there is a next page)."""
+    if p.limit is None or len(rows) <= p.limit:
+        return list(rows), None
+    return list(rows[:p.limit]), str(p.offset + p.limit)
 
 
 def page(rows: Sequence[StateItem], p: Plan) -> tuple[list[StateItem], str | None]:

@@ -1,15 +1,284 @@
-"""`state.sqlite`: not written yet (the registry already checks its metadata)."""
+"""``state.sqlite``: the embedded default, a table in a SQLite file (stdlib sqlite3).
+
+Every call runs on one worker thread that owns the connection, so the event loop never
+blocks on disk. The file is in WAL mode and every write is a ``BEGIN IMMEDIATE``
+transaction that reads, checks the ETag and writes under SQLite's write lock: several
+processes (or several stores) can share one file safely; a writer waits up to
+``busyTimeout`` for the lock.
+
+JSON values are stored as TEXT and everything else as a BLOB (SQLite columns are typed per
+value), so the query API runs json1 functions on exactly the JSON rows and every value
+round-trips byte for byte.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
-from tether.platform.state.store import StateStore, StateStoreError
+from tether.platform.state.store import (
+    FEATURE_ETAG,
+    FEATURE_QUERY_API,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    DeleteOperation,
+    ETagMismatchError,
+    Operation,
+    OutboxRecord,
+    Query,
+    QueryResult,
+    SetOperation,
+    StateItem,
+    StateStore,
+    StateStoreError,
+)
+
+from . import query as q
+from .common import check_etag, check_ttl, expiry, item_metadata, json_text, new_etag
+from .sqlite_query import compile_query
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = "1"
+#: delete expired rows after this many writes (reads already hide them)
+PURGE_EVERY = 500
+#: keys per statement in bulk_get (SQLite's default variable limit is 32766)
+CHUNK = 500
 
 
 class SqliteStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL, FEATURE_QUERY_API})
+
+    def __init__(self, path: Path, table: str, metadata_table: str, busy_timeout: float) -> None:
+        self._path = path
+        self._table = table
+        self._outbox = f"{table}_outbox"
+        self._metadata_table = metadata_table
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"state-sqlite-{table}")
+        self._conn: sqlite3.Connection | None = None
+        self._writes = 0
+
     @classmethod
     async def open(
-        cls, path: Path, *, table: str, metadata_table: str, timeout: float, busy_timeout: float
+        cls, path: Path, *, table: str, metadata_table: str, busy_timeout: float
     ) -> SqliteStateStore:
-        raise StateStoreError("state.sqlite is not implemented yet")
+        store = cls(path, table, metadata_table, busy_timeout)
+        try:
+            await store._run(store._connect)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # --- the worker thread ----------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StateStoreError("the SQLite state store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"SQLite state store {self._path}: {exc}") from exc
+
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        self._conn = conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints, safe in WAL
+        with self._write(conn):
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._table} ("
+                " key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, etag TEXT NOT NULL,"
+                " content_type TEXT, expires_at REAL, updated_at REAL NOT NULL)"
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._table}_expires ON {self._table} "
+                "(expires_at) WHERE expires_at IS NOT NULL"
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._outbox} ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+                " pubsub TEXT NOT NULL, topic TEXT NOT NULL, event BLOB NOT NULL)"
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._metadata_table} ("
+                " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+            )
+            conn.execute(
+                f"INSERT OR IGNORE INTO {self._metadata_table} VALUES ('schema-version', ?)",
+                (SCHEMA_VERSION,),
+            )
+
+    class _write:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, kind: object, exc: object, tb: object) -> None:
+            self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateStoreError("the SQLite state store is closed")
+        return self._conn
+
+    def _item(self, key: str, value: bytes | str, etag: str, expires_at: float | None
+              ) -> StateItem:
+        raw = value.encode() if isinstance(value, str) else value
+        return StateItem(key, raw, etag, item_metadata(expires_at))
+
+    def _select(self, keys: Sequence[str]) -> dict[str, StateItem]:
+        conn, now, found = self._db(), time.time(), {}
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start:start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key, value, etag, expires_at FROM {self._table} WHERE key IN "
+                f"({marks}) AND (expires_at IS NULL OR expires_at > ?)", (*chunk, now)
+            )
+            found.update({row[0]: self._item(*row) for row in rows})
+        return found
+
+    def _current_etag(self, conn: sqlite3.Connection, key: str, now: float) -> str | None:
+        row = conn.execute(
+            f"SELECT etag FROM {self._table} WHERE key = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)", (key, now)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _apply(self, conn: sqlite3.Connection, ops: Sequence[Operation], now: float
+               ) -> list[str]:
+        """Check and apply every operation inside the caller's write transaction."""
+        etags = []
+        for op in ops:
+            current = self._current_etag(conn, op.key, now)
+            _check(op, current)
+            if isinstance(op, DeleteOperation):
+                conn.execute(f"DELETE FROM {self._table} WHERE key = ?", (op.key,))
+                continue
+            etag = new_etag()
+            text = json_text(op.value)
+            conn.execute(
+                f"INSERT INTO {self._table} (key, value, etag, content_type, expires_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " value = excluded.value, etag = excluded.etag,"
+                " content_type = excluded.content_type, expires_at = excluded.expires_at,"
+                " updated_at = excluded.updated_at",
+                (op.key, op.value if text is None else text, etag, op.content_type,
+                 expiry(op.ttl_seconds, None, now), now),
+            )
+            etags.append(etag)
+        self._writes += 1
+        if self._writes % PURGE_EVERY == 0:
+            conn.execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", (now,))
+        return etags
+
+    def _transact(self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord]
+                  ) -> list[str]:
+        with self._write(self._db()) as conn:
+            etags = self._apply(conn, ops, time.time())
+            conn.executemany(
+                f"INSERT INTO {self._outbox} (id, pubsub, topic, event) VALUES (?, ?, ?, ?)",
+                [(r.id, r.pubsub, r.topic, r.event) for r in outbox],
+            )
+            return etags
+
+    # --- the contract -----------------------------------------------------------------
+
+    async def get(self, key: str) -> StateItem | None:
+        return (await self._run(lambda: self._select([key]))).get(key)
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[StateItem | None]:
+        keys = list(keys)
+        found = await self._run(lambda: self._select(keys)) if keys else {}
+        return [found.get(key) for key in keys]
+
+    async def set(self, op: SetOperation) -> str:
+        _precheck([op])
+        return (await self._run(lambda: self._transact([op], ())))[0]
+
+    async def delete(self, op: DeleteOperation) -> None:
+        _precheck([op])
+        await self._run(lambda: self._transact([op], ()))
+
+    async def transact(
+        self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
+    ) -> None:
+        ops, outbox = list(ops), list(outbox)
+        _precheck(ops)
+        await self._run(lambda: self._transact(ops, outbox))
+
+    async def outbox_pending(self, limit: int) -> list[OutboxRecord]:
+        def select() -> list[OutboxRecord]:
+            rows = self._db().execute(
+                f"SELECT id, pubsub, topic, event FROM {self._outbox} ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [OutboxRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+        return await self._run(select)
+
+    async def outbox_done(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+
+        def delete() -> None:
+            with self._write(self._db()) as conn:
+                conn.executemany(f"DELETE FROM {self._outbox} WHERE id = ?",
+                                 [(i,) for i in ids])
+
+        await self._run(delete)
+
+    async def query(self, query: Query) -> QueryResult:
+        p = q.plan(query)
+        sql, params = compile_query(self._table, p, time.time())
+
+        def select() -> list[StateItem]:
+            return [self._item(*row) for row in self._db().execute(sql, params)]
+
+        items, token = q.cut(await self._run(select), p)
+        return QueryResult(items, token)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None  # type: ignore[assignment]
+        if executor is None:
+            return
+
+        def disconnect() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(executor, disconnect)
+        executor.shutdown(wait=False)
+
+
+def _precheck(ops: Sequence[Operation]) -> None:
+    """Refuse malformed requests before touching the database."""
+    for op in ops:
+        check_etag(op.key, op.etag)
+        if isinstance(op, SetOperation):
+            check_ttl(op.ttl_seconds)
+
+
+def _check(op: Operation, current: str | None) -> None:
+    if op.etag is not None:
+        if current != op.etag:
+            raise ETagMismatchError(op.key)
+    elif op.first_write and isinstance(op, SetOperation) and current is not None:
+        raise ETagMismatchError(op.key, f"key {op.key!r} already exists (first-write)")
