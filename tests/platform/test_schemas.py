@@ -28,7 +28,9 @@ from tether.schemas import (
 
 
 def test_available_schemas() -> None:
-    assert available_schemas() == [CLOUDEVENT, MALFORMED_EVENT_TYPE, DEAD_LETTER_EXTENSIONS]
+    assert available_schemas() == [
+        CLOUDEVENT, MALFORMED_EVENT_TYPE, DEAD_LETTER_EXTENSIONS, "io.tether.state.changed"
+    ]
 
 
 @pytest.mark.parametrize("name", available_schemas())

@@ -72,17 +72,23 @@ class MetadataApi:
         self.on_shutdown = on_shutdown
         self.subscriptions = subscriptions
         self.extended: dict[str, str] = {}
+        #: component name -> Dapr capability names, from blocks that report them
+        self.capabilities: list[Callable[[], Mapping[str, Sequence[str]]]] = []
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
 
     async def get_metadata(self, request: web.Request) -> web.StreamResponse:
+        capabilities: dict[str, Sequence[str]] = {}
+        for report in self.capabilities:
+            capabilities.update(report())
         body: dict[str, Any] = {
             "id": self.app_id,
             "runtimeVersion": runtime_version(),
             "enabledFeatures": [],
             "components": [
-                {"name": c.name, "type": c.type, "version": c.version, "capabilities": []}
+                {"name": c.name, "type": c.type, "version": c.version,
+                 "capabilities": list(capabilities.get(c.name, ()))}
                 for c in self.components
             ],
             "subscriptions": list(self.subscriptions()) if self.subscriptions else [],
@@ -144,6 +150,9 @@ def create_app(
     ]
     for block in blocks:
         routes += block.routes()
+        report = getattr(block, "capabilities", None)  # optional: blocks with components
+        if callable(report):
+            meta.capabilities.append(report)
     app.add_routes(routes)
     if blocks:
 

@@ -1,0 +1,81 @@
+"""The state change feed: an ``io.tether.state.changed`` CloudEvent per written key.
+
+A state component opts in with Tether metadata ``changeFeedPubsub`` and ``changeFeedTopic``.
+The events are not published by the request handler: they become outbox records written in
+the same store transaction as the change (see :mod:`.outbox`), and the store's relay
+publishes them. So an acknowledged change always gets its event (at least once) and a change
+that failed or was rolled back never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.platform.components import Component
+from tether.platform.events import CloudEvent, utc_now
+from tether.platform.events.event import JSON_CONTENT_TYPE
+from tether.platform.events.json_format import to_json
+from tether.platform.state.store import OutboxRecord
+
+CHANGED_TYPE = "io.tether.state.changed"
+FEED_PUBSUB = "changeFeedPubsub"
+FEED_TOPIC = "changeFeedTopic"
+UPSERT = "upsert"
+DELETE = "delete"
+
+
+class ChangeFeedConfigError(ValueError):
+    """Change feed metadata that cannot work (one key without the other)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeed:
+    """Where one state component's change events go."""
+
+    store: str
+    pubsub: str
+    topic: str
+
+    @classmethod
+    def from_component(cls, component: Component) -> ChangeFeed | None:
+        pubsub = component.value(FEED_PUBSUB) or ""
+        topic = component.value(FEED_TOPIC) or ""
+        if not pubsub and not topic:
+            return None
+        if not pubsub or not topic:
+            raise ChangeFeedConfigError(
+                f"state component {component.name!r}: {FEED_PUBSUB} and {FEED_TOPIC} "
+                "must be set together"
+            )
+        return cls(component.name, pubsub, topic)
+
+    def event(
+        self,
+        *,
+        app_id: str,
+        key: str,
+        stored_key: str,
+        operation: str,
+        etag: str | None = None,
+        transaction: str | None = None,
+    ) -> CloudEvent:
+        data = {
+            "store": self.store,
+            "key": key,
+            "operation": operation,
+            "etag": etag,
+            "transaction": transaction,
+        }
+        return CloudEvent(
+            type=CHANGED_TYPE,
+            source=app_id,
+            subject=key,
+            time=utc_now(),
+            datacontenttype=JSON_CONTENT_TYPE,
+            data=data,
+            # per stored key: two apps' keys of the same name are different keys
+            extensions={"partitionkey": stored_key},
+        )
+
+    def record(self, event: CloudEvent) -> OutboxRecord:
+        return OutboxRecord(id=event.id, pubsub=self.pubsub, topic=self.topic, event=to_json(event))
