@@ -32,6 +32,8 @@ class BlockContext:
     components: Sequence[Component]
     #: the pub/sub brokers (a state change feed or an outbox publishes through them)
     pubsub: PubSubRegistry
+    #: the port the app listens on (None: no app channel), for blocks that push to the app
+    app_port: int | None = None
 
 
 class ApiBlock(Protocol):
@@ -55,9 +57,16 @@ def _state(context: BlockContext) -> ApiBlock | None:
     return state_block(context)
 
 
+def _lock(context: BlockContext) -> ApiBlock | None:
+    from tether.platform.lock.api import lock_block  # lazy: it imports this module
+
+    return lock_block(context)
+
+
 #: the factories the sidecar calls, in order; a block adds itself here
 BLOCK_FACTORIES: list[BlockFactory] = []
 BLOCK_FACTORIES.append(_state)
+BLOCK_FACTORIES.append(_lock)
 
 
 def build_blocks(

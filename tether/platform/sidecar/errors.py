@@ -54,3 +54,11 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response(error_body(code, message), status=status)
+
+
+# distributed lock (pkg/messages/predefined.go); Dapr answers ERR_MALFORMED_REQUEST (above)
+# for an unreadable body, a missing resourceId / lockOwner and a non-positive expiry
+LOCK_STORE_NOT_CONFIGURED = "ERR_LOCK_STORE_NOT_CONFIGURED"  # 500
+LOCK_STORE_NOT_FOUND = "ERR_LOCK_STORE_NOT_FOUND"  # 400
+TRY_LOCK = "ERR_TRY_LOCK"  # 500, also a resourceId containing "||"
+UNLOCK = "ERR_UNLOCK"  # 500

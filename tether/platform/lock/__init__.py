@@ -1,0 +1,10 @@
+"""Distributed lock: Dapr's lock API (``/v1.0-alpha1/lock``, ``/unlock``) over lock stores.
+
+A store holds one owner per key until the owner unlocks or the expiry passes
+(docs/lock.md). Stores: ``lock.redis`` and ``lock.sqlite`` (embedded, one machine).
+"""
+
+from tether.platform.lock.keys import KeyPrefix, LockKeyError
+from tether.platform.lock.store import LockStore, LockStoreError, UnlockStatus
+
+__all__ = ["KeyPrefix", "LockKeyError", "LockStore", "LockStoreError", "UnlockStatus"]
