@@ -129,11 +129,23 @@ def new_topic(prefix: str) -> str:
 
 
 # --- processes --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Running:
+    base: str
+    pid: int
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the sidecar process has used so far: a cost per
+        request that a busy shared machine blurs much less than wall-clock figures."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
             subscriptions: str = "", app_command: Sequence[str] = (),
-            app_port: int | None = None) -> Iterator[str]:
-    """``tether run`` as a real process; yields the base URL of its HTTP API."""
+            app_port: int | None = None) -> Iterator[Running]:
+    """``tether run`` as a real process; yields the base URL of its HTTP API and its pid."""
     resources = folder / f"resources-{uuid.uuid4().hex[:6]}"
     resources.mkdir()
     (resources / "pubsub.yaml").write_text(backend.component)
@@ -151,7 +163,7 @@ def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/v1.0/healthz", process, folder / f"sidecar-{port}.log")
-        yield base
+        yield Running(base, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -238,7 +250,9 @@ async def loadgen_latency(spec: dict[str, Any]) -> dict[str, Any]:
                     if response.status != 204:
                         raise RuntimeError(f"publish answered {response.status}")
 
+            cpu = time.process_time()
             latencies, lags, elapsed = await paced(total, spec["rate"], send)
+            cpu = time.process_time() - cpu
     else:
         events = [sidecar_event(topic, i) for i in range(total)]
         broker: Broker = open_broker(spec["broker"])
@@ -247,14 +261,16 @@ async def loadgen_latency(spec: dict[str, Any]) -> dict[str, Any]:
             async def send(i: int) -> None:
                 await broker.publish(topic, events[i])
 
+            cpu = time.process_time()
             latencies, lags, elapsed = await paced(total, spec["rate"], send)
+            cpu = time.process_time() - cpu
     measured = sorted(latencies[warmup:])
     lag = sorted(lags[warmup:])
     return {
         "p50": percentile(measured, 0.50), "p90": percentile(measured, 0.90),
         "p99": percentile(measured, 0.99), "max": measured[-1],
         "mean": statistics.fmean(measured), "rate": total / elapsed,
-        "lag_p99": percentile(lag, 0.99), "count": count,
+        "lag_p99": percentile(lag, 0.99), "count": count, "cpu_per": cpu / total,
     }
 
 
@@ -280,21 +296,22 @@ async def loadgen_bulk(spec: dict[str, Any]) -> dict[str, Any]:
                         raise RuntimeError(f"bulk publish answered {response.status}: {reply!r}")
 
             await send(rounds)  # warm-up: connection, broker, topic metadata
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for r in range(rounds):
                 await send(r)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     else:
         batches = [[sidecar_event(topic, r * batch + j) for j in range(batch)]
                    for r in range(rounds + 1)]
         broker: Broker = open_broker(spec["broker"])
         async with broker:
             await broker.publish_batch(topic, batches[rounds])
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for r in range(rounds):
                 await broker.publish_batch(topic, batches[r])
-            elapsed = time.perf_counter() - started
-    return {"rate": rounds * batch / elapsed, "events": rounds * batch}
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"rate": rounds * batch / elapsed, "events": rounds * batch,
+            "cpu_per": cpu / (rounds * batch)}
 
 
 async def loadgen_app_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
@@ -385,15 +402,18 @@ def serve_app(port: int) -> None:
 async def part_a(backend: Backend, folder: Path, args: argparse.Namespace) -> None:
     count = int(args.rate * args.seconds)
     warmup = max(1, int(args.rate * args.warmup))
-    with sidecar(backend, folder) as base:
+    with sidecar(backend, folder) as running:
         results = {}
         for target in ("direct", "http"):  # one topic each, so neither reads the other's data
             topic = new_topic("lat")
             await create_topics(backend, topic)
+            cpu = running.cpu()
             results[target] = await run_role({
                 "kind": "latency", "target": target, "topic": topic, "count": count,
-                "warmup": warmup, "rate": args.rate, "sidecar": base, "broker": backend.url,
+                "warmup": warmup, "rate": args.rate, "sidecar": running.base,
+                "broker": backend.url,
             })
+            results[target]["sidecar_cpu_per"] = (running.cpu() - cpu) / (count + warmup)
     print(f"(a) {backend.name}: HTTP publish at {args.rate:,.0f}/s, {count:,} requests "
           f"after {warmup:,} warm-up, sidecar = tether run process, load generator = process",
           flush=True)
@@ -401,7 +421,9 @@ async def part_a(backend: Backend, folder: Path, args: argparse.Namespace) -> No
         r = results[target]
         print(f"    {label:<22} p50 {r['p50'] * 1e3:6.2f} ms  p90 {r['p90'] * 1e3:6.2f} ms  "
               f"p99 {r['p99'] * 1e3:6.2f} ms  max {r['max'] * 1e3:7.2f} ms  "
-              f"(sent {r['rate']:,.0f}/s, start lag p99 {r['lag_p99'] * 1e3:.2f} ms)", flush=True)
+              f"(sent {r['rate']:,.0f}/s, start lag p99 {r['lag_p99'] * 1e3:.2f} ms; CPU per "
+              f"request: load generator {r['cpu_per'] * 1e6:.0f} us, sidecar "
+              f"{r['sidecar_cpu_per'] * 1e6:.0f} us)", flush=True)
     direct, http = results["direct"], results["http"]
     added = {q: (http[q] - direct[q]) * 1e3 for q in ("p50", "p90", "p99")}
     print(f"    added by the sidecar  p50 {added['p50']:+.2f} ms  p90 {added['p90']:+.2f} ms  "
@@ -412,21 +434,27 @@ async def part_a(backend: Backend, folder: Path, args: argparse.Namespace) -> No
 
 # --- (b) bulk publish ----------------------------------------------------------------------------
 async def part_b(backend: Backend, folder: Path, args: argparse.Namespace) -> None:
-    with sidecar(backend, folder) as base:
+    with sidecar(backend, folder) as running:
         for batch in args.bulk_sizes:
             results = {}
             for target in ("direct", "http"):
                 topic = new_topic("bulk")
                 await create_topics(backend, topic)
+                cpu = running.cpu()
                 results[target] = await run_role({
                     "kind": "bulk", "target": target, "topic": topic, "batch": batch,
-                    "count": max(args.bulk_events, batch), "sidecar": base,
+                    "count": max(args.bulk_events, batch), "sidecar": running.base,
                     "broker": backend.url,
                 })
-            direct, http = results["direct"]["rate"], results["http"]["rate"]
-            print(f"(b) {backend.name}: bulk of {batch:>5}  direct publish_batch {direct:>9,.0f}/s"
-                  f"  HTTP bulk {http:>9,.0f}/s  ratio {http / direct:.0%} of direct "
-                  f"({results['http']['events']:,} events)", flush=True)
+                results[target]["sidecar_cpu"] = running.cpu() - cpu
+            direct, http = results["direct"], results["http"]
+            per_event = http["sidecar_cpu"] / (http["events"] + batch)  # with the warm-up batch
+            print(f"(b) {backend.name}: bulk of {batch:>5}  direct publish_batch "
+                  f"{direct['rate']:>9,.0f}/s  HTTP bulk {http['rate']:>9,.0f}/s  ratio "
+                  f"{http['rate'] / direct['rate']:.0%} of direct ({http['events']:,} events; CPU "
+                  f"per event: direct {direct['cpu_per'] * 1e6:.0f} us, HTTP load generator "
+                  f"{http['cpu_per'] * 1e6:.0f} us + sidecar {per_event * 1e6:.0f} us)",
+                  flush=True)
 
 
 # --- (c) SDK publish -> handler ------------------------------------------------------------------
@@ -546,7 +574,10 @@ async def raw_redis_rate(address: str, count: int, window: int) -> float:
     from tether.platform.events.redis import to_redis_fields
 
     host, port = address.split(":")
-    client = redis.Redis(host=host, port=int(port))
+    # a blocking pool of 100 connections, as Tether's Redis broker has (the default pool
+    # fails past 100 calls in flight)
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool(
+        host=host, port=int(port), max_connections=100))
     reader = redis.Redis(host=host, port=int(port))
     stream, group = new_topic("raw"), "raw"
     await client.xgroup_create(stream, group, id="$", mkstream=True)
@@ -632,9 +663,10 @@ async def app_stats(session: Any, port: int) -> dict[str, dict[str, float]]:
         return stats
 
 
-async def delivered_rate(backend: Backend, session: Any, port: int, topic: str, route: str,
-                         count: int, keys: int) -> float:
-    """Events/s from the first delivery to the last; ``keys`` partition keys (0: none)."""
+async def delivered_rate(backend: Backend, running: Running, session: Any, port: int,
+                         topic: str, route: str, count: int, keys: int) -> tuple[float, float]:
+    """Events/s from the first delivery to the last, and the sidecar's CPU seconds per
+    event; ``keys`` partition keys (0: none)."""
     broker = open_broker(backend.url)
     async with broker:
         await broker.publish(topic, sidecar_event(topic, 0))
@@ -649,16 +681,17 @@ async def delivered_rate(backend: Backend, session: Any, port: int, topic: str, 
         for i, event in enumerate(events):
             if keys:
                 event.extensions["partitionkey"] = f"key-{i % keys}"
-        published = time.monotonic()
+        published, cpu = time.monotonic(), running.cpu()
         for start in range(0, count, 1000):
             await broker.publish_batch(topic, events[start : start + 1000])
         deadline = time.monotonic() + 600
         while True:
             entry = (await app_stats(session, port)).get(route, {})
             if entry.get("count", 0) >= count:
+                cpu = (running.cpu() - cpu) / count
                 if entry["last"] > entry["first"]:
-                    return (entry["count"] - 1) / (entry["last"] - entry["first"])
-                return entry["count"] / (entry["last"] - published)  # one request: all of it
+                    return (entry["count"] - 1) / (entry["last"] - entry["first"]), cpu
+                return entry["count"] / (entry["last"] - published), cpu  # all in one request
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/{route}: {entry.get('count', 0)} of {count} delivered")
             await asyncio.sleep(0.05)
@@ -687,23 +720,27 @@ async def part_d(backend: Backend, folder: Path, args: argparse.Namespace) -> No
     app_command = [sys.executable, __file__, "--role", "app", "--port", str(app_port)]
     app_id = f"benchapp-{uuid.uuid4().hex[:6]}"
     with sidecar(backend, folder, app_id=app_id, subscriptions=subscriptions,
-                 app_command=app_command, app_port=app_port):
+                 app_command=app_command, app_port=app_port) as running:
         async with aiohttp.ClientSession() as session:
             await wait_app(session, app_port)
             ceilings = {
+                # the same events in flight: a bulk of 100 holds 100 of the worker's permits
                 route: (await run_role({"kind": "ceiling", "app_port": app_port, "count": count,
-                                        "concurrency": concurrency, "bulk": size}))["rate"]
+                                        "concurrency": max(1, concurrency // max(1, size)),
+                                        "bulk": size}))["rate"]
                 for route, size in (("events", 0), ("bulk", bulk_size))
             }
-            rates = [await delivered_rate(backend, session, app_port, topic, route, n, keys)
+            rates = [await delivered_rate(backend, running, session, app_port, topic, route, n,
+                                          keys)
                      for topic, (_, route, keys, n) in zip(topics, runs, strict=True)]
     print(f"(d) {backend.name}: HTTP delivery by tether run to an aiohttp app in its own "
           f"process, concurrency {concurrency}; app ceiling = the app driven directly by an "
           f"aiohttp client (own process) at that concurrency", flush=True)
-    for (label, route, _, n), rate in zip(runs, rates, strict=True):
+    for (label, route, _, n), (rate, cpu) in zip(runs, rates, strict=True):
         ceiling = ceilings[route]
         print(f"    {label:<22} {n:>7,} events  tether run {rate:>8,.0f}/s  app ceiling "
-              f"{ceiling:>8,.0f}/s  ratio {rate / ceiling:.0%} of ceiling", flush=True)
+              f"{ceiling:>8,.0f}/s  ratio {rate / ceiling:.0%} of ceiling  (sidecar CPU "
+              f"{cpu * 1e6:.0f} us per event)", flush=True)
 
 
 # --- main ---------------------------------------------------------------------------------------
