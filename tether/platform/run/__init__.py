@@ -88,7 +88,9 @@ async def run_apps(
             for spec in specs:
                 if signals.stopped.is_set():
                     return 0
-                sidecar = Sidecar(spec.app_id, spec.http_port, spec.resources_paths)
+                sidecar = Sidecar(
+                    spec.app_id, spec.http_port, spec.resources_paths, config_file=spec.config_file
+                )
                 await sidecar.start()
                 sidecars.append(sidecar)
             return await _supervise(specs, sidecars, apps, signals, fmt, port_timeout, grace)
@@ -210,6 +212,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-d", "--resources-path", action="append", default=[], metavar="DIR",
         help="a folder (or file) of component YAML; repeatable (default: embedded pub/sub)",
     )
+    parser.add_argument(
+        "-c", "--config", metavar="FILE",
+        help="the app configuration, a Dapr Configuration resource (secret scopes, ...)",
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--app-port-timeout", type=float, default=DEFAULT_PORT_TIMEOUT, metavar="SECONDS",
@@ -249,6 +255,7 @@ def main(args: argparse.Namespace) -> int:
                 http_port=args.http_port,
                 grpc_port=args.grpc_port or free_port(),
                 resources_paths=tuple(Path(p) for p in args.resources_path),
+                config_file=Path(args.config) if args.config else None,
             )
         ]
     return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period)

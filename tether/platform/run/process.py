@@ -43,6 +43,8 @@ class AppSpec:
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     resources_paths: tuple[Path, ...] = ()
+    #: the app configuration (a Dapr Configuration resource), or None
+    config_file: Path | None = None
 
 
 def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:

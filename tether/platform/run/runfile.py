@@ -1,9 +1,11 @@
 """Dapr's multi-app run file (``dapr run -f``), version 1, read into :class:`AppSpec` s.
 
-The fields Tether uses: ``common.resourcesPath(s)`` and ``common.env``; per app ``appID``,
-``appDirPath`` (required; relative to the file), ``appPort``, ``daprHTTPPort``,
-``daprGRPCPort``, ``command``, ``env`` and ``resourcesPath(s)``. Other fields (appProtocol,
-log destinations, configFilePath, ...) are accepted and ignored.
+The fields Tether uses: ``common.resourcesPath(s)``, ``common.configFilePath`` and
+``common.env``; per app ``appID``, ``appDirPath`` (required; relative to the file),
+``appPort``, ``daprHTTPPort``, ``daprGRPCPort``, ``command``, ``env``, ``resourcesPath(s)``
+and ``configFilePath`` (relative to the app's folder; default ``.dapr/config.yaml`` there
+when it exists, as Dapr). Other fields (appProtocol, log destinations, ...) are accepted
+and ignored.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ def parse_run_file(data: Any, file: Path) -> list[AppSpec]:
     common = _mapping(data.get("common"), "common", fail)
     common_env = _env(common.get("env"), "common.env", fail)
     common_resources = _resources(common, "common", base, fail)
+    common_config = _config(common, "common", base, fail)
     apps = data.get("apps")
     if not isinstance(apps, list) or not apps:
         raise fail("apps", "must be a non-empty list")
     specs = [
         _app(_mapping(item, f"apps[{i}]", fail), f"apps[{i}]", base, common_env,
-             common_resources, fail)
+             common_resources, fail, common_config)
         for i, item in enumerate(apps)
     ]
     _check_distinct(specs, fail)
@@ -76,6 +79,7 @@ def _app(
     common_env: dict[str, str],
     common_resources: tuple[Path, ...],
     fail: Fail,
+    common_config: Path | None = None,
 ) -> AppSpec:
     dir_text = item.get("appDirPath")
     if not isinstance(dir_text, str) or not dir_text:
@@ -92,6 +96,9 @@ def _app(
     resources = _resources(item, where, app_dir, fail) or common_resources
     if not resources and (app_dir / ".dapr" / "resources").is_dir():
         resources = ((app_dir / ".dapr" / "resources"),)
+    config = _config(item, where, app_dir, fail) or common_config
+    if config is None and (app_dir / ".dapr" / "config.yaml").is_file():
+        config = app_dir / ".dapr" / "config.yaml"
     return AppSpec(
         app_id=app_id,
         command=tuple(command),
@@ -101,6 +108,7 @@ def _app(
         cwd=app_dir,
         env={**common_env, **_env(item.get("env"), f"{where}.env", fail)},
         resources_paths=resources,
+        config_file=config,
     )
 
 
@@ -132,6 +140,15 @@ def _resources(item: Mapping[str, Any], where: str, base: Path, fail: Fail) -> t
     if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
         raise fail(f"{where}.resourcesPaths", "must be a path, comma-separated paths or a list")
     return tuple((base / p.strip()).resolve() for p in parts if p.strip())
+
+
+def _config(item: Mapping[str, Any], where: str, base: Path, fail: Fail) -> Path | None:
+    value = item.get("configFilePath")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise fail(f"{where}.configFilePath", "must be a path")
+    return (base / value).resolve()
 
 
 def _port(item: Mapping[str, Any], key: str, where: str, fail: Fail) -> int | None:

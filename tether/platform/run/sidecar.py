@@ -12,7 +12,9 @@ from aiohttp import web
 from tether.platform.components import ResourceError, Subscription, load_resources
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
+from tether.platform.run.appconfig import AppConfigError, load_app_configuration
 from tether.platform.run.subscriptions import AppSubscriptions, SubscriptionError
+from tether.platform.secrets import SecretConfigError, resolve_app_secrets
 from tether.platform.sidecar import create_app
 from tether.platform.sidecar.blocks import BlockConfigError, BlockContext, build_blocks
 from tether.workers.delivery import DeliveryOptions
@@ -40,8 +42,10 @@ class Sidecar:
         http_port: int,
         resources_paths: Sequence[str | Path] = (),
         host: str = DEFAULT_HOST,
+        config_file: str | Path | None = None,
     ) -> None:
         self.app_id = app_id
+        self.config_file = config_file
         self.http_port = http_port
         self.resources_paths = list(resources_paths)
         self.host = host
@@ -55,11 +59,17 @@ class Sidecar:
     async def start(self) -> None:
         try:
             resources = load_resources(self.resources_paths or None, self.app_id)
-            components = resources.components_for(self.app_id)
+            config = load_app_configuration(self.config_file) if self.config_file else {}
+            # secretKeyRef values resolved first: the registry and the blocks see plain strings
+            components = await resolve_app_secrets(resources.components_for(self.app_id))
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
-            blocks = build_blocks(BlockContext(self.app_id, components, registry))
-        except (ResourceError, PubSubConfigError, BlockConfigError) as exc:
+            blocks = build_blocks(
+                BlockContext(self.app_id, components, registry, configuration=config)
+            )
+        except (
+            ResourceError, AppConfigError, SecretConfigError, PubSubConfigError, BlockConfigError
+        ) as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
         app = create_app(
             registry,

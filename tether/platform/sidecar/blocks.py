@@ -9,9 +9,9 @@ its assembly code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -34,6 +34,8 @@ class BlockContext:
     pubsub: PubSubRegistry
     #: the port the app listens on (None: no app channel), for blocks that push to the app
     app_port: int | None = None
+    #: the ``spec`` of the app's Configuration resource (``tether run --config``); {} without
+    configuration: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ApiBlock(Protocol):
@@ -51,6 +53,13 @@ class ApiBlock(Protocol):
 
 BlockFactory = Callable[[BlockContext], ApiBlock | None]
 
+
+def _secrets(context: BlockContext) -> ApiBlock | None:
+    from tether.platform.secrets.api import secrets_block  # lazy: it imports this module
+
+    return secrets_block(context)
+
+
 def _state(context: BlockContext) -> ApiBlock | None:
     from tether.platform.state.api import state_block  # lazy: it imports this module
 
@@ -65,6 +74,7 @@ def _lock(context: BlockContext) -> ApiBlock | None:
 
 #: the factories the sidecar calls, in order; a block adds itself here
 BLOCK_FACTORIES: list[BlockFactory] = []
+BLOCK_FACTORIES.append(_secrets)
 BLOCK_FACTORIES.append(_state)
 BLOCK_FACTORIES.append(_lock)
 

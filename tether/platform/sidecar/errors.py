@@ -19,6 +19,11 @@ PUBSUB_PUBLISH_MESSAGE = "ERR_PUBSUB_PUBLISH_MESSAGE"  # 500
 # Tether's own: Dapr's HTTP server answers an oversized body without a JSON error
 BODY_TOO_LARGE = "ERR_BODY_TOO_LARGE"  # 413
 METADATA_SET = "ERR_METADATA_SET"  # 400
+# the secrets API (pkg/messages/predefined.go)
+SECRET_STORES_NOT_CONFIGURED = "ERR_SECRET_STORES_NOT_CONFIGURED"  # 500
+SECRET_STORE_NOT_FOUND = "ERR_SECRET_STORE_NOT_FOUND"  # 401 (sic, as Dapr)
+PERMISSION_DENIED = "ERR_PERMISSION_DENIED"  # 403: denied by the app's secret scopes
+SECRET_GET = "ERR_SECRET_GET"  # 500; Tether answers 404 for an unknown secret name
 # the state API's codes (pkg/api/errors/state.go, pkg/messages/errorcodes); docs/state.md
 MALFORMED_REQUEST = "ERR_MALFORMED_REQUEST"  # 400
 STATE_STORE_NOT_CONFIGURED = "ERR_STATE_STORE_NOT_CONFIGURED"  # 500 (FailedPrecondition)
