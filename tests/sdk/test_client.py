@@ -465,9 +465,21 @@ def test_the_api_token_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             client.publish("pubsub", "orders", {"n": 1})
         with tether.Client(sidecar.url, api_token="wrong") as client:
             with pytest.raises(TetherApiError) as caught:
-                client.publish("pubsub", "orders", {"n": 2})
+                client.publish("pubsub", "other", {"n": 2})
             assert (caught.value.status, caught.value.error_code) == (401, "ERR_API_TOKEN")
-        assert [e.data for e in sidecar.events("pubsub", "orders", 1)] == [{"n": 1}]
+
+        async def async_publish() -> None:
+            async with tether.AsyncClient(sidecar.url) as client:  # the token from the env
+                await client.publish("pubsub", "orders", {"n": 3})
+            async with tether.AsyncClient(sidecar.url, api_token="wrong") as client:
+                with pytest.raises(TetherApiError) as caught:
+                    await client.publish("pubsub", "other", {"n": 4})
+                assert caught.value.status == 401
+
+        asyncio.run(async_publish())
+        got = by_data(sidecar.events("pubsub", "orders", 2))
+        assert sorted(got) == sorted([repr({"n": 1}), repr({"n": 3})])
+        sidecar.assert_empty("pubsub", "other")
     finally:
         sidecar.stop()
 
