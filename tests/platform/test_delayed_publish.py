@@ -195,3 +195,22 @@ async def test_bulk_entries_each_with_their_own_delay(scheduled_sidecar: Sidecar
                 break
     assert arrived["soon"] >= start_at + timedelta(seconds=1)
     assert arrived["at"] >= start_at + timedelta(seconds=2)
+
+
+async def test_raw_payload_can_be_delayed(scheduled_sidecar: Sidecar) -> None:
+    sidecar = scheduled_sidecar
+    sent_at = datetime.now(UTC)
+    response = await sidecar.post(
+        f"/v1.0/publish/{sidecar.memory}/raw", b"\x00opaque\xff",
+        params={"metadata.rawPayload": "true", "metadata.deliverAfter": "1s"},
+    )
+    assert response.status == 204
+    broker = await sidecar.registry.broker(sidecar.memory)
+    async with broker.subscribe("raw", "g") as subscription:
+        async for delivery in subscription:
+            arrived = datetime.now(UTC)
+            await delivery.ack()
+            break
+    assert arrived >= sent_at + timedelta(seconds=1)
+    assert delivery.event.data == b"\x00opaque\xff"
+    assert delivery.event.datacontenttype == "application/octet-stream"
