@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -241,6 +241,35 @@ def test_publish_options_reach_the_event(sidecar: Sidecar, client: tether.Client
     assert (event.data, event.datacontenttype) == ({"n": 1}, "application/vnd.order+json")
     expires = parse_time(event.extensions["expiration"])
     assert (expires - before).total_seconds() >= 119
+
+
+def test_a_delayed_publish_is_held_on_the_schedule_topic(
+    sidecar: Sidecar, client: tether.Client
+) -> None:
+    # the in-process sidecar runs no scheduler, so the records stay where publish put them
+    before = datetime.now(UTC)
+    due_at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    client.publish("pubsub", "orders", {"n": 1}, deliver_after=timedelta(hours=1),
+                   partition_key="k1")
+    client.publish("pubsub", "orders", {"n": 2}, deliver_at=due_at)
+    client.publish("pubsub", "orders", {"n": 3}, deliver_after=90)
+    got = by_data(sidecar.events("pubsub", "tether.scheduled", 3))
+    one, two, three = got[repr({"n": 1})], got[repr({"n": 2})], got[repr({"n": 3})]
+    assert {e.extensions["tethertopic"] for e in got.values()} == {"orders"}
+    assert one.extensions["tetherkey"] == "k1"
+    assert 3599 <= (parse_time(one.extensions["tetherdue"]) - before).total_seconds()
+    assert parse_time(two.extensions["tetherdue"]) == due_at
+    assert 89 <= (parse_time(three.extensions["tetherdue"]) - before).total_seconds()
+    sidecar.assert_empty("pubsub", "orders")  # not delivered early
+    # the sidecar checks the values: the client's errors are curl's
+    for kwargs in ({"deliver_after": -5}, {"deliver_at": datetime(2030, 1, 1)},
+                   {"deliver_after": 1, "deliver_at": due_at}):
+        with pytest.raises(TetherApiError) as caught:
+            client.publish("pubsub", "other", "x", **kwargs)
+        assert (caught.value.status, caught.value.error_code) == (
+            400, "ERR_PUBSUB_REQUEST_METADATA"
+        )
+    sidecar.assert_empty("pubsub", "other")
 
 
 def test_raw_payload_is_published_unwrapped(sidecar: Sidecar, client: tether.Client) -> None:

@@ -11,6 +11,7 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from tether.platform.events import CloudEvent
@@ -88,8 +89,13 @@ def metadata_params(
     partition_key: str | None = None,
     raw_payload: bool = False,
     ttl_seconds: int | None = None,
+    deliver_after: timedelta | float | None = None,
+    deliver_at: datetime | None = None,
 ) -> dict[str, str]:
-    """``metadata.*`` query parameters; the keyword arguments win over ``metadata``."""
+    """``metadata.*`` query parameters; the keyword arguments win over ``metadata``.
+
+    The values are passed as they are; the sidecar checks them (a negative delay or a time
+    without an offset is its 400), so the client and curl users get the same answers."""
     params = {f"metadata.{name}": str(value) for name, value in (metadata or {}).items()}
     if partition_key is not None:
         params["metadata.partitionKey"] = partition_key
@@ -97,6 +103,13 @@ def metadata_params(
         params["metadata.rawPayload"] = "true"
     if ttl_seconds is not None:
         params["metadata.ttlInSeconds"] = str(ttl_seconds)
+    if deliver_after is not None:
+        seconds = (deliver_after.total_seconds() if isinstance(deliver_after, timedelta)
+                   else float(deliver_after))
+        # plain seconds, fixed-point: the sidecar reads no exponent (1e+08)
+        params["metadata.deliverAfter"] = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    if deliver_at is not None:
+        params["metadata.deliverAt"] = deliver_at.isoformat()
     return params
 
 
@@ -110,10 +123,13 @@ def publish_call(
     partition_key: str | None,
     raw_payload: bool,
     ttl_seconds: int | None,
+    deliver_after: timedelta | float | None = None,
+    deliver_at: datetime | None = None,
 ) -> Call:
     body, media = encode_body(data, content_type)
     params = metadata_params(metadata, partition_key=partition_key, raw_payload=raw_payload,
-                             ttl_seconds=ttl_seconds)
+                             ttl_seconds=ttl_seconds, deliver_after=deliver_after,
+                             deliver_at=deliver_at)
     # a topic may hold slashes (the sidecar's route takes the rest of the path)
     path = f"/v1.0/publish/{segment(pubsub)}/{_topic(topic)}"
     return Call("POST", path, params, {"Content-Type": media}, body)
@@ -228,12 +244,17 @@ class PubSubMixin(SyncCore):
         partition_key: str | None = None,
         raw_payload: bool = False,
         ttl_seconds: int | None = None,
+        deliver_after: timedelta | float | None = None,
+        deliver_at: datetime | None = None,
     ) -> None:
         """Publish ``data`` to ``topic`` on the ``pubsub`` component; the sidecar wraps it
-        in a CloudEvent (unless ``raw_payload``). Raises :class:`TetherApiError`."""
+        in a CloudEvent (unless ``raw_payload``). ``deliver_after`` (a timedelta or seconds)
+        or ``deliver_at`` (an aware datetime) delays delivery (docs/delivery.md). Raises
+        :class:`TetherApiError`."""
         self._request(publish_call(
             pubsub, topic, data, content_type=content_type, metadata=metadata,
             partition_key=partition_key, raw_payload=raw_payload, ttl_seconds=ttl_seconds,
+            deliver_after=deliver_after, deliver_at=deliver_at,
         ))
 
     def publish_bulk(
@@ -266,11 +287,14 @@ class AsyncPubSubMixin(AsyncCore):
         partition_key: str | None = None,
         raw_payload: bool = False,
         ttl_seconds: int | None = None,
+        deliver_after: timedelta | float | None = None,
+        deliver_at: datetime | None = None,
     ) -> None:
         """As :meth:`tether.Client.publish`."""
         await self._request(publish_call(
             pubsub, topic, data, content_type=content_type, metadata=metadata,
             partition_key=partition_key, raw_payload=raw_payload, ttl_seconds=ttl_seconds,
+            deliver_after=deliver_after, deliver_at=deliver_at,
         ))
 
     async def publish_bulk(
