@@ -72,11 +72,18 @@ def _lock(context: BlockContext) -> ApiBlock | None:
     return lock_block(context)
 
 
+def _configuration(context: BlockContext) -> ApiBlock | None:
+    from tether.platform.configuration.api import configuration_block  # lazy, as above
+
+    return configuration_block(context)
+
+
 #: the factories the sidecar calls, in order; a block adds itself here
 BLOCK_FACTORIES: list[BlockFactory] = []
 BLOCK_FACTORIES.append(_secrets)
 BLOCK_FACTORIES.append(_state)
 BLOCK_FACTORIES.append(_lock)
+BLOCK_FACTORIES.append(_configuration)
 
 
 def build_blocks(
