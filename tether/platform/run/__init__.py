@@ -89,7 +89,8 @@ async def run_apps(
                 if signals.stopped.is_set():
                     return 0
                 sidecar = Sidecar(
-                    spec.app_id, spec.http_port, spec.resources_paths, config_file=spec.config_file
+                    spec.app_id, spec.http_port, spec.resources_paths, config_file=spec.config_file,
+                    app_port=spec.app_port,
                 )
                 await sidecar.start()
                 sidecars.append(sidecar)

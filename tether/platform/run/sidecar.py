@@ -43,8 +43,11 @@ class Sidecar:
         resources_paths: Sequence[str | Path] = (),
         host: str = DEFAULT_HOST,
         config_file: str | Path | None = None,
+        app_port: int | None = None,
     ) -> None:
         self.app_id = app_id
+        #: where blocks push to the app (configuration changes); None: no app channel
+        self.app_port = app_port
         self.config_file = config_file
         self.http_port = http_port
         self.resources_paths = list(resources_paths)
@@ -65,7 +68,10 @@ class Sidecar:
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
             blocks = build_blocks(
-                BlockContext(self.app_id, components, registry, configuration=config)
+                BlockContext(
+                    self.app_id, components, registry, app_port=self.app_port,
+                    configuration=config,
+                )
             )
         except (
             ResourceError, AppConfigError, SecretConfigError, PubSubConfigError, BlockConfigError
