@@ -3,30 +3,49 @@ to a Tether (or Dapr) sidecar (docs/client.md).
 
 Each building block is a mixin in its own module over one request core
 (``client_core.py``): pub/sub in ``client_pubsub.py``, health/metadata/shutdown in
-``client_meta.py``. A new block adds its module and one base class below per client.
+``client_meta.py``, secrets in ``client_secrets.py``, the lock in ``client_lock.py``,
+configuration in ``client_configuration.py``. A new block adds its module and one base
+class below per client.
 """
 
 from __future__ import annotations
 
+from .client_configuration import (
+    AsyncConfigurationMixin,
+    ConfigurationItem,
+    ConfigurationMixin,
+)
 from .client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
+from .client_lock import (
+    AsyncLockMixin,
+    LockLostError,
+    LockMixin,
+    LockNotAcquiredError,
+    UnlockStatus,
+)
 from .client_meta import AsyncMetaMixin, MetaMixin
 from .client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
+from .client_secrets import AsyncSecretsMixin, SecretsMixin
 from .client_settings import ClientSettings, resolve_settings
 
 __all__ = [
     "AsyncClient",
     "Client",
     "ClientSettings",
+    "ConfigurationItem",
     "FailedEntry",
+    "LockLostError",
+    "LockNotAcquiredError",
     "PublishEntry",
     "SidecarUnavailableError",
     "TetherApiError",
     "TetherClientError",
+    "UnlockStatus",
     "resolve_settings",
 ]
 
 
-class Client(PubSubMixin, MetaMixin):
+class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin):
     """A blocking client on one kept-alive HTTP connection.
 
     ``Client()`` finds the sidecar from the environment (``DAPR_HTTP_ENDPOINT``, else
@@ -37,6 +56,8 @@ class Client(PubSubMixin, MetaMixin):
     """
 
 
-class AsyncClient(AsyncPubSubMixin, AsyncMetaMixin):
+class AsyncClient(
+    AsyncPubSubMixin, AsyncMetaMixin, AsyncSecretsMixin, AsyncLockMixin, AsyncConfigurationMixin
+):
     """The asyncio client (aiohttp), with the same methods as :class:`Client`, awaited.
     Use ``async with AsyncClient() as client:``, or ``await client.close()``."""
