@@ -171,3 +171,30 @@ async def test_a_record_without_schedule_extensions_is_dead_lettered() -> None:
                     break
         finally:
             await scheduler.stop()
+
+
+async def test_a_stopped_scheduler_hands_held_events_to_the_next(
+    harness: Harness, broker: Broker
+) -> None:
+    if schedules_natively(broker):
+        pytest.skip("Service Bus schedules natively: no scheduler holds anything")
+    topic, group = harness.topic(), harness.group()
+    await broker.create_topic(topic)
+    first = Scheduler(broker)
+    await first.start()
+    sent = [event(i, key=f"k{i}") for i in range(5)]
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    await publish_at(broker, topic, sent, [due] * len(sent))
+    async with asyncio.timeout(WAIT):
+        while first.held < len(sent):  # noqa: ASYNC110 - polls a counter
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(first.stop(), WAIT)
+    assert first.forwarded == 0
+    second = Scheduler(broker)
+    await second.start()
+    try:
+        got = await receive(broker, topic, group, len(sent))
+    finally:
+        await second.stop()
+    assert sorted(e.id for e, _ in got) == sorted(e.id for e in sent)
+    assert all(arrived >= due for _, arrived in got)

@@ -103,6 +103,9 @@ class Scheduler:
             try:
                 await self._take(delivery)
             except asyncio.CancelledError:
+                # stopped while taking it: hand it back, so the close drops it at once
+                # instead of waiting drain_timeout for a settle that will never come
+                await delivery.defer(0)
                 raise
             except Exception:  # a broker hiccup on one record must not stop the scheduler
                 log.exception("scheduler: handling %s failed; retrying it", delivery)
