@@ -14,6 +14,7 @@ from tests.configuration.conftest import (
     Backend,
     PostgresBackend,
     RecordingApp,
+    RedisBackend,
     subscribe_metadata,
 )
 from tests.servers import free_port
@@ -223,3 +224,35 @@ def test_the_configuration_block_is_registered() -> None:
         for route in block.routes()
     }
     assert "/v1.0/configuration/{store}/subscribe" in paths
+
+
+async def drop_watch_connections(backend: Backend) -> None:
+    """Cut the store connections of the subscriptions, as a server restart would."""
+    if isinstance(backend, PostgresBackend):
+        assert backend.conn is not None
+        await backend.conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            (f'LISTEN "{backend.channel}"%',),
+        )
+    else:
+        assert isinstance(backend, RedisBackend)
+        await backend.client.client_kill_filter(_type="pubsub")
+
+
+async def test_a_subscription_survives_a_lost_store_connection(
+    client: TestClient[Any, Any], backend: Backend, app_server: RecordingApp
+) -> None:
+    k = key()
+    params = [("key", k), *subscribe_metadata(backend).items()]
+    resp = await client.get("/v1.0/configuration/config/subscribe", params=params)
+    sub_id = (await resp.json())["id"]
+    await backend.set(k, "before", "1")
+    await app_server.wait_for(lambda got: len(pushes(got, sub_id)) >= 1)
+
+    await drop_watch_connections(backend)
+    await backend.set(k, "after", "2")
+    # pushed by the re-established watch, or as the current value after reconnecting
+    await app_server.wait_for(
+        lambda got: any(b["items"][k]["value"] == "after" for _, b in pushes(got, sub_id))
+    )

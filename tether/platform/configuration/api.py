@@ -46,13 +46,19 @@ METADATA_PREFIX = "metadata."
 #: Dapr's variable: the token the sidecar sends to the app
 APP_API_TOKEN = "APP_API_TOKEN"
 PUSH_TIMEOUT = 60.0
+#: the pause before watching again after a lost store connection, doubled up to the max
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 5.0
 
 
 @dataclass(slots=True)
 class Subscription:
     store: str
+    keys: list[str]
+    metadata: dict[str, str]
+    #: the current watch (replaced when the pump reconnects)
     watch: ConfigurationWatch
-    task: asyncio.Task[None]
+    task: asyncio.Task[None] | None = None
 
 
 def _metadata(request: web.Request) -> dict[str, str]:
@@ -144,16 +150,18 @@ class ConfigurationApi:
                 "app channel is not initialized. cannot subscribe to configuration updates",
             )
         keys = request.query.getall("key", [])
+        metadata = _metadata(request)
         try:
-            watch = await store.watch(keys, _metadata(request))
+            watch = await store.watch(keys, metadata)
         except ConfigurationStoreError as exc:
             raise ApiError(
                 500, errors.CONFIGURATION_SUBSCRIBE,
                 f"failed to subscribe {keys} from Configuration store {name}: {exc}",
             ) from exc
         sub_id = str(uuid.uuid4())
-        task = asyncio.create_task(self._pump(sub_id, name, watch), name=f"configuration {sub_id}")
-        self._subscriptions[sub_id] = Subscription(name, watch, task)
+        sub = Subscription(name, keys, metadata, watch)
+        sub.task = asyncio.create_task(self._pump(sub_id, sub), name=f"configuration {sub_id}")
+        self._subscriptions[sub_id] = sub
         return web.json_response({"id": sub_id})
 
     async def unsubscribe(self, request: web.Request) -> web.StreamResponse:
@@ -172,19 +180,47 @@ class ConfigurationApi:
     async def _stop(self, sub_id: str) -> None:
         """Stop pushing (an in-flight push is cancelled) and release the watch."""
         sub = self._subscriptions.pop(sub_id)
-        sub.task.cancel()
-        try:
-            await sub.task
-        except asyncio.CancelledError:
-            pass
-        await sub.watch.close()
+        if sub.task is not None:
+            sub.task.cancel()
+            try:
+                await sub.task
+            except asyncio.CancelledError:
+                pass
+        await sub.watch.close()  # closing twice is harmless; the pump may not have run
 
-    async def _pump(self, sub_id: str, store: str, watch: ConfigurationWatch) -> None:
-        try:
-            async for items in watch:
-                await self._push(sub_id, store, items)
-        except ConfigurationStoreError as exc:
-            log.error("configuration subscription %s on %r stopped: %s", sub_id, store, exc)
+    async def _pump(self, sub_id: str, sub: Subscription) -> None:
+        """Push each change; when the store connection drops, watch again (with backoff)
+        and push the current values of the keys, so a change made meanwhile still
+        arrives (as its latest value)."""
+        store = self.stores[sub.store]
+        delay = RECONNECT_MIN
+        while True:
+            try:
+                async for items in sub.watch:
+                    delay = RECONNECT_MIN
+                    await self._push(sub_id, sub.store, items)
+                return
+            except ConfigurationStoreError as exc:
+                log.warning("configuration subscription %s on %r lost its store connection, "
+                            "reconnecting: %s", sub_id, sub.store, exc)
+            await sub.watch.close()
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                try:
+                    sub.watch = await store.watch(sub.keys, sub.metadata)
+                    break
+                except ConfigurationStoreError as exc:
+                    log.warning("configuration subscription %s on %r: still cannot watch: %s",
+                                sub_id, sub.store, exc)
+            try:
+                current = await store.get(sub.keys, sub.metadata)
+            except ConfigurationStoreError as exc:
+                log.warning("configuration subscription %s on %r: cannot read the current "
+                            "values after reconnecting: %s", sub_id, sub.store, exc)
+                current = {}
+            if current:
+                await self._push(sub_id, sub.store, current)
 
     async def _push(self, sub_id: str, store: str, items: Items) -> None:
         """POST the change to the app once per changed key; a failure is logged (as Dapr

@@ -95,8 +95,11 @@ class RedisWatch(ConfigurationWatch):
         self._store = store
         self._pubsub = pubsub
         self._prefix = prefix
+        self._keys: list[str] = []
+        self._reconnected = False
 
     async def open(self, keys: Sequence[str]) -> None:
+        self._keys = list(dict.fromkeys(keys))
         if keys:
             # exact channels: a key may contain glob characters
             await self._pubsub.subscribe(*(self._prefix + k for k in dict.fromkeys(keys)))
@@ -112,6 +115,15 @@ class RedisWatch(ConfigurationWatch):
                 raise ConfigurationStoreError("redis did not confirm the subscription")
             if message["type"] in ("subscribe", "psubscribe"):
                 confirmed += 1
+        # redis-py reconnects a dropped pub/sub connection and subscribes again by itself;
+        # changes made while it was down were never notified, so note the reconnection
+        # and send the current values then
+        connection = self._pubsub.connection
+        if connection is not None:
+            connection.register_connect_callback(self._on_reconnect)
+
+    def _on_reconnect(self, connection: object) -> None:
+        self._reconnected = True
 
     async def changes(self) -> AsyncIterator[Items]:
         while True:
@@ -119,6 +131,11 @@ class RedisWatch(ConfigurationWatch):
                 message = await self._pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=1.0
                 )
+                if self._reconnected:
+                    self._reconnected = False
+                    current = await self._store.get(self._keys, {})
+                    if current:
+                        yield current
                 if message is None:
                     continue
                 channel = message["channel"]

@@ -124,5 +124,9 @@ class SqliteLockStore(LockStore):
     async def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            with self._mutex:
-                db.close()
+            # in a thread: the mutex may be held by a call waiting on SQLite's busy timeout
+            await asyncio.to_thread(self._close, db)
+
+    def _close(self, db: sqlite3.Connection) -> None:
+        with self._mutex:
+            db.close()
