@@ -24,7 +24,7 @@ from tether.workers.scheduled import (
     unwrap,
     wrap,
 )
-from tether.workers.scheduler import Scheduler
+from tether.workers.scheduler import Scheduler, SchedulerOptions
 
 # the broker suite's per-backend fixtures (memory, embedded, kafka, redis, servicebus)
 harness = brokers_conftest.harness
@@ -198,3 +198,26 @@ async def test_a_stopped_scheduler_hands_held_events_to_the_next(
         await second.stop()
     assert sorted(e.id for e, _ in got) == sorted(e.id for e in sent)
     assert all(arrived >= due for _, arrived in got)
+
+
+async def test_beyond_max_held_the_rest_waits_in_the_broker(
+    harness: Harness, broker: Broker
+) -> None:
+    """Backpressure, not loss: a scheduler that may hold 3 still forwards all 12."""
+    if schedules_natively(broker):
+        pytest.skip("Service Bus schedules natively: no scheduler holds anything")
+    topic, group = harness.topic(), harness.group()
+    await broker.create_topic(topic)
+    scheduler = Scheduler(broker, SchedulerOptions(max_held=3))
+    await scheduler.start()
+    try:
+        now = datetime.now(UTC)
+        sent = [event(i) for i in range(12)]
+        due = [now + timedelta(seconds=0.5 + (i % 4) * 0.25) for i in range(12)]
+        await publish_at(broker, topic, sent, due)
+        got = await receive(broker, topic, group, len(sent))
+    finally:
+        await scheduler.stop()
+    arrived = {e.id: at for e, at in got}
+    assert sorted(arrived) == sorted(e.id for e in sent)
+    assert all(arrived[e.id] >= when for e, when in zip(sent, due, strict=True))
