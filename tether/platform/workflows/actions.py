@@ -17,8 +17,11 @@ from typing import Any
 from tether.platform.workflows.errors import FailureDetails
 from tether.platform.workflows.history import (
     ExecutionStarted,
+    HistoryEvent,
     ParentInstance,
     RuntimeStatus,
+    SubOrchestrationCompleted,
+    SubOrchestrationFailed,
     _encode_field,
 )
 
@@ -79,6 +82,18 @@ class CompleteOrchestration(Action):
     output: str | None = None
     failure: FailureDetails | None = None
     parent: ParentInstance | None = None
+
+    def parent_event(self, now: datetime) -> HistoryEvent | None:
+        """The event to send to the parent workflow (None for a top-level instance)."""
+        if self.parent is None:
+            return None
+        if self.status == RuntimeStatus.COMPLETED:
+            return SubOrchestrationCompleted(task_id=self.parent.task_id, result=self.output,
+                                             timestamp=now)
+        failure = self.failure or FailureDetails(
+            "WorkflowTerminatedError", f"the child workflow ended {self.status.value}")
+        return SubOrchestrationFailed(task_id=self.parent.task_id, failure=failure,
+                                      timestamp=now)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,9 +26,6 @@ class FailureDetails:
     def from_exception(cls, exc: BaseException) -> FailureDetails:
         import traceback
 
-        # a TaskFailedError re-raised by a workflow keeps the activity's own type and message
-        if isinstance(exc, TaskFailedError):
-            return exc.details
         stack = "".join(traceback.format_exception(exc))
         return cls(type(exc).__name__, str(exc), stack)
 

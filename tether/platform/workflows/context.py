@@ -1,0 +1,190 @@
+"""DaprWorkflowContext: what a workflow function sees, and the per-instance step state behind it.
+
+The context numbers the steps the code schedules (task ids), keeps the actions not yet
+matched against history (`pending`), the open tasks by id, and the external events waiting
+for a waiter (FIFO per name). It never does I/O; the executor feeds it history events."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from tether.platform.workflows import payload
+from tether.platform.workflows.actions import (
+    Action,
+    CreateSubOrchestration,
+    CreateTimer,
+    ScheduleTask,
+)
+from tether.platform.workflows.authoring import name_of
+from tether.platform.workflows.history import ParentInstance, _dt_from_str, _dt_to_str
+from tether.platform.workflows.retry import RetryPolicy
+from tether.platform.workflows.task import CompletableTask, RetryableTask, Task
+
+
+def describe_action(action: Action) -> str:
+    """How a step is named in errors: "activity 'charge'", "a timer", "child workflow 'x'"."""
+    if isinstance(action, ScheduleTask):
+        return f"activity {action.name!r}"
+    if isinstance(action, CreateSubOrchestration):
+        return f"child workflow {action.name!r}"
+    return "a timer"
+
+
+class DaprWorkflowContext:
+    """The `ctx` of a workflow function, with Dapr's names."""
+
+    def __init__(self, instance_id: str, workflow_name: str, now: datetime,
+                 first_task_id: int = 0) -> None:
+        self._instance_id = instance_id
+        self._workflow_name = workflow_name
+        self._now = now
+        self._is_replaying = False
+        self._next_task_id = first_task_id
+        # actions scheduled by the code and not yet matched to history / emitted
+        self.pending: dict[int, Action] = {}
+        # open durable tasks by task id (a retry timer maps to its RetryableTask)
+        self.open_tasks: dict[int, CompletableTask[Any]] = {}
+        self.retry_timers: set[int] = set()
+        # the action to repeat on each retry attempt of a RetryableTask
+        self.retry_actions: dict[int, Action] = {}
+        self.event_waiters: dict[str, deque[CompletableTask[Any]]] = {}
+        self.event_buffer: dict[str, deque[str | None]] = {}
+        self.custom_status: str | None = None
+        self.continue_as_new_request: tuple[str | None, bool] | None = None
+        self.child_instances: dict[int, str] = {}
+
+    # --- Dapr's read-only properties ------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
+    def workflow_name(self) -> str:
+        return self._workflow_name
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        """The time of the current step, from history: the same on every replay."""
+        return self._now
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._is_replaying
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    def call_activity(self, activity: Callable[..., Any] | str, *, input: Any = None,
+                      retry_policy: RetryPolicy | None = None,
+                      app_id: str | None = None) -> Task[Any]:
+        name = name_of(activity)
+        data = payload.encode(input, f"the input of activity {name!r}")
+        task: CompletableTask[Any] = (
+            RetryableTask(retry_policy, self._now) if retry_policy else CompletableTask())
+        task_id = self._add(task, lambda tid: ScheduleTask(
+            task_id=tid, name=name, input=data, app_id=app_id))
+        if retry_policy:
+            self.retry_actions[id(task)] = self.pending[task_id]
+        return task
+
+    def call_child_workflow(self, workflow: Callable[..., Any] | str, *, input: Any = None,
+                            instance_id: str | None = None,
+                            retry_policy: RetryPolicy | None = None,
+                            app_id: str | None = None) -> Task[Any]:
+        name = name_of(workflow)
+        data = payload.encode(input, f"the input of child workflow {name!r}")
+        task: CompletableTask[Any] = (
+            RetryableTask(retry_policy, self._now) if retry_policy else CompletableTask())
+        parent_name = self._workflow_name
+
+        def build(tid: int) -> Action:
+            # a deterministic child id when none is given, unique per task id
+            child_id = instance_id or f"{self._instance_id}:{tid:04x}"
+            return CreateSubOrchestration(
+                task_id=tid, name=name, instance_id=child_id, input=data, app_id=app_id,
+                parent=ParentInstance(parent_name, self._instance_id, tid))
+
+        task_id = self._add(task, build)
+        if retry_policy:
+            self.retry_actions[id(task)] = self.pending[task_id]
+        return task
+
+    def create_timer(self, fire_at: datetime | timedelta) -> Task[None]:
+        when = self._now + fire_at if isinstance(fire_at, timedelta) else fire_at
+        when = _dt_from_str(_dt_to_str(when))  # naive -> UTC, as stored
+        task: CompletableTask[None] = CompletableTask()
+        self._add(task, lambda tid: CreateTimer(task_id=tid, fire_at=when))
+        return task
+
+    def wait_for_external_event(self, name: str) -> Task[Any]:
+        """Completes with the next event of that name (case-insensitive); events raised
+        before anyone waits are buffered FIFO per name."""
+        key = name.lower()
+        task: CompletableTask[Any] = CompletableTask()
+        buffered = self.event_buffer.get(key)
+        if buffered:
+            task.complete(payload.decode(buffered.popleft()))
+        else:
+            self.event_waiters.setdefault(key, deque()).append(task)
+        return task
+
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
+        """Restart this instance with `new_input` and a fresh history once the current step
+        ends; with save_events, events buffered but not yet waited for are carried over."""
+        data = payload.encode(new_input, "the continue_as_new input")
+        self.continue_as_new_request = (data, save_events)
+
+    def set_custom_status(self, custom_status: Any) -> None:
+        self.custom_status = payload.encode(custom_status, "the custom status")
+
+    # --- used by the executor -----------------------------------------------------------------
+
+    def _add(self, task: CompletableTask[Any], build: Callable[[int], Action]) -> int:
+        task_id = self._next_task_id
+        self._next_task_id += 1
+        action = build(task_id)
+        task.label = describe_action(action)
+        self.pending[task_id] = action
+        self.open_tasks[task_id] = task
+        if isinstance(action, CreateSubOrchestration):
+            self.child_instances[task_id] = action.instance_id
+        return task_id
+
+    def schedule_retry_timer(self, task: RetryableTask[Any], fire_at: datetime) -> None:
+        task_id = self._next_task_id
+        self._next_task_id += 1
+        self.pending[task_id] = CreateTimer(task_id=task_id, fire_at=fire_at)
+        self.open_tasks[task_id] = task
+        self.retry_timers.add(task_id)
+
+    def schedule_retry_attempt(self, task: RetryableTask[Any]) -> None:
+        """Repeat the task's action under a fresh task id."""
+        template = self.retry_actions[id(task)]
+        task.attempt += 1
+        if isinstance(template, ScheduleTask):
+            self._add(task, lambda tid: ScheduleTask(
+                task_id=tid, name=template.name, input=template.input, app_id=template.app_id))
+        elif isinstance(template, CreateSubOrchestration):
+            # a generated child id follows the new task id; a chosen one is reused
+            generated = template.instance_id == f"{self._instance_id}:{template.task_id:04x}"
+            self._add(task, lambda tid: CreateSubOrchestration(
+                task_id=tid, name=template.name,
+                instance_id=f"{self._instance_id}:{tid:04x}" if generated
+                else template.instance_id,
+                input=template.input, app_id=template.app_id,
+                parent=ParentInstance(template.parent.name, template.parent.instance_id, tid)))
+
+    def raise_event(self, name: str, data: str | None) -> None:
+        key = name.lower()
+        waiters = self.event_waiters.get(key)
+        if waiters:
+            waiters.popleft().complete(payload.decode(data))
+        else:
+            self.event_buffer.setdefault(key, deque()).append(data)
+
+    @property
+    def next_task_id(self) -> int:
+        return self._next_task_id
