@@ -1,7 +1,7 @@
-"""A scheduler in its own process, for crash tests: runs a Scheduler on URL and rewrites
-STATUSFILE with "<held> <forwarded>" every 50 ms until killed.
+"""A scheduler in its own process, for crash tests: runs a Scheduler on URL (schedule topic
+TOPIC, group GROUP) and rewrites STATUSFILE with "<held> <forwarded>" every 50 ms until killed.
 
-    python -m tests.workers.scheduler_process URL STATUSFILE
+    python -m tests.workers.scheduler_process URL TOPIC GROUP STATUSFILE
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import os
 import sys
 
 from tether.brokers import open_broker
-from tether.workers.scheduler import Scheduler
+from tether.workers.scheduler import Scheduler, SchedulerOptions
 
 
-async def run(url: str, status: str) -> None:
+async def run(url: str, topic: str, group: str, status: str) -> None:
     async with open_broker(url) as broker:
-        scheduler = Scheduler(broker)
+        scheduler = Scheduler(broker, SchedulerOptions(topic=topic, group=group))
         await scheduler.start()
         while True:
             temp = status + ".tmp"
@@ -27,4 +27,4 @@ async def run(url: str, status: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run(sys.argv[1], sys.argv[2]))
+    asyncio.run(run(*sys.argv[1:5]))

@@ -5,6 +5,7 @@ Service Bus (its fake) schedules natively, without a scheduler."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -45,11 +46,18 @@ async def broker(harness: Harness) -> AsyncIterator[Broker]:
 
 
 @pytest.fixture
-async def scheduler(broker: Broker) -> AsyncIterator[Scheduler | None]:
+def isolated(harness: Harness) -> SchedulerOptions:
+    """A schedule topic and group of this test's own: on a server shared by the session
+    (Kafka), other tests' held records and group members must not reach this one."""
+    return SchedulerOptions(topic=harness.topic("sched"), group=harness.group("sched"))
+
+
+@pytest.fixture
+async def scheduler(broker: Broker, isolated: SchedulerOptions) -> AsyncIterator[Scheduler | None]:
     if schedules_natively(broker):
         yield None  # Service Bus holds scheduled messages itself
         return
-    running = Scheduler(broker)
+    running = Scheduler(broker, isolated)
     await running.start()
     try:
         yield running
@@ -90,20 +98,20 @@ def test_wrap_and_unwrap_give_the_event_back() -> None:
 
 
 async def test_delayed_event_arrives_no_earlier_than_due(
-    harness: Harness, broker: Broker, scheduler: Scheduler | None
+    harness: Harness, broker: Broker, scheduler: Scheduler | None, isolated: SchedulerOptions
 ) -> None:
     topic, group = harness.topic(), harness.group()
     await broker.create_topic(topic)
     sent = event(1, key="k1")
     due = datetime.now(UTC) + timedelta(seconds=1.5)
-    await publish_at(broker, topic, [sent], [due])
+    await publish_at(broker, topic, [sent], [due], schedule_topic=isolated.topic)
     [(got, arrived)] = await receive(broker, topic, group, 1)
     assert arrived >= due, f"delivered {(due - arrived).total_seconds():.3f}s early"
     assert got == sent  # same id, attributes, data; the schedule extensions are gone
 
 
 async def test_many_delays_each_delivered_once_and_not_early(
-    harness: Harness, broker: Broker, scheduler: Scheduler | None
+    harness: Harness, broker: Broker, scheduler: Scheduler | None, isolated: SchedulerOptions
 ) -> None:
     topic, group = harness.topic(), harness.group()
     await broker.create_topic(topic)
@@ -113,7 +121,7 @@ async def test_many_delays_each_delivered_once_and_not_early(
     # due times spread over 3 s, some in the past (published at once), in shuffled order
     due: list[datetime | None] = [now + timedelta(seconds=rng.uniform(-1, 3)) for _ in sent]
     due[0] = None
-    await publish_at(broker, topic, sent, due)
+    await publish_at(broker, topic, sent, due, schedule_topic=isolated.topic)
     got = await receive(broker, topic, group, len(sent))
     by_id = {e.id: (e, arrived) for e, arrived in got}
     assert len(got) == len(sent) == len(by_id), "an event was delivered twice or lost"
@@ -125,15 +133,17 @@ async def test_many_delays_each_delivered_once_and_not_early(
 
 
 async def test_held_events_do_not_gate_each_other(
-    harness: Harness, broker: Broker, scheduler: Scheduler | None
+    harness: Harness, broker: Broker, scheduler: Scheduler | None, isolated: SchedulerOptions
 ) -> None:
     """A far-future event with a key does not hold back a near one with the same key."""
     topic, group = harness.topic(), harness.group()
     await broker.create_topic(topic)
     now = datetime.now(UTC)
     far, near = event(1, key="same"), event(2, key="same")
-    await publish_at(broker, topic, [far], [now + timedelta(hours=1)])
-    await publish_at(broker, topic, [near], [now + timedelta(seconds=0.5)])
+    await publish_at(broker, topic, [far], [now + timedelta(hours=1)],
+                     schedule_topic=isolated.topic)
+    await publish_at(broker, topic, [near], [now + timedelta(seconds=0.5)],
+                     schedule_topic=isolated.topic)
     [(got, _)] = await receive(broker, topic, group, 1)
     assert got == near
 
@@ -174,23 +184,23 @@ async def test_a_record_without_schedule_extensions_is_dead_lettered() -> None:
 
 
 async def test_a_stopped_scheduler_hands_held_events_to_the_next(
-    harness: Harness, broker: Broker
+    harness: Harness, broker: Broker, isolated: SchedulerOptions
 ) -> None:
     if schedules_natively(broker):
         pytest.skip("Service Bus schedules natively: no scheduler holds anything")
     topic, group = harness.topic(), harness.group()
     await broker.create_topic(topic)
-    first = Scheduler(broker)
+    first = Scheduler(broker, isolated)
     await first.start()
     sent = [event(i, key=f"k{i}") for i in range(5)]
     due = datetime.now(UTC) + timedelta(seconds=4)
-    await publish_at(broker, topic, sent, [due] * len(sent))
+    await publish_at(broker, topic, sent, [due] * len(sent), schedule_topic=isolated.topic)
     async with asyncio.timeout(WAIT):
         while first.held < len(sent):  # noqa: ASYNC110 - polls a counter
             await asyncio.sleep(0.02)
     await asyncio.wait_for(first.stop(), WAIT)
     assert first.forwarded == 0
-    second = Scheduler(broker)
+    second = Scheduler(broker, isolated)
     await second.start()
     try:
         got = await receive(broker, topic, group, len(sent))
@@ -201,20 +211,20 @@ async def test_a_stopped_scheduler_hands_held_events_to_the_next(
 
 
 async def test_beyond_max_held_the_rest_waits_in_the_broker(
-    harness: Harness, broker: Broker
+    harness: Harness, broker: Broker, isolated: SchedulerOptions
 ) -> None:
     """Backpressure, not loss: a scheduler that may hold 3 still forwards all 12."""
     if schedules_natively(broker):
         pytest.skip("Service Bus schedules natively: no scheduler holds anything")
     topic, group = harness.topic(), harness.group()
     await broker.create_topic(topic)
-    scheduler = Scheduler(broker, SchedulerOptions(max_held=3))
+    scheduler = Scheduler(broker, dataclasses.replace(isolated, max_held=3))
     await scheduler.start()
     try:
         now = datetime.now(UTC)
         sent = [event(i) for i in range(12)]
         due = [now + timedelta(seconds=0.5 + (i % 4) * 0.25) for i in range(12)]
-        await publish_at(broker, topic, sent, due)
+        await publish_at(broker, topic, sent, due, schedule_topic=isolated.topic)
         got = await receive(broker, topic, group, len(sent))
     finally:
         await scheduler.stop()

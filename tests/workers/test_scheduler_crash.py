@@ -33,10 +33,11 @@ def harness(request: pytest.FixtureRequest) -> Harness:
     return value
 
 
-def start_scheduler(url: str, status: Path) -> subprocess.Popen[bytes]:
+def start_scheduler(url: str, schedule: tuple[str, str], status: Path
+                    ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.workers.scheduler_process", url, str(status)],
+        [sys.executable, "-m", "tests.workers.scheduler_process", url, *schedule, str(status)],
         cwd=ROOT, env=env,
     )
 
@@ -62,6 +63,8 @@ async def test_killed_scheduler_loses_no_scheduled_event(
     harness: Harness, tmp_path: Path
 ) -> None:
     topic, group = harness.topic(), harness.group()
+    # this test's own schedule topic and group (the Kafka server is shared by the session)
+    schedule = (harness.topic("sched"), harness.group("sched"))
     url = harness.url()
     victim_status, survivor_status = tmp_path / "victim", tmp_path / "survivor"
     arrived: dict[str, tuple[CloudEvent, datetime]] = {}
@@ -70,21 +73,21 @@ async def test_killed_scheduler_loses_no_scheduled_event(
         await broker.create_topic(topic)
         consumer = asyncio.create_task(consume(broker, topic, group, arrived))
         try:
-            procs.append(start_scheduler(url, victim_status))
+            procs.append(start_scheduler(url, schedule, victim_status))
             await wait_until(victim_status.exists, "the victim to start")
             # far enough ahead that the victim holds them all before any is due
             now = datetime.now(UTC)
             sent = [CloudEvent(type="t.delayed", source="/crash", data={"i": i},
                                extensions={"partitionkey": f"k{i % 5}"}) for i in range(COUNT)]
             due = [now + timedelta(seconds=15 + i * 0.1) for i in range(COUNT)]
-            await publish_at(broker, topic, sent, due)
+            await publish_at(broker, topic, sent, due, schedule_topic=schedule[0])
             await wait_until(lambda: read_status(victim_status)[0] >= COUNT,
                              "the victim to hold every scheduled event")
             _, forwarded = read_status(victim_status)
             procs[0].send_signal(signal.SIGKILL)
             procs[0].wait(10)
             assert forwarded == 0 and not arrived, "the victim forwarded before it was killed"
-            procs.append(start_scheduler(url, survivor_status))
+            procs.append(start_scheduler(url, schedule, survivor_status))
             await wait_until(lambda: len(arrived) >= COUNT, "every event delivered", 120)
         finally:
             consumer.cancel()

@@ -94,11 +94,18 @@ def schedules_natively(broker: Broker) -> bool:
 
 
 async def publish_at(
-    broker: Broker, topic: str, events: Sequence[CloudEvent], due: Sequence[datetime | None],
+    broker: Broker,
+    topic: str,
+    events: Sequence[CloudEvent],
+    due: Sequence[datetime | None],
+    *,
     now: datetime | None = None,
+    schedule_topic: str = SCHEDULE_TOPIC,
 ) -> None:
     """Publish ``events`` to ``topic``, each no earlier than its due time (None or a time
-    already past: now). Immediate events are one batch, scheduled ones another."""
+    already past: now). Immediate events are one batch, scheduled ones another.
+    ``schedule_topic`` must be the one the component's schedulers consume (tests isolate
+    themselves with their own)."""
     now = now or datetime.now(UTC)
     immediate = [e for e, d in zip(events, due, strict=True) if d is None or d <= now]
     later = [(e, d) for e, d in zip(events, due, strict=True) if d is not None and d > now]
@@ -106,7 +113,7 @@ async def publish_at(
         if schedules_natively(broker):
             await _servicebus_schedule(broker, topic, later)
         else:
-            await broker.publish_batch(SCHEDULE_TOPIC, [wrap(e, topic, d) for e, d in later])
+            await broker.publish_batch(schedule_topic, [wrap(e, topic, d) for e, d in later])
     if immediate:
         await broker.publish_batch(topic, immediate)
 

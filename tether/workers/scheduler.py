@@ -57,6 +57,10 @@ class SchedulerOptions:
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=1, maximum=60))
     max_deliveries: int = 100
     drain_timeout: float = 10.0
+    #: the schedule topic and consumer group (every scheduler of a component must share
+    #: them; only tests need others)
+    topic: str = SCHEDULE_TOPIC
+    group: str = SCHEDULER_GROUP
 
 
 class Scheduler:
@@ -73,11 +77,11 @@ class Scheduler:
         self.forwarded = 0
 
     async def start(self) -> None:
-        await self.broker.create_topic(SCHEDULE_TOPIC)
+        await self.broker.create_topic(self.options.topic)
         options = SubscribeOptions(
             max_in_flight=self.options.max_held, max_deliveries=self.options.max_deliveries
         )
-        subscription = self.broker.subscribe(SCHEDULE_TOPIC, SCHEDULER_GROUP, options)
+        subscription = self.broker.subscribe(self.options.topic, self.options.group, options)
         await subscription.start()
         self._subscription = subscription
         self._loop_task = asyncio.create_task(self._run(subscription), name="scheduler")
@@ -116,7 +120,7 @@ class Scheduler:
         try:
             scheduled = unwrap(delivery.event)
         except ScheduleError as exc:
-            log.warning("dead-lettering a record of %s: %s", SCHEDULE_TOPIC, exc)
+            log.warning("dead-lettering a record of %s: %s", self.options.topic, exc)
             await delivery.dead_letter(str(exc))
             return
         wait = (scheduled.due - datetime.now(UTC)).total_seconds()
