@@ -170,7 +170,7 @@ class OrchestrationState:
         opened = OrchestratorStarted(timestamp=now)
         appended: list[HistoryEvent] = [opened]
         self._apply(opened)
-        if self._nondeterminism is not None and not self.done:
+        if self._nondeterminism is not None and not (self.done and self._completion_recorded):
             self._complete(RuntimeStatus.FAILED, failure=self._nondeterminism)
         reset = False
         generations = 0
@@ -256,6 +256,10 @@ class OrchestrationState:
             self.done = True
             self._completion_recorded = True
             self._close_generator()
+            return True
+        if isinstance(ev, _SCHEDULING) and self._replaying and self._nondeterminism is None \
+                and not self._completion_recorded:
+            self._match(ev)  # also when the replayed code already ended: it did less
             return True
         if self.done or self._nondeterminism is not None:
             return False
@@ -361,7 +365,7 @@ class OrchestrationState:
         task_id, action = next(iter(self.ctx.pending.items()))
         self._nondeterministic(
             f"task {task_id}: the code called {describe_action(action)} but history has no"
-            f" task {task_id}")
+            f" task {task_id} at that step")
 
     def _nondeterministic(self, message: str) -> None:
         name = self.started.name if self.started else "?"
