@@ -197,7 +197,12 @@ async def run_role(spec: dict[str, Any]) -> dict[str, Any]:
         sys.executable, __file__, "--role", "loadgen", "--spec", json.dumps(spec),
         stdout=asyncio.subprocess.PIPE,
     )
-    out, _ = await process.communicate()
+    try:
+        out, _ = await process.communicate()
+    finally:
+        if process.returncode is None:  # interrupted: the load generator goes too
+            process.kill()
+            await process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"load generator failed ({process.returncode}) on {spec['kind']}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
@@ -631,6 +636,7 @@ async def part_c(backend: Backend, folder: Path, args: argparse.Namespace) -> No
 
 
 # --- (d) HTTP delivery ---------------------------------------------------------------------------
+DELIVERY_RUNS = ("single", "single-keyed", "bulk", "bulk-keyed")
 SUBSCRIPTION = """\
 apiVersion: dapr.io/v2alpha1
 kind: Subscription
@@ -703,10 +709,12 @@ async def part_d(backend: Backend, folder: Path, args: argparse.Namespace) -> No
     count, concurrency, bulk_size = args.delivery_events, args.concurrency, 100
     # (label, route, partition keys, events): keyless is what a publish without
     # metadata.partitionKey gives; keyed events are delivered one at a time per key
-    runs = [("one by one, no keys", "events", 0, count),
-            (f"one by one, {KEYS} keys", "events", KEYS, count),
-            (f"bulk of {bulk_size}, no keys", "bulk", 0, count),
-            (f"bulk of {bulk_size}, {KEYS} keys", "bulk", KEYS, max(1, count // 5))]
+    runs = [run for run, name in zip([
+        ("one by one, no keys", "events", 0, count),
+        (f"one by one, {KEYS} keys", "events", KEYS, count),
+        (f"bulk of {bulk_size}, no keys", "bulk", 0, count),
+        (f"bulk of {bulk_size}, {KEYS} keys", "bulk", KEYS, max(1, count // 5)),
+    ], DELIVERY_RUNS, strict=True) if name in args.delivery_runs]
     topics = [new_topic("deliver") for _ in runs]
     await create_topics(backend, *topics)
     bulk = ("  bulkSubscribe:\n    enabled: true\n"
@@ -729,6 +737,7 @@ async def part_d(backend: Backend, folder: Path, args: argparse.Namespace) -> No
                                         "concurrency": max(1, concurrency // max(1, size)),
                                         "bulk": size}))["rate"]
                 for route, size in (("events", 0), ("bulk", bulk_size))
+                if any(run[1] == route for run in runs)
             }
             rates = [await delivered_rate(backend, running, session, app_port, topic, route, n,
                                           keys)
@@ -774,6 +783,8 @@ def main() -> None:
     parser.add_argument("--sdk-events", type=int, default=20_000, help="(c) events")
     parser.add_argument("--window", type=int, default=1000, help="(c) publishes in flight")
     parser.add_argument("--delivery-events", type=int, default=10_000, help="(d) events")
+    parser.add_argument("--delivery-runs", nargs="+", default=list(DELIVERY_RUNS),
+                        choices=DELIVERY_RUNS, help="(d) which deliveries to measure")
     parser.add_argument("--concurrency", type=int, default=100,
                         help="(d) the delivery worker's max_concurrency, also the ceiling's")
     parser.add_argument("--role", choices=["loadgen", "app"], help=argparse.SUPPRESS)
@@ -785,6 +796,8 @@ def main() -> None:
     elif args.role == "app":
         serve_app(args.port)
     else:
+        # SIGTERM unwinds like Ctrl+C, so the tether run and server processes are stopped
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         asyncio.run(run(args))
 
 
