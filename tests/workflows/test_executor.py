@@ -288,3 +288,29 @@ def test_calling_an_unregistered_activity_fails_the_task() -> None:
     failure = d.last["wf-1"].failure
     assert failure is not None and "activity 'ghost' is not registered" in failure.message
     d.close()
+
+
+def test_recovery_actions_after_a_reload() -> None:
+    wfr = WorkflowRegistry()
+
+    @wfr.workflow(name="mixed")
+    def mixed(ctx: DaprWorkflowContext, _: Any) -> Any:
+        yield when_all([ctx.call_activity("a"), ctx.call_activity("b"),
+                        ctx.create_timer(timedelta(seconds=5))])
+        return "ok"
+
+    first = execute(wfr, "wf-1", [], [start_event("mixed")], now=T0)
+    history = first.appended
+    second = execute(wfr, "wf-1", history, [TaskCompleted(task_id=0)], now=T0)
+    history += second.appended
+    reloaded = OrchestrationState.replay(wfr, "wf-1", history)
+    assert reloaded.recovery_actions() == first.actions[1:]  # b and the timer are still open
+    from tether.platform.workflows.history import TimerFired
+
+    done = reloaded.process([TaskCompleted(task_id=1), TimerFired(task_id=2, fire_at=T0)],
+                            now=T0)
+    assert done.status == WorkflowStatus.COMPLETED
+    history += done.appended
+    again = OrchestrationState.replay(wfr, "wf-1", history)
+    assert again.recovery_actions() == [a for a in done.actions
+                                        if isinstance(a, CompleteOrchestration)]

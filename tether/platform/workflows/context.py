@@ -47,6 +47,8 @@ class DaprWorkflowContext:
         self.pending: dict[int, Action] = {}
         # open durable tasks by task id (a retry timer maps to its RetryableTask)
         self.open_tasks: dict[int, CompletableTask[Any]] = {}
+        # the action of each open task, for re-sending after a crash (recovery_actions)
+        self.open_actions: dict[int, Action] = {}
         self.retry_timers: set[int] = set()
         # the action to repeat on each retry attempt of a RetryableTask
         self.retry_actions: dict[int, Action] = {}
@@ -149,6 +151,7 @@ class DaprWorkflowContext:
         task.label = describe_action(action)
         self.pending[task_id] = action
         self.open_tasks[task_id] = task
+        self.open_actions[task_id] = action
         if isinstance(action, CreateSubOrchestration):
             self.child_instances[task_id] = action.instance_id
         return task_id
@@ -156,7 +159,8 @@ class DaprWorkflowContext:
     def schedule_retry_timer(self, task: RetryableTask[Any], fire_at: datetime) -> None:
         task_id = self._next_task_id
         self._next_task_id += 1
-        self.pending[task_id] = CreateTimer(task_id=task_id, fire_at=fire_at)
+        self.pending[task_id] = self.open_actions[task_id] = CreateTimer(
+            task_id=task_id, fire_at=fire_at)
         self.open_tasks[task_id] = task
         self.retry_timers.add(task_id)
 

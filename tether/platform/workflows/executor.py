@@ -208,6 +208,25 @@ class OrchestrationState:
                 first_task_id=first_task_id, timestamp=now), *cont.carried, *rest])
         return self._result(appended, now, reset)
 
+    def recovery_actions(self) -> list[Action]:
+        """What a reloaded instance may have to send again: the runtime writes history before
+        it sends a step's actions, so a crash in between loses sends, never history. These
+        are the actions of every task still open (activities run at least once anyway), and
+        the completion notice (to a parent) of a finished instance."""
+        if self.done:
+            if self.status == RuntimeStatus.CONTINUED_AS_NEW or not self._completion_recorded:
+                return []
+            return [CompleteOrchestration(
+                status=self.status, output=self.output, failure=self.failure,
+                parent=self.started.parent if self.started else None)]
+        if self.ctx is None:
+            return []
+        return [a for tid, a in self.ctx.open_actions.items() if tid not in self.ctx.pending]
+
+    @property
+    def is_started(self) -> bool:
+        return self.started is not None
+
     # --- result ------------------------------------------------------------------------------
 
     def _result(self, appended: list[HistoryEvent], now: datetime,
@@ -304,6 +323,7 @@ class OrchestrationState:
             ctx.raise_event(ev.name, ev.input)
         elif isinstance(ev, TaskCompleted | SubOrchestrationCompleted | TimerFired):
             task = ctx.open_tasks.pop(ev.task_id, None)
+            ctx.open_actions.pop(ev.task_id, None)
             if task is None:
                 return False  # a duplicate or a stale completion
             ctx.child_instances.pop(ev.task_id, None)
@@ -321,6 +341,7 @@ class OrchestrationState:
                                               FailureDetails("ValueError", str(exc))))
         elif isinstance(ev, TaskFailed | SubOrchestrationFailed):
             task = ctx.open_tasks.pop(ev.task_id, None)
+            ctx.open_actions.pop(ev.task_id, None)
             if task is None:
                 return False
             ctx.child_instances.pop(ev.task_id, None)
