@@ -94,9 +94,11 @@ class PostgresStateStore(StateStore):
                 sql.Literal(int(timeout * 1000))))
             await conn.commit()
 
+        # autocommit: a read or a single write is one round trip; several statements get
+        # an explicit transaction
         pool = AsyncConnectionPool(conninfo, min_size=1, max_size=POOL_SIZE, open=False,
                                    timeout=timeout, configure=configure,
-                                   name=f"state-{table}")
+                                   kwargs={"autocommit": True}, name=f"state-{table}")
         store = cls(pool, table, metadata_table, timeout)
         try:
             await pool.open(wait=True, timeout=timeout)
@@ -183,13 +185,18 @@ class PostgresStateStore(StateStore):
             check_etag(op.key, op.etag)
             if isinstance(op, SetOperation):
                 check_ttl(op.ttl_seconds)
+        self._writes += 1
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                etags = [etag for op in ops if (etag := await self._apply(conn, op))]
-                async with conn.cursor() as cur:
-                    await cur.executemany(self._sql["outbox"], [
-                        (r.id, r.pubsub, r.topic, r.event) for r in outbox])
-                self._writes += 1
+            async with self._pool.connection() as conn:
+                if len(ops) == 1 and not outbox:  # one statement is atomic on its own
+                    etag = await self._apply(conn, ops[0])
+                    etags = [] if etag is None else [etag]
+                else:
+                    async with conn.transaction():
+                        etags = [e for op in ops if (e := await self._apply(conn, op))]
+                        async with conn.cursor() as cur:
+                            await cur.executemany(self._sql["outbox"], [
+                                (r.id, r.pubsub, r.topic, r.event) for r in outbox])
                 if self._writes % PURGE_EVERY == 0:
                     await conn.execute(self._sql["purge"])
         except psycopg.Error as exc:

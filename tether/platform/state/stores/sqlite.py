@@ -129,7 +129,16 @@ class SqliteStateStore(StateStore):
             return self.conn
 
         def __exit__(self, kind: object, exc: object, tb: object) -> None:
-            self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+            if kind is not None:
+                self.conn.execute("ROLLBACK")
+                return
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                # never leave the connection inside a failed transaction
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
