@@ -314,3 +314,18 @@ def test_recovery_actions_after_a_reload() -> None:
     again = OrchestrationState.replay(wfr, "wf-1", history)
     assert again.recovery_actions() == [a for a in done.actions
                                         if isinstance(a, CompleteOrchestration)]
+
+
+def test_a_workflow_that_only_continues_as_new_is_stopped() -> None:
+    wfr = WorkflowRegistry()
+
+    @wfr.workflow(name="spin")
+    def spin(ctx: DaprWorkflowContext, n: int) -> None:
+        ctx.continue_as_new(n + 1)
+
+    result = execute(wfr, "wf-1", [], [start_event("spin", "0")], now=T0)
+    assert result.history_reset and result.status == WorkflowStatus.FAILED
+    assert result.failure is not None
+    assert result.failure.error_type == "ContinueAsNewLoopError"
+    again = execute(wfr, "wf-1", result.appended, [], now=T0)
+    assert again.status == WorkflowStatus.FAILED and again.appended == []
