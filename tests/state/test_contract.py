@@ -227,6 +227,10 @@ async def test_outbox_pending_and_done(store: StateStore, tag: str) -> None:
     assert [r.id for r in await store.outbox_pending(3)] == [f"{tag}-evt-{i}" for i in range(3)]
     await store.outbox_done([f"{tag}-evt-0", f"{tag}-evt-2", "unknown-id"])
     assert await store.outbox_pending(10) == [record(i, tag) for i in (1, 3, 4)]
+    # a record whose id is already pending replaces it and keeps its place
+    again = OutboxRecord(f"{tag}-evt-3", "pubsub", "other", b"replaced")
+    await store.transact([SetOperation(f"{tag}-x", b"v")], [again])
+    assert await store.outbox_pending(10) == [record(1, tag), again, record(4, tag)]
     await store.outbox_done([f"{tag}-evt-{i}" for i in (1, 3, 4)])
     assert await store.outbox_pending(10) == []
     await store.outbox_done([])

@@ -201,7 +201,9 @@ class SqliteStateStore(StateStore):
         with self._write(self._db()) as conn:
             etags = self._apply(conn, ops, time.time())
             conn.executemany(
-                f"INSERT INTO {self._outbox} (id, pubsub, topic, event) VALUES (?, ?, ?, ?)",
+                f"INSERT INTO {self._outbox} (id, pubsub, topic, event) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET pubsub = excluded.pubsub,"
+                " topic = excluded.topic, event = excluded.event",
                 [(r.id, r.pubsub, r.topic, r.event) for r in outbox],
             )
             return etags
