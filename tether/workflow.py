@@ -23,12 +23,13 @@ from tether.platform.workflows.task import Task, when_all, when_any
 
 # Dapr's name for the status enum (its values are Dapr's runtimeStatus strings)
 WorkflowStatus = RuntimeStatus
-# Dapr's abstract context type; one implementation here
+# Dapr's abstract context type, and the context of `async def` workflows: one implementation
 WorkflowContext = DaprWorkflowContext
+AsyncWorkflowContext = DaprWorkflowContext
 
 __all__ = [
-    "DaprWorkflowContext", "FailureDetails", "NonDeterminismError", "RetryPolicy",
-    "SerializationError", "Task", "TaskFailedError", "WorkflowActivityContext",
+    "AsyncWorkflowContext", "DaprWorkflowContext", "FailureDetails", "NonDeterminismError",
+    "RetryPolicy",    "SerializationError", "Task", "TaskFailedError", "WorkflowActivityContext",
     "WorkflowContext", "WorkflowNotRegisteredError", "WorkflowRegistry", "WorkflowStatus",
     "alternate_name", "when_all", "when_any",
 ]

@@ -1,5 +1,6 @@
 """The executor's edge cases, driven directly with history events."""
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -166,19 +167,22 @@ def test_json_is_enforced() -> None:
     assert "the workflow output must be JSON-serialisable" in result.failure.message
 
 
-def test_async_workflows_and_yielding_non_tasks_are_clear_errors() -> None:
+def test_awaiting_or_yielding_non_tasks_is_a_clear_error() -> None:
     wfr = WorkflowRegistry()
 
-    @wfr.workflow(name="coro")
-    async def coro(ctx: DaprWorkflowContext, _: Any) -> int:
+    @wfr.async_workflow(name="sleeper")
+    async def sleeper(ctx: DaprWorkflowContext, _: Any) -> int:
+        await asyncio.sleep(0)  # not a workflow task: no event loop drives workflows
         return 1
 
     @wfr.workflow(name="yields_int")
     def yields_int(ctx: DaprWorkflowContext, _: Any) -> Any:
         yield 5
 
-    result = execute(wfr, "wf-1", [], [start_event("coro")], now=T0)
-    assert result.failure is not None and "is async" in result.failure.message
+    result = execute(wfr, "wf-1", [], [start_event("sleeper")], now=T0)
+    assert result.failure is not None
+    assert "may only yield or await workflow tasks" in result.failure.message
+    assert "it awaited NoneType" in result.failure.message
     result = execute(wfr, "wf-1", [], [start_event("yields_int")], now=T0)
     assert result.failure is not None and "it yielded int" in result.failure.message
 

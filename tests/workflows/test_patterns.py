@@ -377,3 +377,34 @@ def test_terminate_a_suspended_instance(both: Both) -> None:
 
     hot, _ = both(wfr, scenario)
     assert hot.status("wf-1") == WorkflowStatus.TERMINATED
+
+
+def test_async_workflows_and_input_less_functions(both: Both) -> None:
+    wfr = WorkflowRegistry()
+
+    @wfr.activity(name="now")
+    def now(ctx: WorkflowActivityContext) -> str:  # Dapr samples omit an unused input
+        return f"task {ctx.task_id}"
+
+    @wfr.activity(name="inc")
+    async def inc(ctx: WorkflowActivityContext, n: int) -> int:
+        return n + 1
+
+    @wfr.async_workflow(name="async_chain")
+    async def async_chain(ctx: DaprWorkflowContext, n: int) -> Any:
+        a = await ctx.call_activity(inc, input=n)
+        parts = await ctx.when_all([ctx.call_activity(inc, input=a + i) for i in range(3)])
+        await ctx.create_timer(timedelta(seconds=1))
+        try:
+            await ctx.call_child_workflow("no_input")
+        except TaskFailedError as exc:
+            return {"parts": parts, "child": exc.details.message}
+        return None
+
+    @wfr.workflow(name="no_input")
+    def no_input(ctx: DaprWorkflowContext) -> Any:
+        stamp = yield ctx.call_activity(now)
+        raise ValueError(f"child saw {stamp}")
+
+    hot, _ = both(wfr, start("async_chain", 1))
+    assert hot.output("wf-1") == {"parts": [3, 4, 5], "child": "child saw task 0"}

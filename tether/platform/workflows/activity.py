@@ -10,7 +10,7 @@ from typing import Any
 
 from tether.platform.workflows import payload
 from tether.platform.workflows.actions import ScheduleTask
-from tether.platform.workflows.authoring import WorkflowRegistry
+from tether.platform.workflows.authoring import WorkflowRegistry, invoke
 from tether.platform.workflows.errors import (
     FailureDetails,
     WorkflowNotRegisteredError,
@@ -61,11 +61,11 @@ async def run_activity(registry: WorkflowRegistry, instance_id: str, task: Sched
         data = payload.decode(task.input)
         result: Any
         if inspect.iscoroutinefunction(fn):
-            result = await fn(ctx, data)
+            result = await invoke(fn, ctx, data)
         elif sync_in_thread:
-            result = await asyncio.to_thread(fn, ctx, data)
+            result = await asyncio.to_thread(invoke, fn, ctx, data)
         else:
-            result = fn(ctx, data)
+            result = invoke(fn, ctx, data)
         if inspect.isawaitable(result):
             result = await result
         encoded = payload.encode(result, f"the output of activity {task.name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -34,6 +35,23 @@ def name_of(fn_or_name: Callable[..., Any] | str) -> str:
     return name
 
 
+def _takes_input(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        return True
+    positional = [p for p in params if p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params)
+    return varargs or len(positional) >= 2
+
+
+def invoke(fn: Callable[..., Any], ctx: Any, data: Any) -> Any:
+    """Call a workflow or activity as `fn(ctx, input)`, or `fn(ctx)` when it takes no input
+    (Dapr's samples write both)."""
+    return fn(ctx, data) if _takes_input(fn) else fn(ctx)
+
+
 class WorkflowRegistry:
     """Workflows and activities by name. WorkflowRuntime (the broker runtime) extends this."""
 
@@ -64,6 +82,16 @@ class WorkflowRegistry:
     def activity(self, __fn: Any = None, *, name: str | None = None) -> Any:
         """`@wfr.activity` or `@wfr.activity(name="...")`."""
         return self._decorator(self.register_activity, __fn, name)
+
+    @overload
+    def async_workflow(self, __fn: F) -> F: ...
+    @overload
+    def async_workflow(self, __fn: None = None, *,
+                       name: str | None = None) -> Callable[[F], F]: ...
+
+    def async_workflow(self, __fn: Any = None, *, name: str | None = None) -> Any:
+        """`@wfr.async_workflow(name=...)`: an `async def` workflow that awaits tasks."""
+        return self._decorator(self.register_workflow, __fn, name)
 
     def get_workflow(self, name: str) -> Callable[..., Any] | None:
         return self.workflows.get(name)

@@ -7,7 +7,7 @@ for a waiter (FIFO per name). It never does I/O; the executor feeds it history e
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,13 @@ from tether.platform.workflows.actions import (
 from tether.platform.workflows.authoring import name_of
 from tether.platform.workflows.history import ParentInstance, _dt_from_str, _dt_to_str
 from tether.platform.workflows.retry import RetryPolicy
-from tether.platform.workflows.task import CompletableTask, RetryableTask, Task
+from tether.platform.workflows.task import (
+    CompletableTask,
+    RetryableTask,
+    Task,
+    when_all,
+    when_any,
+)
 
 
 def describe_action(action: Action) -> str:
@@ -138,6 +144,12 @@ class DaprWorkflowContext:
         ends; with save_events, events buffered but not yet waited for are carried over."""
         data = payload.encode(new_input, "the continue_as_new input")
         self.continue_as_new_request = (data, save_events)
+
+    def when_all(self, tasks: Sequence[Task[Any]]) -> Task[list[Any]]:
+        return when_all(tasks)
+
+    def when_any(self, tasks: Sequence[Task[Any]]) -> Task[Task[Any]]:
+        return when_any(tasks)
 
     def set_custom_status(self, custom_status: Any) -> None:
         self.custom_status = payload.encode(custom_status, "the custom status")

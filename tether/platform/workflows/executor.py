@@ -29,7 +29,7 @@ from tether.platform.workflows.actions import (
     ScheduleTask,
     TerminateOrchestration,
 )
-from tether.platform.workflows.authoring import WorkflowRegistry
+from tether.platform.workflows.authoring import WorkflowRegistry, invoke
 from tether.platform.workflows.context import DaprWorkflowContext, describe_action
 from tether.platform.workflows.errors import (
     FailureDetails,
@@ -411,20 +411,14 @@ class OrchestrationState:
                 f"workflow {ev.name!r} is not registered (registered: {known})"))
             return
         try:
-            out = fn(ctx, payload.decode(ev.input))
+            out = invoke(fn, ctx, payload.decode(ev.input))
         except Exception as exc:
             self._complete(RuntimeStatus.FAILED, failure=FailureDetails.from_exception(exc))
             return
-        if inspect.isgenerator(out):
-            self._gen = out
+        if inspect.isgenerator(out) or inspect.iscoroutine(out):
+            # a coroutine that awaits tasks is driven exactly like a generator
+            self._gen = out  # type: ignore[assignment]
             self._run(None, None)
-        elif inspect.isawaitable(out):
-            close = getattr(out, "close", None)
-            if close is not None:
-                close()
-            self._complete(RuntimeStatus.FAILED, failure=FailureDetails(
-                "TypeError", f"workflow {ev.name!r} is async; write it as a generator that"
-                " yields tasks (ctx.call_activity(...), ...)"))
         else:
             self._finish_value(out)
         self._drain_held()
@@ -458,8 +452,10 @@ class OrchestrationState:
                 return
             if not isinstance(yielded, Task):
                 self._complete(RuntimeStatus.FAILED, failure=FailureDetails(
-                    "TypeError", "a workflow must yield tasks (ctx.call_activity, "
-                    f"ctx.create_timer, when_all, ...), it yielded {type(yielded).__name__}"))
+                    "TypeError", "a workflow may only yield or await workflow tasks "
+                    "(ctx.call_activity, ctx.create_timer, when_all, ...), it "
+                    f"{'awaited' if inspect.iscoroutine(gen) else 'yielded'} "
+                    f"{type(yielded).__name__}"))
                 return
             if not yielded.is_complete:
                 self._waiting = yielded

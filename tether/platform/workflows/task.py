@@ -5,7 +5,7 @@ replay completes the same tasks in the same order."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +44,12 @@ class Task(Generic[T]):
         if self._exception is None:
             raise WorkflowError("the task did not fail")
         return self._exception
+
+    def __await__(self) -> Generator[Task[T], Any, T]:
+        """`await task` in an async workflow: the executor drives the coroutine like a
+        generator, so the task goes out exactly as `yield task` would."""
+        result = yield self
+        return result  # type: ignore[no-any-return]
 
     def _finish(self, result: Any = None, exception: BaseException | None = None) -> None:
         if self._complete:
