@@ -13,6 +13,7 @@ from tether.platform.state.store import ETagInvalidError
 #: every store's ETags are 32 lowercase hex digits (a random UUID): never reused after a
 #: delete and re-create, so an old ETag can't match a new item (no ABA)
 _ETAG = re.compile(r"[0-9a-f]{32}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 #: the item metadata key Dapr uses for an item's expiry time
 TTL_EXPIRE_TIME = "ttlExpireTime"
@@ -62,8 +63,10 @@ def json_text(value: bytes) -> str | None:
     try:
         text = value.decode("utf-8")
         parsed = json.loads(text, parse_constant=_refuse_constant)
-        # lone surrogates (\ud800) parse in Python but no database accepts them
-        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        # lone surrogates (\ud800) parse in Python but no database accepts them; the
+        # costly check only runs when the text has a surrogate escape at all
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError):
         return None
     if "\\u0000" in text:
