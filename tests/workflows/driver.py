@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import random
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,11 +44,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 class Driver:
     def __init__(self, registry: WorkflowRegistry, *, hot: bool = True,
-                 batch_size: int | None = None, run_activities: bool = True) -> None:
+                 batch_size: int | None = None, run_activities: bool = True,
+                 shuffle: random.Random | None = None) -> None:
         self.registry = registry
         self.hot = hot
         self.batch_size = batch_size
         self.run_activities = run_activities
+        self.shuffle = shuffle  # deliver activity completions in a random order
         self.clock = T0
         self.inbox: dict[str, list[HistoryEvent]] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}  # stored as JSON, like a store
@@ -167,8 +170,10 @@ class Driver:
                 run_activity(self.registry, i, a, sync_in_thread=False, now=self.clock)
                 for i, a in batch)))
 
-        for (instance_id, _), event in zip(batch, self._loop.run_until_complete(run_all()),
-                                           strict=True):
+        done = list(zip(batch, self._loop.run_until_complete(run_all()), strict=True))
+        if self.shuffle is not None:
+            self.shuffle.shuffle(done)
+        for (instance_id, _), event in done:
             self.send(instance_id, event)
 
     def fire_next_timer(self) -> None:

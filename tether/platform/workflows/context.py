@@ -56,8 +56,6 @@ class DaprWorkflowContext:
         # the action of each open task, for re-sending after a crash (recovery_actions)
         self.open_actions: dict[int, Action] = {}
         self.retry_timers: set[int] = set()
-        # the action to repeat on each retry attempt of a RetryableTask
-        self.retry_actions: dict[int, Action] = {}
         self.event_waiters: dict[str, deque[CompletableTask[Any]]] = {}
         self.event_buffer: dict[str, deque[str | None]] = {}
         self.custom_status: str | None = None
@@ -94,8 +92,8 @@ class DaprWorkflowContext:
             RetryableTask(retry_policy, self._now) if retry_policy else CompletableTask())
         task_id = self._add(task, lambda tid: ScheduleTask(
             task_id=tid, name=name, input=data, app_id=app_id))
-        if retry_policy:
-            self.retry_actions[id(task)] = self.pending[task_id]
+        if isinstance(task, RetryableTask):
+            task.template = self.pending[task_id]  # repeated on each retry attempt
         return task
 
     def call_child_workflow(self, workflow: Callable[..., Any] | str, *, input: Any = None,
@@ -116,8 +114,8 @@ class DaprWorkflowContext:
                 parent=ParentInstance(parent_name, self._instance_id, tid))
 
         task_id = self._add(task, build)
-        if retry_policy:
-            self.retry_actions[id(task)] = self.pending[task_id]
+        if isinstance(task, RetryableTask):
+            task.template = self.pending[task_id]  # repeated on each retry attempt
         return task
 
     def create_timer(self, fire_at: datetime | timedelta) -> Task[None]:
@@ -178,7 +176,7 @@ class DaprWorkflowContext:
 
     def schedule_retry_attempt(self, task: RetryableTask[Any]) -> None:
         """Repeat the task's action under a fresh task id."""
-        template = self.retry_actions[id(task)]
+        template = task.template
         task.attempt += 1
         if isinstance(template, ScheduleTask):
             self._add(task, lambda tid: ScheduleTask(

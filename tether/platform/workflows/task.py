@@ -82,6 +82,7 @@ class RetryableTask(CompletableTask[T]):
         self.policy = policy
         self.first_attempt_at = first_attempt_at
         self.attempt = 1
+        self.template: Any = None  # the action each attempt repeats (set by the context)
 
 
 class CompositeTask(Task[T]):

@@ -1,0 +1,15 @@
+"""The workflow runtime on a broker and a state store (docs/workflows.md, "How the engine
+runs").
+
+The pure engine (tether.platform.workflows) turns history events into new history and
+actions; this package carries them: orchestration events are CloudEvents keyed by instance
+id on one topic (so one worker owns an instance at a time), activity tasks go to another
+topic consumed by any worker, history and instance metadata live in a state store, and every
+step's actions leave through that store's transactional outbox.
+
+Modules: ``names`` (topics, groups and keys), ``codec`` (CloudEvents in and out),
+``instances`` (history and metadata in the state store), ``sender`` (the outbox relay of
+the runtime), ``orchestrator`` and ``activities`` (the two workers), ``client``
+(DaprWorkflowClient), ``config`` (where the broker and store come from), ``runtime``
+(WorkflowRuntime).
+"""
