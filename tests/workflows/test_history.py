@@ -76,3 +76,16 @@ def test_retry_policy_delays() -> None:
     assert t.next_retry_at(2, T0, T0 + timedelta(seconds=10)) is None
     with pytest.raises(ValueError):
         RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=0)
+
+
+def test_history_view_has_one_readable_line_per_event() -> None:
+    from tether.platform.workflows.view import format_history
+
+    lines = format_history(all_events())
+    assert len(lines) == len(all_events())
+    assert lines[0].endswith("workflow 'wf' input={\"a\":1} parent=p-1#7 run=2")
+    assert "TaskScheduled" in lines[2] and "#0 activity 'act' input=1" in lines[2]
+    assert "#1 ValueError: boom" in lines[4]
+    assert lines[-1].endswith("FAILED ValueError: boom")
+    long = h.EventRaised(name="e", input="x" * 500, timestamp=T0)
+    assert len(format_history([long])[0]) < 120
