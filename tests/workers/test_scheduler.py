@@ -231,3 +231,34 @@ async def test_beyond_max_held_the_rest_waits_in_the_broker(
     arrived = {e.id: at for e, at in got}
     assert sorted(arrived) == sorted(e.id for e in sent)
     assert all(arrived[e.id] >= when for e, when in zip(sent, due, strict=True))
+
+
+async def test_schedulers_retry_a_broker_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tether.brokers import BrokerUnavailableError
+    from tether.workers import scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "OPEN_RETRY", 0.01)
+    attempts: list[str] = []
+    async with MemoryBroker() as broker:
+
+        async def open_broker(name: str) -> Broker:
+            attempts.append(name)
+            if len(attempts) < 3:
+                raise BrokerUnavailableError("connection refused")
+            return broker
+
+        schedulers = scheduler_module.Schedulers(["pubsub"], open_broker)
+        schedulers.start()  # returns at once: a down broker does not hold the sidecar up
+        try:
+            async with asyncio.timeout(WAIT):
+                while "pubsub" not in schedulers.running:  # noqa: ASYNC110 - polls a dict
+                    await asyncio.sleep(0.01)
+            assert len(attempts) == 3
+            due = datetime.now(UTC) + timedelta(seconds=0.3)
+            sent = event(1)
+            await publish_at(broker, "t", [sent], [due])
+            [(got, arrived)] = await receive(broker, "t", "g", 1)
+            assert got == sent and arrived >= due
+        finally:
+            await schedulers.stop()
+        assert schedulers.running == {}

@@ -82,7 +82,12 @@ class Scheduler:
             max_in_flight=self.options.max_held, max_deliveries=self.options.max_deliveries
         )
         subscription = self.broker.subscribe(self.options.topic, self.options.group, options)
-        await subscription.start()
+        try:
+            await subscription.start()
+        except BaseException:  # a failed join (Schedulers retries) must not leave it behind
+            with contextlib.suppress(Exception):
+                await subscription.close(0)
+            raise
         self._subscription = subscription
         self._loop_task = asyncio.create_task(self._run(subscription), name="scheduler")
 
