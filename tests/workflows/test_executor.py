@@ -94,6 +94,7 @@ def test_non_determinism_when_the_code_schedules_less_or_more() -> None:
         yield when_all([ctx.call_activity("reserve"), ctx.call_activity("audit")])
 
     result = execute(wfr, "wf-1", history, [], now=T0)
+    assert [type(a) for a in result.actions] == [CompleteOrchestration]
     assert result.failure is not None
     assert "task 1: the code called activity 'audit' but history has no task 1 at that step" \
         in result.failure.message
@@ -333,3 +334,20 @@ def test_a_workflow_that_only_continues_as_new_is_stopped() -> None:
     assert result.failure.error_type == "ContinueAsNewLoopError"
     again = execute(wfr, "wf-1", result.appended, [], now=T0)
     assert again.status == WorkflowStatus.FAILED and again.appended == []
+
+
+def test_steps_not_awaited_when_the_workflow_ends_are_cancelled() -> None:
+    wfr = WorkflowRegistry()
+
+    @wfr.workflow(name="hasty")
+    def hasty(ctx: DaprWorkflowContext, _: Any) -> Any:
+        yield ctx.call_activity("first")
+        ctx.call_activity("forgotten")
+        return "done"
+
+    state = OrchestrationState(wfr, "wf-1")
+    history = state.process([start_event("hasty")], now=T0).appended
+    last = state.process([TaskCompleted(task_id=0)], now=T0)
+    assert [type(a) for a in last.actions] == [CompleteOrchestration]
+    again = execute(wfr, "wf-1", history + last.appended, [], now=T0)
+    assert again.status == WorkflowStatus.COMPLETED and again.appended == []

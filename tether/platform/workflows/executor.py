@@ -495,12 +495,13 @@ class OrchestrationState:
         self.done = True
         self._completion_recorded = False
         self._waiting = None
+        if self.ctx is not None:
+            self.ctx.pending.clear()  # steps scheduled but not awaited are cancelled
         self._close_generator()
 
     def _terminate(self, ev: ExecutionTerminated) -> None:
         ctx = self.ctx
         if ctx is not None:
-            ctx.pending.clear()  # nothing more is scheduled for a terminated instance
             if ev.recursive and not self._replaying:
                 self._terminations = [
                     TerminateOrchestration(instance_id=child, output=ev.output, recursive=True)
