@@ -51,6 +51,11 @@ def _dt_from_str(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# public names for the runtime (the underscored ones stay as aliases)
+dt_to_str = _dt_to_str
+dt_from_str = _dt_from_str
+
+
 @dataclass(frozen=True)
 class ParentInstance:
     """The workflow that started a child workflow, and the task id that waits for it."""
