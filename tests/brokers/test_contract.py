@@ -191,6 +191,23 @@ async def test_nack_keeps_the_key_in_order(harness: Harness) -> None:
     assert [again[0].event.id] + [d.event.id for d in rest] == [e.id for e in sent]
 
 
+async def test_ungated_subscription_hands_one_keys_records_out_together(
+    harness: Harness,
+) -> None:
+    # gate_by_key=False: the consumer gets a key's records before settling the first (the
+    # workflow runtime drains an instance's events as one batch), in order
+    topic, group = harness.topic(), harness.group()
+    sent = [event(i, key="same") for i in range(5)]
+    options = SubscribeOptions(gate_by_key=False)
+    async with harness.broker() as broker:
+        await broker.publish_batch(topic, sent)
+        async with broker.subscribe(topic, group, options) as subscription:
+            got = await take(subscription, 5, ack=False)
+            for delivery in got:
+                await delivery.ack()
+    assert [d.event.id for d in got] == [e.id for e in sent]
+
+
 async def test_dead_letter_after_max_deliveries(harness: Harness) -> None:
     topic, group = harness.topic(), harness.group()
     poison, fine = event(0, key="p"), event(1, key="f")

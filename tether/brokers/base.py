@@ -72,11 +72,17 @@ class SubscribeOptions:
     ``max_in_flight`` bounds the events a member holds between fetch and ack (memory and
     backpressure); ``max_deliveries`` is how many deliveries an event gets before a nack
     dead-letters it.
+
+    ``gate_by_key=False`` hands every fetched record out at once, in fetch order, instead of
+    one unsettled record per key: for a consumer that orders a key's records itself and
+    wants them together (the workflow runtime drains all pending events of one instance as
+    one batch). A nacked or deferred record then comes back after the ones behind it.
     """
 
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     dead_letter_topic: str | None = None
+    gate_by_key: bool = True
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:

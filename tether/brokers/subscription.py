@@ -235,7 +235,7 @@ class Subscription(abc.ABC):
         if self._closing:
             return
         self._unsettled.add(record)
-        if record.key is None:
+        if record.key is None or not self.options.gate_by_key:
             self._make_ready(record)
             return
         slot = (record.partition, record.key)
