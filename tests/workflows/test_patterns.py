@@ -408,3 +408,37 @@ def test_async_workflows_and_input_less_functions(both: Both) -> None:
 
     hot, _ = both(wfr, start("async_chain", 1))
     assert hot.output("wf-1") == {"parts": [3, 4, 5], "child": "child saw task 0"}
+
+
+def test_child_workflow_retries_with_is_replaying_guarded_side_effects(both: Both) -> None:
+    def make() -> WorkflowRegistry:
+        wfr = WorkflowRegistry()
+        runs: list[str] = []
+        policy = RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3,
+                             backoff_coefficient=2)
+
+        @wfr.activity(name="note")
+        def note(ctx: WorkflowActivityContext) -> int:
+            return len(runs)
+
+        @wfr.workflow(name="unsteady")
+        def unsteady(ctx: DaprWorkflowContext) -> Any:
+            if not ctx.is_replaying:  # a side effect once per run, as Dapr samples do
+                runs.append(ctx.instance_id)
+            seen = yield ctx.call_activity(note)
+            if seen < 3:
+                raise ValueError(f"only {seen} runs so far")
+            return runs
+
+        @wfr.workflow(name="patient")
+        def patient(ctx: DaprWorkflowContext, _: Any) -> Any:
+            return (yield ctx.call_child_workflow(unsteady, retry_policy=policy))
+
+        return wfr
+
+    hot, _ = both(make, start("patient"))
+    # three attempts, each a fresh child instance; the delays follow the policy
+    assert hot.output("wf-1") == ["wf-1:0000", "wf-1:0002", "wf-1:0004"]
+    assert [hot.status(i) for i in ("wf-1:0000", "wf-1:0002", "wf-1:0004")] == [
+        WorkflowStatus.FAILED, WorkflowStatus.FAILED, WorkflowStatus.COMPLETED]
+    assert retry_delays(hot) == [1, 2]
