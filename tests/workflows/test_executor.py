@@ -1,6 +1,7 @@
 """The executor's edge cases, driven directly with history events."""
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.workflows.driver import T0, Driver
+from tether.platform.workflows import payload
 from tether.platform.workflows.actions import CompleteOrchestration, ScheduleTask
 from tether.platform.workflows.errors import InvalidHistoryError, SerializationError
 from tether.platform.workflows.executor import OrchestrationState, execute
@@ -351,3 +353,35 @@ def test_steps_not_awaited_when_the_workflow_ends_are_cancelled() -> None:
     assert [type(a) for a in last.actions] == [CompleteOrchestration]
     again = execute(wfr, "wf-1", history + last.appended, [], now=T0)
     assert again.status == WorkflowStatus.COMPLETED and again.appended == []
+
+
+def test_dataclass_inputs_travel_as_json_and_come_back_with_attributes(both: Both) -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Job:
+        job_id: str
+        healthy: bool
+
+    wfr = WorkflowRegistry()
+
+    @wfr.activity(name="check")
+    def check(ctx: WorkflowActivityContext, job: Any) -> Any:
+        return {"id": job.job_id, "was": job.healthy}
+
+    @wfr.workflow(name="monitor")
+    def monitor(ctx: DaprWorkflowContext, job: Any) -> Any:
+        seen = yield ctx.call_activity(check, input=job)
+        job.healthy = not job.healthy  # a SimpleNamespace: attributes work as on the original
+        return {"seen": seen, "job": job}
+
+    def scenario(d: Driver) -> None:
+        d.send("wf-1", ExecutionStarted(name="monitor", instance_id="wf-1", timestamp=T0,
+                                        input=payload.encode(Job("j1", True), "input")))
+        d.run()
+
+    hot, _ = both(wfr, scenario)
+    out = hot.last["wf-1"].output
+    assert out is not None
+    assert json.loads(out) == {"seen": {"id": "j1", "was": True}, "job": {
+        "job_id": "j1", "healthy": False, payload.AUTO_OBJECT: True}}

@@ -1,11 +1,37 @@
-"""JSON payloads: every input, output and event value is stored and sent as JSON text."""
+"""JSON payloads: every input, output and event value is stored and sent as JSON text.
+
+Beyond plain JSON values, dataclass instances and SimpleNamespace objects are accepted, as
+Dapr's Python SDK does: they travel as JSON objects marked with Dapr's
+"__durabletask_autoobject__" key and come back as SimpleNamespace objects (attribute access
+works as on the original; the class is not restored). Anything else that json cannot encode
+is a SerializationError naming the value."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from tether.platform.workflows.errors import SerializationError
+
+AUTO_OBJECT = "__durabletask_autoobject__"
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return {**{f.name: getattr(o, f.name) for f in dataclasses.fields(o)},
+                    AUTO_OBJECT: True}
+        if isinstance(o, SimpleNamespace):
+            return {**vars(o), AUTO_OBJECT: True}
+        return super().default(o)
+
+
+def _object_hook(d: dict[str, Any]) -> Any:
+    if d.pop(AUTO_OBJECT, None):
+        return SimpleNamespace(**d)
+    return d
 
 
 def encode(value: Any, what: str) -> str | None:
@@ -13,11 +39,11 @@ def encode(value: Any, what: str) -> str | None:
     if value is None:
         return None
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, cls=_Encoder)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable, got {type(value).__name__}: {exc}") from exc
 
 
 def decode(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else json.loads(text, object_hook=_object_hook)
