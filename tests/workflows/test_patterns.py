@@ -442,3 +442,29 @@ def test_child_workflow_retries_with_is_replaying_guarded_side_effects(both: Bot
     assert [hot.status(i) for i in ("wf-1:0000", "wf-1:0002", "wf-1:0004")] == [
         WorkflowStatus.FAILED, WorkflowStatus.FAILED, WorkflowStatus.COMPLETED]
     assert retry_delays(hot) == [1, 2]
+
+
+def test_async_context_extras_are_deterministic(both: Both) -> None:
+    wfr = WorkflowRegistry()
+
+    @wfr.activity(name="maybe")
+    def maybe(ctx: WorkflowActivityContext, n: int) -> int:
+        if n == 2:
+            raise ValueError("two")
+        return n
+
+    @wfr.async_workflow(name="extras")
+    async def extras(ctx: DaprWorkflowContext, _: Any) -> Any:
+        first = str(ctx.new_guid())
+        await ctx.sleep(1.5)
+        results = await ctx.gather(*[ctx.call_activity(maybe, input=n) for n in range(4)],
+                                   return_exceptions=True)
+        await ctx.create_timer(30)
+        return {"guids": [first, str(ctx.uuid4())], "roll": ctx.random().randint(1, 10**9),
+                "results": [r if isinstance(r, int) else type(r).__name__ for r in results],
+                "elapsed": (ctx.now() - T0).total_seconds() >= 31.5}
+
+    hot, cold = both(wfr, start("extras"))
+    out = hot.output("wf-1")  # the same on the cold path, where it was replayed (conftest)
+    assert out["results"] == [0, 1, "TaskFailedError", 3]
+    assert out["elapsed"] is True and out["guids"][0] != out["guids"][1]

@@ -6,6 +6,8 @@ for a waiter (FIFO per name). It never does I/O; the executor feeds it history e
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +27,7 @@ from tether.platform.workflows.task import (
     CompletableTask,
     RetryableTask,
     Task,
+    WhenAllTask,
     when_all,
     when_any,
 )
@@ -61,6 +64,7 @@ class DaprWorkflowContext:
         self.custom_status: str | None = None
         self.continue_as_new_request: tuple[str | None, bool] | None = None
         self.child_instances: dict[int, str] = {}
+        self._guid_counter = 0
 
     # --- Dapr's read-only properties ------------------------------------------------------
 
@@ -118,7 +122,10 @@ class DaprWorkflowContext:
             task.template = self.pending[task_id]  # repeated on each retry attempt
         return task
 
-    def create_timer(self, fire_at: datetime | timedelta) -> Task[None]:
+    def create_timer(self, fire_at: datetime | timedelta | float) -> Task[None]:
+        """A timer due at `fire_at`, or after a timedelta (or seconds) from the step's time."""
+        if isinstance(fire_at, int | float):
+            fire_at = timedelta(seconds=float(fire_at))
         when = self._now + fire_at if isinstance(fire_at, timedelta) else fire_at
         when = _dt_from_str(_dt_to_str(when))  # naive -> UTC, as stored
         task: CompletableTask[None] = CompletableTask()
@@ -143,8 +150,39 @@ class DaprWorkflowContext:
         data = payload.encode(new_input, "the continue_as_new input")
         self.continue_as_new_request = (data, save_events)
 
+    def sleep(self, duration: datetime | timedelta | float) -> Task[None]:
+        """The async context's name for create_timer."""
+        return self.create_timer(duration)
+
     def when_all(self, tasks: Sequence[Task[Any]]) -> Task[list[Any]]:
         return when_all(tasks)
+
+    def gather(self, *tasks: Task[Any], return_exceptions: bool = False) -> Task[list[Any]]:
+        """asyncio.gather's shape over workflow tasks (failures in the list if asked)."""
+        return WhenAllTask(tasks, return_exceptions=return_exceptions)
+
+    # deterministic stand-ins for the clock, uuid4 and random (the same on every replay)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def new_guid(self) -> uuid.UUID:
+        """A UUID derived from the instance, the step's time and a counter: the same on
+        replay, different for each call."""
+        self._guid_counter += 1
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{self._instance_id}/{self._now.isoformat()}/"
+                                              f"{self._guid_counter}")
+
+    def uuid4(self) -> uuid.UUID:
+        return self.new_guid()
+
+    def random(self) -> random.Random:
+        """A Random seeded from the instance and the step's time."""
+        return random.Random(self.new_guid().int)
+
+    @property
+    def is_suspended(self) -> bool:
+        return False  # a suspended instance's code does not run
 
     def when_any(self, tasks: Sequence[Task[Any]]) -> Task[Task[Any]]:
         return when_any(tasks)

@@ -100,9 +100,11 @@ class CompositeTask(Task[T]):
 
 class WhenAllTask(CompositeTask[list[Any]]):
     """Completes with the list of results once every task completed; fails as soon as one
-    fails (with that task's exception), as durabletask does."""
+    fails (with that task's exception), as durabletask does. With return_exceptions (the
+    async context's gather), a failure takes its place in the list instead."""
 
-    def __init__(self, tasks: Sequence[Task[Any]]) -> None:
+    def __init__(self, tasks: Sequence[Task[Any]], return_exceptions: bool = False) -> None:
+        self.return_exceptions = return_exceptions
         super().__init__(tasks)
         self._done = 0
         for child in self.children:
@@ -114,12 +116,13 @@ class WhenAllTask(CompositeTask[list[Any]]):
     def _on_child(self, child: Task[Any]) -> None:
         if self._complete:
             return
-        if child.is_failed:
+        if child.is_failed and not self.return_exceptions:
             self._finish(exception=child.get_exception())
             return
         self._done += 1  # O(1) per completion: a fan-in of n tasks costs O(n)
         if self._done == len(self.children):
-            self._finish(result=[c._result for c in self.children])
+            self._finish(result=[c._exception if c._exception is not None else c._result
+                                 for c in self.children])
 
 
 class WhenAnyTask(CompositeTask[Task[Any]]):

@@ -13,3 +13,24 @@ the runtime), ``orchestrator`` and ``activities`` (the two workers), ``client``
 (DaprWorkflowClient), ``config`` (where the broker and store come from), ``runtime``
 (WorkflowRuntime).
 """
+
+from tether.platform.workflows.runtime.client import (
+    AsyncWorkflowClient,
+    DaprWorkflowClient,
+    WorkflowState,
+)
+from tether.platform.workflows.runtime.config import RuntimeConfig
+from tether.platform.workflows.runtime.errors import (
+    WorkflowAlreadyExistsError,
+    WorkflowNotFinishedError,
+    WorkflowNotFoundError,
+    WorkflowNotRegisteredError,
+)
+from tether.platform.workflows.runtime.names import DEFAULT_NAMESPACE, Names
+from tether.platform.workflows.runtime.runtime import WorkflowRuntime
+
+__all__ = [
+    "DEFAULT_NAMESPACE", "AsyncWorkflowClient", "DaprWorkflowClient", "Names",
+    "RuntimeConfig", "WorkflowAlreadyExistsError", "WorkflowNotFinishedError",
+    "WorkflowNotFoundError", "WorkflowNotRegisteredError", "WorkflowRuntime", "WorkflowState",
+]

@@ -34,8 +34,8 @@ from tether.platform.workflows.history import (
     HistoryEvent,
     ParentInstance,
     RuntimeStatus,
-    _dt_from_str,
-    _dt_to_str,
+    dt_from_str,
+    dt_to_str,
     history_from_list,
     history_to_list,
     utcnow,
@@ -48,7 +48,7 @@ JSON = "application/json"
 
 
 def _dt(value: Any) -> datetime | None:
-    return None if value is None else _dt_from_str(str(value))
+    return None if value is None else dt_from_str(str(value))
 
 
 @dataclass(slots=True)
@@ -71,12 +71,12 @@ class InstanceMeta:
     def to_json(self) -> bytes:
         data = {
             "instance_id": self.instance_id, "name": self.name, "status": self.status.value,
-            "created_at": _dt_to_str(self.created_at), "updated_at": _dt_to_str(self.updated_at),
+            "created_at": dt_to_str(self.created_at), "updated_at": dt_to_str(self.updated_at),
             "input": self.input, "output": self.output,
             "failure": self.failure.to_dict() if self.failure else None,
             "custom_status": self.custom_status,
             "parent": self.parent.to_dict() if self.parent else None,
-            "scheduled_start": _dt_to_str(self.scheduled_start) if self.scheduled_start
+            "scheduled_start": dt_to_str(self.scheduled_start) if self.scheduled_start
             else None,
             "children": self.children, "chunks": self.chunks, "version": self.version,
         }
@@ -87,7 +87,7 @@ class InstanceMeta:
         d = json.loads(raw)
         return cls(
             instance_id=d["instance_id"], name=d["name"], status=RuntimeStatus(d["status"]),
-            created_at=_dt_from_str(d["created_at"]), updated_at=_dt_from_str(d["updated_at"]),
+            created_at=dt_from_str(d["created_at"]), updated_at=dt_from_str(d["updated_at"]),
             input=d.get("input"), output=d.get("output"),
             failure=FailureDetails.from_dict(d["failure"]) if d.get("failure") else None,
             custom_status=d.get("custom_status"),
@@ -189,7 +189,7 @@ class InstanceStore:
     # --- registrations -----------------------------------------------------------------------
     async def register(self, kind: str, names: Iterable[str], ttl: timedelta) -> None:
         """This worker hosts ``names``; the entry says until when (refreshed by heartbeats)."""
-        expires = _dt_to_str(utcnow() + ttl).encode()
+        expires = dt_to_str(utcnow() + ttl).encode()
         ops: list[Operation] = [SetOperation(self.names.registration_key(kind, n), expires)
                                 for n in names]
         if ops:
@@ -199,4 +199,4 @@ class InstanceStore:
         item = await self.store.get(self.names.registration_key(kind, name))
         if item is None:
             return False
-        return _dt_from_str(item.value.decode()) > utcnow()
+        return dt_from_str(item.value.decode()) > utcnow()

@@ -1,0 +1,43 @@
+"""Backends for the workflow runtime tests: a broker URL and a state store per backend, on
+the session's real servers (tests/servers.py). Each runtime gets its own namespace (topics,
+groups, keys) and its own state store, so tests sharing a server never meet."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tether.platform.components import Component
+
+BACKENDS = ("embedded", "redis", "kafka")
+# tansu completes a group join in about session_timeout / 2: keep it short
+KAFKA_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=1000"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    broker_url: str
+    state: Component
+    namespace: str
+
+
+def make_backend(name: str, request: pytest.FixtureRequest, folder: Path) -> Backend:
+    tag = uuid.uuid4().hex[:10]
+    namespace = f"wf-{tag}"
+    sqlite = Component(name=f"wfstate-{tag}", type="state.sqlite",
+                       metadata={"connectionString": str(folder / "state.db")})
+    if name == "embedded":
+        return Backend(name, f"embedded://{folder}/broker.db", sqlite, namespace)
+    if name == "redis":
+        address = request.getfixturevalue("redis_address")
+        state = Component(name=f"wfstate-{tag}", type="state.redis",
+                          metadata={"redisHost": address})
+        return Backend(name, f"redis://{address}/0?namespace={namespace}", state, namespace)
+    if name == "kafka":
+        address = request.getfixturevalue("kafka_address")
+        return Backend(name, f"kafka://{address}?{KAFKA_OPTIONS}", sqlite, namespace)
+    raise ValueError(name)
