@@ -23,7 +23,7 @@ from tether.platform.sidecar.blocks import BlockContext
 from tether.platform.state.api import StateApi, state_block
 
 #: the stores whose implementation is in (the others join as they land)
-STORES = ("memory",)
+STORES = ("memory", "sqlite", "redis")
 
 
 def store_component(

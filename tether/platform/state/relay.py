@@ -112,19 +112,15 @@ class OutboxRelay:
             if not own and event is not None and not self._old_enough(event, now):
                 continue
             due.append((record, event))
-        # consecutive records for one topic go out as one batch
+        # one batch per topic; order holds within a topic (and so per key), which is all a
+        # broker keeps anyway
+        groups: dict[tuple[str, str], list[tuple[OutboxRecord, CloudEvent | None]]] = {}
+        for record, event in due:
+            groups.setdefault((record.pubsub, record.topic), []).append((record, event))
         handled = 0
-        start = 0
-        while start < len(due):
-            record = due[start][0]
-            end = start + 1
-            while end < len(due) and (due[end][0].pubsub, due[end][0].topic) == (
-                record.pubsub, record.topic
-            ):
-                end += 1
-            if await self._publish(due[start:end]):
-                handled += end - start
-            start = end
+        for chunk in groups.values():
+            if await self._publish(chunk):
+                handled += len(chunk)
         return handled
 
     def _old_enough(self, event: CloudEvent, now: datetime) -> bool:
