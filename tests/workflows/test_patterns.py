@@ -464,7 +464,7 @@ def test_async_context_extras_are_deterministic(both: Both) -> None:
                 "results": [r if isinstance(r, int) else type(r).__name__ for r in results],
                 "elapsed": (ctx.now() - T0).total_seconds() >= 31.5}
 
-    hot, cold = both(wfr, start("extras"))
+    hot, _ = both(wfr, start("extras"))
     out = hot.output("wf-1")  # the same on the cold path, where it was replayed (conftest)
     assert out["results"] == [0, 1, "TaskFailedError", 3]
     assert out["elapsed"] is True and out["guids"][0] != out["guids"][1]
