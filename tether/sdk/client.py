@@ -4,8 +4,8 @@ to a Tether (or Dapr) sidecar (docs/client.md).
 Each building block is a mixin in its own module over one request core
 (``client_core.py``): pub/sub in ``client_pubsub.py``, health/metadata/shutdown in
 ``client_meta.py``, secrets in ``client_secrets.py``, the lock in ``client_lock.py``,
-configuration in ``client_configuration.py``. A new block adds its module and one base
-class below per client.
+configuration in ``client_configuration.py``, state in ``client_state.py``. A new block
+adds its module and one base class below per client.
 """
 
 from __future__ import annotations
@@ -27,9 +27,18 @@ from .client_meta import AsyncMetaMixin, MetaMixin
 from .client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
 from .client_secrets import AsyncSecretsMixin, SecretsMixin
 from .client_settings import ClientSettings, resolve_settings
+from .client_state import (
+    AsyncStateMixin,
+    BulkStateItem,
+    StateItem,
+    StateMixin,
+    StateResponse,
+    TransactionalStateOperation,
+)
 
 __all__ = [
     "AsyncClient",
+    "BulkStateItem",
     "Client",
     "ClientSettings",
     "ConfigurationItem",
@@ -38,14 +47,17 @@ __all__ = [
     "LockNotAcquiredError",
     "PublishEntry",
     "SidecarUnavailableError",
+    "StateItem",
+    "StateResponse",
     "TetherApiError",
     "TetherClientError",
+    "TransactionalStateOperation",
     "UnlockStatus",
     "resolve_settings",
 ]
 
 
-class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin):
+class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin):
     """A blocking client on one kept-alive HTTP connection.
 
     ``Client()`` finds the sidecar from the environment (``DAPR_HTTP_ENDPOINT``, else
@@ -57,7 +69,8 @@ class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin
 
 
 class AsyncClient(
-    AsyncPubSubMixin, AsyncMetaMixin, AsyncSecretsMixin, AsyncLockMixin, AsyncConfigurationMixin
+    AsyncPubSubMixin, AsyncMetaMixin, AsyncSecretsMixin, AsyncLockMixin, AsyncConfigurationMixin,
+    AsyncStateMixin,
 ):
     """The asyncio client (aiohttp), with the same methods as :class:`Client`, awaited.
     Use ``async with AsyncClient() as client:``, or ``await client.close()``."""
