@@ -22,8 +22,8 @@ from tether.platform.sidecar import create_app
 from tether.platform.sidecar.blocks import BlockContext
 from tether.platform.state.api import StateApi, state_block
 
-#: the stores whose implementation is in (the others join as they land)
-STORES = ("memory", "sqlite", "redis")
+#: every state store, each on its real server
+STORES = ("memory", "sqlite", "redis", "postgresql")
 
 
 def store_component(

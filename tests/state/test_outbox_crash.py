@@ -153,8 +153,22 @@ def state_component(request: pytest.FixtureRequest, kind: str, tmp_path: Path,
     if kind == "sqlite":
         return Component(name=name, type="state.sqlite",
                          metadata={"connectionString": str(tmp_path / "state.db")})
-    return Component(name=name, type="state.redis",
-                     metadata={"redisHost": request.getfixturevalue("redis_address")})
+    if kind == "redis":
+        return Component(name=name, type="state.redis",
+                         metadata={"redisHost": request.getfixturevalue("redis_address")})
+    dsn = request.getfixturevalue("postgres_dsn")
+    table = f"crash_{name}"
+    request.addfinalizer(lambda: drop_tables(dsn, table))
+    return Component(name=name, type="state.postgresql", metadata={
+        "connectionString": dsn, "tableName": table, "metadataTableName": f"{table}_meta"})
+
+
+def drop_tables(dsn: str, table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in (table, f"{table}_outbox", f"{table}_meta"):
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 async def pending_records(component: Component) -> int:
@@ -166,7 +180,7 @@ async def pending_records(component: Component) -> int:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgresql"])
 async def test_sigkill_between_commit_and_publish_loses_nothing_and_invents_nothing(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
