@@ -74,7 +74,10 @@ class Hub:
         if self._waiting == 1:
             self._watcher.activate()
         try:
-            await asyncio.wait_for(entry[1], timeout)
+            # not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives with the
+            # wakeup, and a cancelled fetch loop would go on
+            async with asyncio.timeout(timeout):
+                await entry[1]
         except TimeoutError:
             pass
         finally:

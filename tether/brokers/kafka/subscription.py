@@ -267,9 +267,11 @@ class KafkaSubscription(Subscription):
             if not offsets:
                 return
             try:
-                # bounded: aiokafka retries retriable commit errors without end
-                timeout = self._broker.settings.request_timeout_ms / 1000
-                await asyncio.wait_for(consumer.commit(offsets), timeout)
+                # bounded: aiokafka retries retriable commit errors without end. Not
+                # asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives with the
+                # result, so the commit loop would outlive close() and hang it
+                async with asyncio.timeout(self._broker.settings.request_timeout_ms / 1000):
+                    await consumer.commit(offsets)
             except (KafkaError, TimeoutError) as exc:
                 log.warning("%s/%s: commit of %s failed (the group rebalanced?): %s",
                             self.topic, self.group, offsets, exc)
