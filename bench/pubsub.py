@@ -17,8 +17,13 @@
     XADD/XREADGROUP) and against Tether's broker layer (publish + subscribe + ack).
 (d) HTTP delivery: ``tether run`` with a subscription delivers to a real aiohttp app in its
     own process; events/s from the first delivery to the last, against the app's own ceiling
-    (the same app driven directly by an aiohttp client at the same concurrency). Bulk
-    subscribe (batches of 100) likewise.
+    (the same app driven directly by an aiohttp client, own process, with the same events in
+    flight: 100, the delivery worker's default). One by one and bulk subscribe (batches of
+    100), each with keyless events and with 64 partition keys.
+
+Besides wall-clock figures, (a), (b) and (d) print CPU time per request or event (from
+/proc for the sidecar, process_time for the load generator): on a busy shared machine that
+stays meaningful when latencies do not.
 
 Kafka runs on a tansu broker and Redis on a redis-server, both started here on free ports;
 the embedded broker is a fresh SQLite file. Record the figures in docs/benchmarks.md.
@@ -50,6 +55,7 @@ from tests.servers import free_port, run_redis, run_tansu  # noqa: E402
 from tether.brokers import Broker, open_broker  # noqa: E402
 from tether.platform.events import CloudEvent, format_time, utc_now  # noqa: E402
 from tether.platform.events.json_format import event_object, to_json  # noqa: E402
+from tether.workers.delivery import DEFAULT_MAX_CONCURRENCY  # noqa: E402
 
 PARTITIONS = 4
 KEYS = 64
@@ -706,7 +712,8 @@ async def delivered_rate(backend: Backend, running: Running, session: Any, port:
 async def part_d(backend: Backend, folder: Path, args: argparse.Namespace) -> None:
     import aiohttp
 
-    count, concurrency, bulk_size = args.delivery_events, args.concurrency, 100
+    # the ceiling runs at the delivery worker's concurrency (tether run has no flag for it)
+    count, concurrency, bulk_size = args.delivery_events, DEFAULT_MAX_CONCURRENCY, 100
     # (label, route, partition keys, events): keyless is what a publish without
     # metadata.partitionKey gives; keyed events are delivered one at a time per key
     runs = [run for run, name in zip([
@@ -785,8 +792,6 @@ def main() -> None:
     parser.add_argument("--delivery-events", type=int, default=10_000, help="(d) events")
     parser.add_argument("--delivery-runs", nargs="+", default=list(DELIVERY_RUNS),
                         choices=DELIVERY_RUNS, help="(d) which deliveries to measure")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="(d) the delivery worker's max_concurrency, also the ceiling's")
     parser.add_argument("--role", choices=["loadgen", "app"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
