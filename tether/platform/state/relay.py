@@ -93,7 +93,7 @@ class OutboxRelay:
                 while await self.relay_once() >= self.batch:
                     pass  # a full batch went out: more may be waiting
                 delay = self.poll_interval
-            except (StateStoreError, BrokerError, OSError) as exc:
+            except Exception as exc:  # any failure: the relay must outlive it
                 # the records stay pending; back off and try again (order is kept)
                 delay = min(max(delay * 2, self.poll_interval), MAX_RETRY_DELAY)
                 log.warning("outbox of %s: publish failed, retrying in %.1fs: %s",
