@@ -50,6 +50,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.foreign_grace = timedelta(seconds=foreign_grace)
         self._own: set[str] = set()
+        self._unknown: set[str] = set()  # pub/sub names already warned about
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: records published by this relay (a figure for tests and logs)
@@ -132,8 +133,11 @@ class OutboxRelay:
         if events:
             if first.pubsub not in self.pubsub.names:
                 # a record for a pub/sub this sidecar does not have: another app's; leave it
-                log.warning("outbox of %s: no pub/sub %r here; record %s left pending",
-                            self.name, first.pubsub, first.id)
+                if first.pubsub not in self._unknown:
+                    self._unknown.add(first.pubsub)
+                    log.warning("outbox of %s: records for pub/sub %r, which this sidecar "
+                                "does not have, are left to the sidecars that do",
+                                self.name, first.pubsub)
                 return False
             broker = await self.pubsub.broker(first.pubsub)
             if len(events) == 1:
