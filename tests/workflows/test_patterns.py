@@ -468,3 +468,43 @@ def test_async_context_extras_are_deterministic(both: Both) -> None:
     out = hot.output("wf-1")  # the same on the cold path, where it was replayed (conftest)
     assert out["results"] == [0, 1, "TaskFailedError", 3]
     assert out["elapsed"] is True and out["guids"][0] != out["guids"][1]
+
+
+def test_a_retried_child_with_a_chosen_id_runs_again_under_that_id(both: Both) -> None:
+    def make() -> WorkflowRegistry:
+        wfr = WorkflowRegistry()
+        runs: list[int] = []
+        policy = RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3)
+
+        @wfr.activity(name="count")
+        def count(ctx: WorkflowActivityContext) -> int:
+            runs.append(ctx.task_id)
+            return len(runs)
+
+        @wfr.workflow(name="shaky")
+        def shaky(ctx: DaprWorkflowContext, _: Any) -> Any:
+            n = yield ctx.call_activity(count)
+            if n < 3:
+                raise ValueError(f"run {n} failed")
+            return n
+
+        @wfr.workflow(name="parent")
+        def parent(ctx: DaprWorkflowContext, _: Any) -> Any:
+            return (yield ctx.call_child_workflow(shaky, instance_id="kid", retry_policy=policy))
+
+        return wfr
+
+    def scenario(d: Driver) -> None:
+        d.start("parent")
+        d.run()
+        # a redelivered start of the finished child is still a duplicate, not a new run
+        d.send("kid", d.events("kid")[1])
+        d.run()
+
+    hot, _ = both(make, scenario)
+    assert hot.output("wf-1") == 3
+    assert hot.status("kid") == WorkflowStatus.COMPLETED
+    started = [e for e in hot.events("kid") if isinstance(e, ExecutionStarted)]
+    # the finished runs were replaced: one run in history, numbered after the earlier ones
+    assert len(started) == 1 and started[0].generation == 2
+    assert started[0].parent is not None and started[0].parent.task_id == 4

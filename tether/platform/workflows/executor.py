@@ -13,6 +13,7 @@ one write) and the actions for the runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import deque
 from collections.abc import Generator, Iterable
@@ -139,6 +140,7 @@ class OrchestrationState:
         self._suspended = False
         self._held: deque[HistoryEvent] = deque()
         self._continued: _ContinueAsNew | None = None
+        self._restart: ExecutionStarted | None = None
         self._nondeterminism: FailureDetails | None = None
         self._terminations: list[Action] = []
 
@@ -183,13 +185,13 @@ class OrchestrationState:
             ev = queue.popleft()
             if self._apply(ev):
                 appended.append(ev)
-            if self._continued is None:
+            if self._continued is None and self._restart is None:
                 continue
-            # continue-as-new: a fresh generation takes the rest of the batch
+            # continue-as-new (or a restart): a fresh generation takes the rest of the batch
             generations += 1
-            cont, started = self._continued, self.started
-            assert started is not None and self.ctx is not None
-            first_task_id = self.ctx.next_task_id
+            cont, restart, started = self._continued, self._restart, self.started
+            assert started is not None
+            first_task_id = self.ctx.next_task_id if self.ctx else started.first_task_id
             rest = [*self._held, *queue]
             self._reset_generation()
             reset = True
@@ -202,6 +204,12 @@ class OrchestrationState:
                     " waiting for anything"), appended)
                 queue.clear()
                 break
+            if restart is not None:
+                queue = deque([dataclasses.replace(
+                    restart, instance_id=self.instance_id, generation=started.generation + 1,
+                    first_task_id=first_task_id), *rest])
+                continue
+            assert cont is not None
             queue = deque([ExecutionStarted(
                 name=started.name, instance_id=self.instance_id, input=cont.input,
                 parent=started.parent, generation=started.generation + 1,
@@ -280,6 +288,11 @@ class OrchestrationState:
                 and not self._completion_recorded:
             self._match(ev)  # also when the replayed code already ended: it did less
             return True
+        if isinstance(ev, ExecutionStarted) and self.done and self.started is not None:
+            if self._completion_recorded and ev.parent is not None \
+                    and ev.parent != self.started.parent:
+                self._restart = ev  # a parent retrying a child under the same id: a new run
+            return False  # else a redelivered start
         if self.done or self._nondeterminism is not None:
             return False
         if isinstance(ev, ExecutionStarted):
