@@ -4,6 +4,7 @@ crash tests, so everything here is deterministic and JSON in, JSON out."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,11 @@ def register(wfr: WorkflowRuntime) -> None:
 
     @wfr.activity(name="square")
     async def square(ctx: WorkflowActivityContext, x: int) -> int:
+        return x * x
+
+    @wfr.activity(name="slow_square")
+    async def slow_square(ctx: WorkflowActivityContext, x: int) -> int:
+        await asyncio.sleep(0.2)  # so that crash tests kill workers mid-activity
         return x * x
 
     @wfr.activity(name="boom")
@@ -120,7 +126,7 @@ def register(wfr: WorkflowRuntime) -> None:
     @wfr.workflow(name="fanout_chain")
     def fanout_chain(ctx: DaprWorkflowContext, spec: dict[str, int]) -> Any:
         """For the crash tests: a fan-out, then a short chain."""
-        values = yield when_all([ctx.call_activity(square, input=i)
+        values = yield when_all([ctx.call_activity(slow_square, input=i)
                                  for i in range(spec["width"])])
         total = sum(values)
         for _ in range(2):

@@ -15,6 +15,9 @@ from tether.platform.components import Component
 BACKENDS = ("embedded", "redis", "kafka")
 # tansu completes a group join in about session_timeout / 2: keep it short
 KAFKA_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=1000"
+# a killed member's partitions move within a few seconds
+EMBEDDED_OPTIONS = "session_timeout=3&heartbeat_interval=0.3"
+REDIS_OPTIONS = "session_timeout=3&heartbeat_interval=0.5&block=0.1"
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,13 @@ def make_backend(name: str, request: pytest.FixtureRequest, folder: Path) -> Bac
     sqlite = Component(name=f"wfstate-{tag}", type="state.sqlite",
                        metadata={"connectionString": str(folder / "state.db")})
     if name == "embedded":
-        return Backend(name, f"embedded://{folder}/broker.db", sqlite, namespace)
+        return Backend(name, f"embedded://{folder}/broker.db?{EMBEDDED_OPTIONS}", sqlite, namespace)
     if name == "redis":
         address = request.getfixturevalue("redis_address")
         state = Component(name=f"wfstate-{tag}", type="state.redis",
                           metadata={"redisHost": address})
-        return Backend(name, f"redis://{address}/0?namespace={namespace}", state, namespace)
+        url = f"redis://{address}/0?namespace={namespace}&{REDIS_OPTIONS}"
+        return Backend(name, url, state, namespace)
     if name == "kafka":
         address = request.getfixturevalue("kafka_address")
         return Backend(name, f"kafka://{address}?{KAFKA_OPTIONS}", sqlite, namespace)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from tether.platform.workflows.runtime import WorkflowRuntime
+
 from .app import App
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ MAX_RESTART_PAUSE = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="MODULE:APP", help="the tether.App to run")
+    parser.add_argument("target", metavar="MODULE:APP",
+                        help="the tether.App (or workflow WorkflowRuntime) to run")
     parser.add_argument("--replicas", type=int, default=1, help="processes (default 1)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--broker", help="broker URL for every pubsub name of the app")
@@ -62,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     return Supervisor(child_command(args), args.replicas, args.grace).run()
 
 
-def load_app(target: str) -> App:
+def load_app(target: str) -> App | WorkflowRuntime:
     """``package.module:attribute`` (the module looked up from the current folder too)."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
@@ -72,17 +75,25 @@ def load_app(target: str) -> App:
     found: object = importlib.import_module(module_name)
     for part in attribute.split("."):
         found = getattr(found, part)
-    if not isinstance(found, App):
-        raise TypeError(f"{target} is a {type(found).__name__}, not a tether.App")
+    if not isinstance(found, App | WorkflowRuntime):
+        raise TypeError(f"{target} is a {type(found).__name__}, not a tether.App"
+                        " or a WorkflowRuntime")
     return found
 
 
-async def serve(app: App) -> None:
+async def serve(app: App | WorkflowRuntime) -> None:
     """Run ``app`` until SIGTERM or SIGINT, then drain it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if isinstance(app, WorkflowRuntime):
+        async with app:
+            log.info("worker %d running %d workflow(s), %d activities", os.getpid(),
+                     len(app.workflows), len(app.activities))
+            await stop.wait()
+            log.info("worker %d draining", os.getpid())
+        return
     async with app.run():
         log.info("worker %d running %d subscription(s)", os.getpid(), len(app.subscriptions))
         await stop.wait()

@@ -79,6 +79,14 @@ class WorkflowRuntime(WorkflowRegistry):
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def configure(self, *, broker: str | None = None,
+                  resources_path: str | None = None) -> None:
+        """What `tether worker --broker / --resources-path` set (None: leave as is)."""
+        if broker is not None:
+            self.config.broker_url = broker
+        if resources_path is not None:
+            self.config.resources_path = resources_path
+
     @property
     def namespace(self) -> str:
         return self.config.namespace or DEFAULT_NAMESPACE
