@@ -62,6 +62,9 @@ def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dic
     )
     if spec.app_port is not None:
         env.update(APP_PORT=str(spec.app_port), TETHER_APP_PORT=str(spec.app_port))
+    if spec.resources_paths:  # an in-app WorkflowRuntime finds the sidecar's components
+        env["TETHER_RESOURCES_PATH"] = os.pathsep.join(
+            str(p.resolve()) for p in spec.resources_paths)
     return env
 
 
