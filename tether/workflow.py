@@ -4,7 +4,8 @@ module ports by changing its imports:
     from tether.workflow import DaprWorkflowContext, RetryPolicy, WorkflowActivityContext, ...
 
 The engine lives in tether.platform.workflows; the broker runtime (WorkflowRuntime,
-DaprWorkflowClient) builds on WorkflowRegistry and the executor there.
+DaprWorkflowClient) in tether.platform.workflows.runtime builds on WorkflowRegistry and the
+executor there.
 """
 
 from tether.platform.workflows.activity import WorkflowActivityContext
@@ -19,6 +20,12 @@ from tether.platform.workflows.errors import (
 )
 from tether.platform.workflows.history import RuntimeStatus
 from tether.platform.workflows.retry import RetryPolicy
+from tether.platform.workflows.runtime import (
+    AsyncWorkflowClient,
+    DaprWorkflowClient,
+    WorkflowRuntime,
+    WorkflowState,
+)
 from tether.platform.workflows.task import Task, when_all, when_any
 
 # Dapr's name for the status enum (its values are Dapr's runtimeStatus strings)
@@ -28,8 +35,9 @@ WorkflowContext = DaprWorkflowContext
 AsyncWorkflowContext = DaprWorkflowContext
 
 __all__ = [
-    "AsyncWorkflowContext", "DaprWorkflowContext", "FailureDetails", "NonDeterminismError",
-    "RetryPolicy",    "SerializationError", "Task", "TaskFailedError", "WorkflowActivityContext",
-    "WorkflowContext", "WorkflowNotRegisteredError", "WorkflowRegistry", "WorkflowStatus",
-    "alternate_name", "when_all", "when_any",
+    "AsyncWorkflowClient", "AsyncWorkflowContext", "DaprWorkflowClient", "DaprWorkflowContext",
+    "FailureDetails", "NonDeterminismError", "RetryPolicy", "SerializationError", "Task",
+    "TaskFailedError", "WorkflowActivityContext", "WorkflowContext",
+    "WorkflowNotRegisteredError", "WorkflowRegistry", "WorkflowRuntime", "WorkflowState",
+    "WorkflowStatus", "alternate_name", "when_all", "when_any",
 ]

@@ -89,3 +89,14 @@ def test_history_view_has_one_readable_line_per_event() -> None:
     assert lines[-1].endswith("FAILED ValueError: boom")
     long = h.EventRaised(name="e", input="x" * 500, timestamp=T0)
     assert len(format_history([long])[0]) < 120
+
+
+def test_the_facade_has_daprs_names() -> None:
+    import tether.workflow as wf
+
+    for name in ("WorkflowRuntime", "DaprWorkflowClient", "DaprWorkflowContext",
+                 "AsyncWorkflowContext", "WorkflowActivityContext", "WorkflowState",
+                 "WorkflowStatus", "when_all", "when_any", "alternate_name", "RetryPolicy"):
+        assert hasattr(wf, name), name
+    assert issubclass(wf.WorkflowRuntime, wf.WorkflowRegistry)
+    assert wf.WorkflowStatus.COMPLETED.value == "COMPLETED"
