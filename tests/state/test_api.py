@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 from tests.state.sidecar import STORES, Sidecar, error_of, running, store_component
 from tether.platform.components import Component
 from tether.platform.state.registry import open_state_store
-from tether.platform.state.store import DeleteOperation
+from tether.platform.state.store import DeleteOperation, SetOperation
 
 S = "statestore"
 
@@ -230,3 +231,17 @@ async def test_metadata_lists_the_stores_features(sidecar: Sidecar) -> None:
     (component,) = [c for c in (await response.json())["components"] if c["name"] == S]
     assert {"ETAG", "TRANSACTIONAL"} <= set(component["capabilities"])
     assert set(component["capabilities"]) == set(sidecar.block.bindings[S].store.features)
+
+
+async def test_values_that_are_not_json_come_back_as_base64_in_bulk(sidecar: Sidecar) -> None:
+    # bytes another client wrote straight into the store (e.g. through an SDK's gRPC)
+    store = sidecar.block.bindings[S].store
+    assert store is not None
+    prefix = sidecar.block.bindings[S].keys.prefix
+    await store.set(SetOperation(key=prefix + "raw", value=b"\x00\xffNaN"))
+    await store.set(SetOperation(key=prefix + "nan", value=b"NaN"))
+    response = await sidecar.call("POST", f"/v1.0/state/{S}/bulk", {"keys": ["raw", "nan"]})
+    items = await response.json()  # strict JSON: the answer parses
+    assert [base64.b64decode(i["data"]) for i in items] == [b"\x00\xffNaN", b"NaN"]
+    got = await sidecar.get(S, "raw")
+    assert await got.read() == b"\x00\xffNaN"  # a single get answers the bytes as stored

@@ -99,10 +99,14 @@ def _data_json(value: bytes) -> bytes:
     """A stored value as a JSON value inside a response (bulk, query): JSON text as-is,
     anything else (bytes written by an SDK) as a base64 string."""
     try:
-        json.loads(value)
+        json.loads(value, parse_constant=_not_json)  # NaN and Infinity are not JSON
         return value
     except ValueError:
         return json.dumps(base64.b64encode(value).decode("ascii")).encode()
+
+
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _item_json(key: str, item: StateItem | None) -> bytes:
