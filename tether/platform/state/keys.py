@@ -2,8 +2,9 @@
 
 ``appid`` (the default) gives every app its own keys in a shared store, ``name`` shares the
 keys of one store among every app that uses it, ``namespace`` prefixes with
-``<namespace>.<appid>``, ``none`` stores the key as given, and any other value is used as the
-prefix itself (as Dapr does). ``||`` is reserved: a key or prefix containing it is refused.
+``<NAMESPACE>.<appid>`` (the ``NAMESPACE`` environment variable; the app id alone without
+it), ``none`` stores the key as given, and any other value is used, lower-cased, as the
+prefix itself (all as Dapr does). ``||`` is reserved: a key or prefix containing it is refused.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class KeyScheme:
         if strategy == APPID:
             return cls(app_id + SEPARATOR if app_id else "")
         if strategy == NAMESPACE:
-            namespace = component.namespace or os.environ.get("NAMESPACE")
-            head = f"{namespace}.{app_id}" if namespace else app_id
-            return cls(head + SEPARATOR if head else "")
-        check_key(raw)  # a literal prefix; Dapr keeps its case
-        return cls(raw + SEPARATOR)
+            if not app_id:
+                return cls("")
+            namespace = os.environ.get("NAMESPACE")
+            return cls((f"{namespace}.{app_id}" if namespace else app_id) + SEPARATOR)
+        check_key(raw)
+        return cls(strategy + SEPARATOR)  # a literal prefix, lower-cased as Dapr does
 
     def store_key(self, key: str) -> str:
         """The key as the store sees it; InvalidKeyError for a key containing ``||``."""
