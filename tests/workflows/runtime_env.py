@@ -12,7 +12,7 @@ import pytest
 
 from tether.platform.components import Component
 
-BACKENDS = ("embedded", "redis", "kafka")
+BACKENDS = ("embedded", "redis", "kafka", "postgresql")
 # tansu completes a group join in about session_timeout / 2: keep it short
 KAFKA_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=1000"
 # a killed member's partitions move within a few seconds
@@ -44,4 +44,21 @@ def make_backend(name: str, request: pytest.FixtureRequest, folder: Path) -> Bac
     if name == "kafka":
         address = request.getfixturevalue("kafka_address")
         return Backend(name, f"kafka://{address}?{KAFKA_OPTIONS}", sqlite, namespace)
+    if name == "postgresql":  # the embedded broker with history in PostgreSQL
+        dsn = request.getfixturevalue("postgres_dsn")
+        state = Component(name=f"wfstate-{tag}", type="state.postgresql",
+                          metadata={"connectionString": dsn,
+                                    "tableName": f"wf_{tag}",
+                                    "metadataTableName": f"wf_{tag}_meta"})
+        request.addfinalizer(lambda: _drop_tables(dsn, tag))
+        return Backend(name, f"embedded://{folder}/broker.db?{EMBEDDED_OPTIONS}", state,
+                       namespace)
     raise ValueError(name)
+
+
+def _drop_tables(dsn: str, tag: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in (f"wf_{tag}", f"wf_{tag}_meta", f"wf_{tag}_outbox"):
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')

@@ -106,3 +106,35 @@ def test_an_app_started_by_tether_run_needs_no_configuration(tmp_path: Path) -> 
     assert (tmp_path / "result.json").read_text() == '"hello tether"'
     assert (tmp_path / "actors.db").exists()  # the sidecar's actor state store
     assert not (tmp_path / ".tether" / "workflows.db").exists()  # not the default
+
+
+def test_sync_runtime_and_client(tmp_path: Path) -> None:
+    # Dapr's synchronous shape: wfr.start() / shutdown(), DaprWorkflowClient
+    from tether.platform.components import Component
+    from tether.platform.workflows.runtime import DaprWorkflowClient, WorkflowRuntime
+
+    config = RuntimeConfig(broker_url=f"embedded://{tmp_path}/broker.db",
+                           state_store=Component(name="s", type="state.sqlite", metadata={
+                               "connectionString": str(tmp_path / "state.db")}),
+                           namespace="sync")
+    wfr = WorkflowRuntime(config)
+
+    @wfr.activity(name="inc")
+    def inc(ctx: object, x: int) -> int:
+        return x + 1
+
+    @wfr.workflow(name="twice")
+    def twice(ctx: object, x: int) -> object:
+        x = yield ctx.call_activity(inc, input=x)  # type: ignore[attr-defined]
+        return (yield ctx.call_activity(inc, input=x))  # type: ignore[attr-defined]
+
+    wfr.start()
+    try:
+        with DaprWorkflowClient(config) as client:
+            iid = client.schedule_new_workflow(twice, input=40)
+            state = client.wait_for_workflow_completion(iid, timeout_in_seconds=120)
+            assert state is not None and state.output() == 42
+            assert client.purge_workflow(iid)
+            assert client.get_workflow_state(iid) is None
+    finally:
+        wfr.shutdown()
