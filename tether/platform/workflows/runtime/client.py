@@ -49,6 +49,7 @@ T = TypeVar("T")
 DEFAULT_WAIT_TIMEOUT = 60.0
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
+REGISTRATION_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class AsyncWorkflowClient:
         self._owns = connection is None
         self._sender: Sender | None = None
         self._instances: InstanceStore | None = None
+        self._registered: dict[str, float] = {}
         if connection is not None:
             self._bind(connection)
 
@@ -142,7 +144,7 @@ class AsyncWorkflowClient:
         if an unfinished instance has the id (a finished one is replaced)."""
         name = name_of(workflow)
         instances = self.instances
-        if not await instances.is_registered("workflow", name):
+        if not await self._is_registered(name):
             raise WorkflowNotRegisteredError(
                 f"workflow {name!r} is not registered by any running worker")
         data = payload.encode(input, "the workflow input")
@@ -171,6 +173,16 @@ class AsyncWorkflowClient:
         except Exception:  # it is in the outbox: a worker's sweep publishes it
             pass
         return iid
+
+    async def _is_registered(self, name: str) -> bool:
+        # a name seen registered is trusted for a few seconds (registrations last an hour)
+        loop = asyncio.get_running_loop()
+        if self._registered.get(name, 0.0) > loop.time():
+            return True
+        if not await self.instances.is_registered("workflow", name):
+            return False
+        self._registered[name] = loop.time() + REGISTRATION_CACHE_SECONDS
+        return True
 
     # --- reading -------------------------------------------------------------------------------
     async def get_workflow_state(self, instance_id: str, *,

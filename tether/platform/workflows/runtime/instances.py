@@ -27,6 +27,7 @@ from tether.platform.state.store import (
     Operation,
     OutboxRecord,
     SetOperation,
+    StateItem,
     StateStore,
 )
 from tether.platform.workflows.errors import FailureDetails
@@ -40,6 +41,7 @@ from tether.platform.workflows.history import (
     history_to_list,
     utcnow,
 )
+from tether.platform.workflows.runtime.grouping import Grouped
 from tether.platform.workflows.runtime.names import Names
 
 #: event ids kept across a continue-as-new (late redeliveries of the previous generation)
@@ -116,10 +118,40 @@ class InstanceStore:
     def __init__(self, store: StateStore, names: Names) -> None:
         self.store = store
         self.names = names
+        # concurrent steps share store calls (grouping.py)
+        self._reads: Grouped[str, StateItem | None] = Grouped(self._read_many)
+        self._writes: Grouped[tuple[list[Operation], list[OutboxRecord]], None] = \
+            Grouped(self._write_many, max_group=200)
+
+    async def _read_many(self, keys: Sequence[str]) -> list[StateItem | None]:
+        return await self.store.bulk_get(list(keys))
+
+    async def _write_many(self, group: Sequence[tuple[list[Operation], list[OutboxRecord]]]
+                          ) -> list[BaseException | None]:
+        if len(group) == 1:
+            await self.store.transact(group[0][0], group[0][1])
+            return [None]
+        try:
+            await self.store.transact([op for ops, _ in group for op in ops],
+                                      [r for _, records in group for r in records])
+            return [None] * len(group)
+        except Exception:  # one of them conflicts (or the store failed): each on its own
+            out: list[BaseException | None] = []
+            for ops, records in group:
+                try:
+                    await self.store.transact(ops, records)
+                    out.append(None)
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    async def _transact(self, ops: list[Operation], outbox: Sequence[OutboxRecord]) -> None:
+        """One instance's atomic write (grouped with others' into one transaction)."""
+        await self._writes.submit((ops, list(outbox)))
 
     # --- reading -------------------------------------------------------------------------------
     async def get_meta(self, instance_id: str) -> tuple[InstanceMeta, str] | None:
-        item = await self.store.get(self.names.meta_key(instance_id))
+        item = await self._reads.submit(self.names.meta_key(instance_id))
         if item is None:
             return None
         return InstanceMeta.from_json(item.value), item.etag
@@ -164,7 +196,7 @@ class InstanceStore:
                        for i in range(1, old_chunks))
         written = replace(meta, chunks=index + 1, version=meta.version + 1, updated_at=utcnow())
         ops.append(self._meta_op(written, etag))
-        await self.store.transact(ops, outbox)
+        await self._transact(ops, outbox)
         return written
 
     def _meta_op(self, meta: InstanceMeta, etag: str | None) -> SetOperation:
@@ -178,13 +210,13 @@ class InstanceStore:
         ops: list[Operation] = [self._meta_op(meta, etag)]
         ops.extend(DeleteOperation(self.names.chunk_key(meta.instance_id, i))
                    for i in range(old_chunks))
-        await self.store.transact(ops, outbox)
+        await self._transact(ops, outbox)
 
     async def delete(self, meta: InstanceMeta, etag: str) -> None:
         ops: list[Operation] = [DeleteOperation(self.names.meta_key(meta.instance_id), etag=etag)]
         ops.extend(DeleteOperation(self.names.chunk_key(meta.instance_id, i))
                    for i in range(meta.chunks))
-        await self.store.transact(ops)
+        await self._transact(ops, ())
 
     # --- registrations -----------------------------------------------------------------------
     async def register(self, kind: str, names: Iterable[str], ttl: timedelta) -> None:

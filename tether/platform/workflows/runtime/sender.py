@@ -44,6 +44,7 @@ from tether.platform.workflows.history import (
     utcnow,
 )
 from tether.platform.workflows.runtime.codec import activity_task, orchestration_event
+from tether.platform.workflows.runtime.grouping import Grouped
 from tether.platform.workflows.runtime.names import Names
 from tether.workers.scheduled import wrap
 
@@ -71,6 +72,7 @@ class Sender:
         self._tasks: list[asyncio.Task[None]] = []
         #: events published (a figure for tests and logs)
         self.published = 0
+        self._pub: Grouped[list[OutboxRecord], None] = Grouped(self._publish_many)
 
     # --- building records ----------------------------------------------------------------------
     def record(self, topic: str, event: CloudEvent) -> OutboxRecord:
@@ -169,6 +171,11 @@ class Sender:
             self._idle.set()
 
     async def _publish(self, records: list[OutboxRecord]) -> None:
+        """Publish records, then forget them (records of concurrent callers go together)."""
+        await self._pub.submit(records)
+
+    async def _publish_many(self, groups: Sequence[list[OutboxRecord]]) -> list[None]:
+        records = [r for group in groups for r in group]
         by_topic: dict[str, list[CloudEvent]] = defaultdict(list)
         for record in records:
             try:
@@ -181,6 +188,7 @@ class Sender:
         ids = [r.id for r in records]
         await self.store.outbox_done(ids)
         self._own.difference_update(ids)
+        return [None] * len(groups)
 
     async def _sweep(self) -> None:
         while True:
