@@ -5,6 +5,7 @@
     tether run --app-id ID [--app-port N] [--http-port N] [-d DIR ...] [-- COMMAND ...]
     tether run -f RUN_FILE
     tether worker MODULE:APP [--replicas N] [--broker URL | --resources-path DIR]
+    tether workflow start|status|list|history|raise|terminate|pause|resume|purge ...
 
 The broker URL comes from ``--broker``, else ``TETHER_BROKER``, else the embedded default.
 """
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
             "restarts a child that dies, and drains them all on SIGTERM or SIGINT.",
         )
     )
+    from tether.platform import workflow_cli
+
+    workflow_cli.add_arguments(commands.add_parser(
+        "workflow", help="manage workflow instances through a sidecar (docs/workflows.md)"))
     return parser
 
 
@@ -84,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tether.sdk import worker
 
         return worker.main(args)
+    if args.command == "workflow":
+        from tether.platform import workflow_cli
+
+        return workflow_cli.main(args)
     parser.print_help()
     return 2
 

@@ -4,8 +4,8 @@ to a Tether (or Dapr) sidecar (docs/client.md).
 Each building block is a mixin in its own module over one request core
 (``client_core.py``): pub/sub in ``client_pubsub.py``, health/metadata/shutdown in
 ``client_meta.py``, secrets in ``client_secrets.py``, the lock in ``client_lock.py``,
-configuration in ``client_configuration.py``, state in ``client_state.py``. A new block
-adds its module and one base class below per client.
+configuration in ``client_configuration.py``, state in ``client_state.py``, workflows in
+``client_workflow.py``. A new block adds its module and one base class below per client.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ from .client_state import (
     StateResponse,
     TransactionalStateOperation,
 )
+from .client_workflow import (
+    AsyncWorkflowMixin,
+    GetWorkflowResponse,
+    StartWorkflowResponse,
+    WorkflowList,
+    WorkflowMixin,
+)
 
 __all__ = [
     "AsyncClient",
@@ -43,21 +50,27 @@ __all__ = [
     "ClientSettings",
     "ConfigurationItem",
     "FailedEntry",
+    "GetWorkflowResponse",
     "LockLostError",
     "LockNotAcquiredError",
     "PublishEntry",
     "SidecarUnavailableError",
+    "StartWorkflowResponse",
     "StateItem",
     "StateResponse",
     "TetherApiError",
     "TetherClientError",
     "TransactionalStateOperation",
     "UnlockStatus",
+    "WorkflowList",
     "resolve_settings",
 ]
 
 
-class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin):
+class Client(
+    PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
+    WorkflowMixin,
+):
     """A blocking client on one kept-alive HTTP connection.
 
     ``Client()`` finds the sidecar from the environment (``DAPR_HTTP_ENDPOINT``, else
@@ -70,7 +83,7 @@ class Client(PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin
 
 class AsyncClient(
     AsyncPubSubMixin, AsyncMetaMixin, AsyncSecretsMixin, AsyncLockMixin, AsyncConfigurationMixin,
-    AsyncStateMixin,
+    AsyncStateMixin, AsyncWorkflowMixin,
 ):
     """The asyncio client (aiohttp), with the same methods as :class:`Client`, awaited.
     Use ``async with AsyncClient() as client:``, or ``await client.close()``."""

@@ -78,12 +78,19 @@ def _configuration(context: BlockContext) -> ApiBlock | None:
     return configuration_block(context)
 
 
+def _workflows(context: BlockContext) -> ApiBlock | None:
+    from tether.platform.workflows.api import workflow_block  # lazy: it imports this module
+
+    return workflow_block(context)
+
+
 #: the factories the sidecar calls, in order; a block adds itself here
 BLOCK_FACTORIES: list[BlockFactory] = []
 BLOCK_FACTORIES.append(_secrets)
 BLOCK_FACTORIES.append(_state)
 BLOCK_FACTORIES.append(_lock)
 BLOCK_FACTORIES.append(_configuration)
+BLOCK_FACTORIES.append(_workflows)
 
 
 def build_blocks(
