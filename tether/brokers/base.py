@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Literal, Self, get_args
 
 from tether.platform.events import CloudEvent
 
@@ -37,6 +37,10 @@ DEFAULT_MAX_DELIVERIES = 10
 DEFAULT_MAX_IN_FLIGHT = 1000
 DEFAULT_PARTITIONS = 4
 DEAD_LETTER_SUFFIX = ".deadletter"
+
+#: where a consumer group that has no position yet starts reading a topic
+StartFrom = Literal["earliest", "latest"]
+START_FROM: tuple[str, ...] = get_args(StartFrom)
 
 
 class BrokerError(Exception):
@@ -77,14 +81,25 @@ class SubscribeOptions:
     one unsettled record per key: for a consumer that orders a key's records itself and
     wants them together (the workflow runtime drains all pending events of one instance as
     one batch). A nacked or deferred record then comes back after the ones behind it.
+
+    ``start_from`` says where a group that has no position on the topic yet (a NEW group)
+    starts: ``"earliest"`` sees every event the topic still holds, ``"latest"`` only those
+    published after it joined. It never moves an existing group. None keeps the backend's
+    default, which is ``"earliest"`` on every backend but Service Bus (a subscription there
+    only sees what is sent after it exists).
     """
 
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     dead_letter_topic: str | None = None
     gate_by_key: bool = True
+    start_from: StartFrom | None = None
 
     def __post_init__(self) -> None:
+        if self.start_from is not None and self.start_from not in START_FROM:
+            raise BrokerConfigError(
+                f"start_from {self.start_from!r} must be one of {', '.join(START_FROM)} or None"
+            )
         if self.max_in_flight < 1:
             raise BrokerConfigError("max_in_flight must be at least 1")
         if self.max_deliveries < 1:

@@ -77,8 +77,11 @@ class MemoryStore(LogStore):
         except TimeoutError:
             pass
 
-    async def committed(self, group: str, topic: str, partition: int) -> int:
-        return self._offsets.get((group, topic, partition), 0)
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
+        return self._offsets.get((group, topic, partition))
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return len(self._topics[topic].partitions[partition])
 
     async def commit(
         self, group: str, topic: str, partition: int, offset: int, member: str

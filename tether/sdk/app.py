@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tether.brokers import Broker, open_broker
+from tether.brokers.base import StartFrom
 from tether.platform.components import RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.pubsub import PubSubRegistry
@@ -78,6 +79,11 @@ class _Brokers:
     def group(self, pubsub: str) -> str:
         spec = self._registry.spec(pubsub) if self._registry is not None else None
         return (spec.consumer_group if spec is not None else None) or self._app_id
+
+    def start_from(self, pubsub: str) -> StartFrom | None:
+        """Where a new group starts (the component's initialOffset); None: the default."""
+        spec = self._registry.spec(pubsub) if self._registry is not None else None
+        return spec.start_from if spec is not None else None
 
     async def get(self, pubsub: str) -> Broker:
         if self._registry is not None:
@@ -251,6 +257,7 @@ class App:
                 worker = DeliveryWorker(
                     broker, entry.subscription(), self.app_id, channel, options,
                     group=source.group(entry.pubsub),
+                    start_from=source.start_from(entry.pubsub),
                 )
                 await worker.start()
                 self._workers.append(worker)

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.brokers.base import DEFAULT_MAX_DELIVERIES
+from tether.brokers.base import DEFAULT_MAX_DELIVERIES, StartFrom
 from tether.platform.components import Subscription
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
 from tether.platform.events.event import BINARY_CONTENT_TYPE
@@ -114,10 +114,13 @@ class DeliveryWorker:
         options: DeliveryOptions | None = None,
         *,
         group: str | None = None,
+        start_from: StartFrom | None = None,
     ) -> None:
         self.subscription = subscription
         self.app_id = app_id
         self.group = group or app_id
+        #: where the group starts if it is new (the component's initialOffset)
+        self.start_from = start_from
         self.options = options or DeliveryOptions()
         # compiled now: a bad match expression stops startup, not the first delivery
         self.routes = RouteTable.compile(subscription.rules, subscription.default_path)
@@ -144,6 +147,7 @@ class DeliveryWorker:
         options = SubscribeOptions(
             max_deliveries=self.options.max_deliveries,
             dead_letter_topic=self.subscription.dead_letter_topic,
+            start_from=self.start_from,
         )
         source = self._broker.subscribe(self.topic, self.group, options)
         await source.start()

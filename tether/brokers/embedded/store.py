@@ -154,8 +154,11 @@ class SqliteStore(LogStore):
         return info[0]
 
     # --- consumer groups ----------------------------------------------------------------------
-    async def committed(self, group: str, topic: str, partition: int) -> int:
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
         return await self._reader.run(tables.committed, group, topic, partition)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return await self._reader.run(tables.end_offset, await self._topic_id(topic), partition)
 
     async def commit(
         self, group: str, topic: str, partition: int, offset: int, member: str

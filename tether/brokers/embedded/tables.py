@@ -152,12 +152,18 @@ def append_raw(connection: sqlite3.Connection, name: str, payload: bytes, partit
 
 
 # --- consumer groups --------------------------------------------------------------------------
-def committed(connection: sqlite3.Connection, group: str, topic: str, partition: int) -> int:
+def committed(
+    connection: sqlite3.Connection, group: str, topic: str, partition: int
+) -> int | None:
     found = connection.execute(
         "SELECT position FROM offsets WHERE grp = ? AND topic = ? AND partition = ?",
         (group, topic, partition),
     ).fetchone()
-    return 0 if found is None else int(found[0])
+    return None if found is None else int(found[0])
+
+
+def end_offset(connection: sqlite3.Connection, topic: int, partition: int) -> int:
+    return _next_position(connection, topic, partition)
 
 
 def commit(

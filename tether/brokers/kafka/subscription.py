@@ -89,7 +89,8 @@ class KafkaSubscription(Subscription):
             **settings.client_options(),
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # a new group (no committed offset) starts where the options say
+            auto_offset_reset=self.options.start_from or "earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             rebalance_timeout_ms=settings.rebalance_timeout,
@@ -184,7 +185,11 @@ class KafkaSubscription(Subscription):
             if position is None:
                 self._assigned.pop(tp.partition, None)
                 continue
-            self._assigned[tp.partition] = _Assigned(OffsetTracker(position), position)
+            # "latest" is resolved only now: commit that position at the next tick, or a
+            # member that stops before its first ack would skip, when back, what came since
+            committed = -1 if self.options.start_from == "latest" else position
+            self._assigned[tp.partition] = _Assigned(OffsetTracker(position), committed)
+            self._dirty = self._dirty or committed != position
         log.info("%s/%s: assigned partitions %s", self.topic, self.group, self.assigned_partitions)
         if self._fetching and self._fetch_task is None:
             self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"fetch:{self.topic}")

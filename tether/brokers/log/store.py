@@ -44,8 +44,13 @@ class LogStore(abc.ABC):
 
     # --- consumer groups ----------------------------------------------------------------------
     @abc.abstractmethod
-    async def committed(self, group: str, topic: str, partition: int) -> int:
-        """The next offset the group should read (0 for a new group)."""
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
+        """The next offset the group should read; None while it has committed none (a new
+        group)."""
+
+    @abc.abstractmethod
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the partition's next appended entry will get."""
 
     @abc.abstractmethod
     async def commit(

@@ -118,8 +118,12 @@ class LogSubscription(Subscription):
                 await self._take(partition)
 
     async def _take(self, partition: int) -> None:
-        offset = await self._store.committed(self.group, self.topic, partition)
-        owned = _OwnedPartition(tracker=OffsetTracker(offset), committed=offset)
+        found = await self._store.committed(self.group, self.topic, partition)
+        offset = committed = found or 0
+        if found is None and self.options.start_from == "latest":  # a new group
+            offset = await self._store.end_offset(self.topic, partition)
+            committed = -1  # written at the next commit tick, so a restart starts there
+        owned = _OwnedPartition(tracker=OffsetTracker(offset), committed=committed)
         self._owned[partition] = owned
         owned.task = asyncio.create_task(
             self._fetch(partition, owned, offset), name=f"fetch:{self.topic}[{partition}]"

@@ -50,6 +50,8 @@ class _Owned:
     in_call: bool = False  # inside a Redis call that moves entries into our PEL
     #: where the takeover's XAUTOCLAIM scan goes on; None once every pending entry is back
     reclaim_from: bytes | str | None = "0-0"
+    #: the id XGROUP CREATE starts a new group at: "0" (the whole stream) or "$" (what comes)
+    group_start: str = "0"
 
 
 class RedisSubscription(Subscription):
@@ -206,6 +208,8 @@ class RedisSubscription(Subscription):
 
     def _take(self, partition: int, valid_until: float) -> None:
         owned = _Owned(self._keys.stream(self.topic, partition), valid_until)
+        if self.options.start_from == "latest":
+            owned.group_start = "$"
         self._owned[partition] = owned
         owned.task = asyncio.create_task(
             self._consume(partition, owned), name=f"fetch:{self.topic}[{partition}]"
@@ -264,6 +268,7 @@ class RedisSubscription(Subscription):
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the stream was deleted under us: start over
                     owned.reclaim_from = "0-0"
+                    owned.group_start = "0"  # all of the new stream came after we joined
                 log.warning("%s/%s[%d]: %s", self.topic, self.group, partition, exc)
                 await asyncio.sleep(RETRY_DELAY)
             except UNAVAILABLE as exc:
@@ -274,7 +279,7 @@ class RedisSubscription(Subscription):
         try:
             async with self._broker.deadline():
                 await self._broker.client.xgroup_create(
-                    owned.stream, self.group, id="0", mkstream=True
+                    owned.stream, self.group, id=owned.group_start, mkstream=True
                 )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from tether.brokers import Broker, BrokerConfigError, open_broker
+from tether.brokers.base import StartFrom
 from tether.platform.components import Component, TopicScopes
 
 SECRET_REFS_UNSUPPORTED = "secretKeyRef needs a secret store: not supported yet"
 INITIAL_OFFSETS = ("newest", "oldest")
+#: Dapr's initialOffset values in the broker layer's words (SubscribeOptions.start_from)
+START_FROM: Mapping[str, StartFrom] = {"oldest": "earliest", "newest": "latest"}
 
 
 class PubSubConfigError(ValueError):
@@ -42,6 +45,14 @@ class PubSubSpec:
     initial_offset: str | None = None
     #: a secret the URL cannot carry (Service Bus connection string), kept out of repr
     secret: str | None = field(default=None, repr=False)
+
+    @property
+    def start_from(self) -> StartFrom | None:
+        """Where a new consumer group starts. Without initialOffset: None, the backend's
+        default, which is the beginning of the topic (Dapr's Kafka default is newest;
+        Tether keeps its documented promise that a new group sees earlier events,
+        docs/components.md)."""
+        return START_FROM[self.initial_offset] if self.initial_offset else None
 
 
 Mapper = Callable[[Component], PubSubSpec]

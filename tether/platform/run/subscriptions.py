@@ -194,6 +194,7 @@ class AppSubscriptions:
                 channel,
                 self.options,
                 group=spec.consumer_group,
+                start_from=spec.start_from,
             )
             await worker.start()
         except (RoutingError, BrokerError, PubSubConfigError) as exc:
