@@ -85,8 +85,9 @@ def run_tansu() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_redis() -> Iterator[str]:
-    """A throw-away redis-server (no persistence) on a free port; yields ``host:port``."""
+def run_redis(*options: str) -> Iterator[str]:
+    """A throw-away redis-server (no persistence) on a free port, with extra command-line
+    ``options`` (e.g. ``"--requirepass", "pw"``); yields ``host:port``."""
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server is not on PATH (Debian package redis-server)")
@@ -95,7 +96,7 @@ def run_redis() -> Iterator[str]:
     workdir = tempfile.mkdtemp(prefix="tether-redis-")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+         "--dir", workdir, *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -25,6 +25,7 @@ from tether.platform.components import RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.delivery_time import due_from
+from tether.platform.secrets import resolve_app_secrets
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 from tether.workers.scheduled import publish_at
 from tether.workers.scheduler import Schedulers
@@ -62,15 +63,22 @@ class _Topic:
 class _Brokers:
     """One broker URL for every pubsub name, or the components of a resources folder."""
 
-    def __init__(self, app_id: str, url: str | None, resources: str | Path | None) -> None:
+    def __init__(self, app_id: str, url: str | None, registry: PubSubRegistry | None) -> None:
         self._app_id = app_id
         self._url = url
         self._broker: Broker | None = None
         self._lock = asyncio.Lock()
-        self._registry: PubSubRegistry | None = None
-        if url is None:
-            loaded = load_resources(resources, app_id)
-            self._registry = PubSubRegistry(loaded.components_for(app_id))
+        self._registry = registry
+
+    @classmethod
+    async def open(cls, app_id: str, url: str | None, resources: str | Path | None) -> _Brokers:
+        """Without a URL, the pub/sub components of ``resources``, their secretKeyRef values
+        resolved first from the app's secret stores (as the sidecar does)."""
+        if url is not None:
+            return cls(app_id, url, None)
+        loaded = load_resources(resources, app_id)
+        components = await resolve_app_secrets(loaded.components_for(app_id))
+        return cls(app_id, url, PubSubRegistry(components))
 
     def names(self) -> tuple[str, ...]:
         """Pub/sub names with a broker of their own (a broker URL serves every name)."""
@@ -130,6 +138,7 @@ class App:
         self._topics: dict[tuple[str, str], _Topic] = {}
         self._handlers: dict[str, Handler] = {}
         self._brokers: _Brokers | None = None
+        self._brokers_lock = asyncio.Lock()  # concurrent first calls build one _Brokers
         self._workers: list[DeliveryWorker] = []
 
     def configure(
@@ -199,7 +208,7 @@ class App:
         due = due_from(deliver_after, deliver_at)
         event = self.event(pubsub, topic, data, content_type=content_type,
                            partition_key=partition_key, metadata=metadata)
-        broker = await self._source().get(pubsub)
+        broker = await (await self._source()).get(pubsub)
         if due is None:
             await broker.publish(topic, event)
         else:
@@ -238,7 +247,7 @@ class App:
         """Start one delivery worker per subscription (a failed start stops those started)."""
         if self._workers:
             return
-        source = self._source()
+        source = await self._source()
         channel = InProcessChannel(self._handlers)
         if self.scheduler and self._schedulers is None:
             self._schedulers = Schedulers(source.names(), source.get)
@@ -284,10 +293,13 @@ class App:
         finally:
             await self.stop()
 
-    def _source(self) -> _Brokers:
-        if self._brokers is None:
-            self._brokers = _Brokers(self.app_id, self._broker_url, self._resources_path)
-        return self._brokers
+    async def _source(self) -> _Brokers:
+        async with self._brokers_lock:
+            if self._brokers is None:
+                self._brokers = await _Brokers.open(
+                    self.app_id, self._broker_url, self._resources_path
+                )
+            return self._brokers
 
 
 def _name(handler: object) -> str:

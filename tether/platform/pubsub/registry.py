@@ -19,7 +19,12 @@ from tether.brokers import Broker, BrokerConfigError, open_broker
 from tether.brokers.base import StartFrom
 from tether.platform.components import Component, TopicScopes
 
-SECRET_REFS_UNSUPPORTED = "secretKeyRef needs a secret store: not supported yet"
+#: a component reached the registry with its secretKeyRef values unresolved: its caller
+#: skipped tether.platform.secrets.resolve_app_secrets, which tether run and tether.App call
+SECRET_REFS_UNSUPPORTED = (
+    "secretKeyRef is not resolved; resolve the components' secret references first "
+    "with tether.platform.secrets.resolve_app_secrets, as tether run and tether.App do"
+)
 INITIAL_OFFSETS = ("newest", "oldest")
 #: Dapr's initialOffset values in the broker layer's words (SubscribeOptions.start_from)
 START_FROM: Mapping[str, StartFrom] = {"oldest": "earliest", "newest": "latest"}
