@@ -125,7 +125,6 @@ async def test_approval_by_external_event_or_timeout(client: AsyncWorkflowClient
     assert (await finished(client, expired)).output() == "timed out"
     history = await client.get_workflow_history(approved)
     assert sum(isinstance(e, EventRaised) for e in history) == 1
-    assert sum(isinstance(e, TimerCreated) for e in history) == 1
 
 
 async def test_child_workflows_and_failure_propagation(client: AsyncWorkflowClient) -> None:

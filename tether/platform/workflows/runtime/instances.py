@@ -228,7 +228,7 @@ class InstanceStore:
             await self.store.transact(ops)
 
     async def is_registered(self, kind: str, name: str) -> bool:
-        item = await self.store.get(self.names.registration_key(kind, name))
+        item = await self._reads.submit(self.names.registration_key(kind, name))
         if item is None:
             return False
         return dt_from_str(item.value.decode()) > utcnow()

@@ -27,9 +27,9 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from tether.brokers import Broker, Delivery, SubscribeOptions, Subscription
+from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions, Subscription
 from tether.brokers.tasks import cancel_task
-from tether.platform.state.store import ETagMismatchError
+from tether.platform.state.store import ETagMismatchError, StateStoreError
 from tether.platform.workflows.authoring import WorkflowRegistry
 from tether.platform.workflows.errors import InvalidHistoryError
 from tether.platform.workflows.executor import ExecutionResult, OrchestrationState
@@ -113,6 +113,13 @@ class OrchestrationWorker:
             await asyncio.wait(busy, timeout=drain_timeout)
         for task in list(self._busy.values()):
             await cancel_task(task)
+        # events taken but not stepped go back to the broker at once (the close would
+        # otherwise wait drain_timeout for them to be settled)
+        inbox, self._inbox = self._inbox, {}
+        for batch in inbox.values():
+            for delivery, _ in batch:
+                with contextlib.suppress(Exception):
+                    await delivery.defer(0)
         sub, self._subscription = self._subscription, None
         if sub is not None:
             await sub.close(drain_timeout)
@@ -143,17 +150,28 @@ class OrchestrationWorker:
                         raise
                     except Exception as exc:
                         self._hot.pop(iid, None)  # the state may be ahead of the store
-                        level = logging.INFO if isinstance(exc, ETagMismatchError) \
-                            else logging.WARNING
-                        log.log(level, "workflow %s: step failed (%s: %s); events will be "
-                                "redelivered", iid, type(exc).__name__, exc)
-                        for delivery, _ in batch:
-                            with contextlib.suppress(Exception):
-                                await delivery.nack(self.options.retry_delay)
+                        await self._retry_later(iid, batch, exc)
         finally:
             self._busy.pop(iid, None)
             if self._inbox.get(iid) and self._task is not None:  # arrived while finishing
                 self._busy[iid] = asyncio.create_task(self._drain(iid), name=f"wf:{iid}")
+
+    async def _retry_later(self, iid: str, batch: list[tuple[Delivery, Inbound]],
+                           exc: Exception) -> None:
+        """A lost race or an unreachable store or broker is no fault of the events: they
+        come back later without counting as a failed delivery (an outage must not
+        dead-letter an instance's events). Anything else (a bug, an undecodable history)
+        counts, and dead-letters the events after max_deliveries."""
+        transient = isinstance(exc, StateStoreError | BrokerError | OSError)
+        level = logging.INFO if isinstance(exc, ETagMismatchError) else logging.WARNING
+        log.log(level, "workflow %s: step failed (%s: %s); events will be redelivered", iid,
+                type(exc).__name__, exc)
+        for delivery, _ in batch:
+            with contextlib.suppress(Exception):
+                if transient:
+                    await delivery.defer(self.options.retry_delay)
+                else:
+                    await delivery.nack(self.options.retry_delay)
 
     # --- one step ------------------------------------------------------------------------------
     async def _step(self, iid: str, batch: list[tuple[Delivery, Inbound]]) -> None:
