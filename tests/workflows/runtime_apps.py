@@ -118,6 +118,12 @@ def register(wfr: WorkflowRuntime) -> None:
         data = yield ctx.wait_for_external_event("go")
         return data
 
+    @wfr.workflow(name="collect_two")
+    def collect_two(ctx: DaprWorkflowContext, _: Any) -> Any:
+        first = yield ctx.wait_for_external_event("x")
+        second = yield ctx.wait_for_external_event("x")
+        return [first, second]
+
     @wfr.workflow(name="waiting_parent")
     def waiting_parent(ctx: DaprWorkflowContext, child_id: str) -> Any:
         result = yield ctx.call_child_workflow(waiter, input=None, instance_id=child_id)
