@@ -271,6 +271,8 @@ def test_subscribe_and_unsubscribe(
     assert body["items"][key]["version"] == "2"
     assert client.unsubscribe_configuration("config", sub_id) is True
     assert client.unsubscribe_configuration("config", sub_id) is False  # no longer known
+    unknown = api_error(lambda: client.unsubscribe_configuration("nope", sub_id))
+    assert (unknown.status, unknown.error_code) == (400, "ERR_CONFIGURATION_STORE_NOT_FOUND")
 
 
 async def test_configuration_async(sidecar: BlockSidecar, redis_server: redis.Redis) -> None:
