@@ -46,7 +46,7 @@ from tether.platform.workflows.history import (
 from tether.platform.workflows.runtime.codec import activity_task, orchestration_event
 from tether.platform.workflows.runtime.grouping import Grouped
 from tether.platform.workflows.runtime.names import Names
-from tether.workers.scheduled import wrap
+from tether.workers.scheduled import publish_at, schedules_natively, unwrap, wrap
 
 log = logging.getLogger("tether.workflow.sender")
 
@@ -182,8 +182,14 @@ class Sender:
                 by_topic[record.topic].append(from_json(record.event))
             except InvalidCloudEventError as exc:  # cannot happen for our own records
                 log.error("workflow outbox record %s is not a CloudEvent: %s", record.id, exc)
+        native = schedules_natively(self.broker)
         for topic, events in by_topic.items():
-            await self.broker.publish_batch(topic, events)
+            if native and topic == self.names.timers:  # Service Bus holds them itself
+                held = [unwrap(e) for e in events]
+                await publish_at(self.broker, self.names.orchestrations,
+                                 [h.event for h in held], [h.due for h in held])
+            else:
+                await self.broker.publish_batch(topic, events)
             self.published += len(events)
         ids = [r.id for r in records]
         await self.store.outbox_done(ids)
