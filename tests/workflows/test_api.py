@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ async def test_failed_instance_reports_failure_properties_without_output(env: En
     assert all(isinstance(v, str) for v in props.values())
 
 
-async def test_pause_resume_and_terminate(env: Env) -> None:
+async def test_pause_and_resume(env: Env) -> None:
     wid = iid()
     await post(env.client, f"{V1}/approval/start?instanceID={wid}", 1)
     await wait_until(until_status(env.client, wid, "RUNNING"))
@@ -303,7 +304,8 @@ async def test_list_filters_and_pages(env: Env) -> None:
     assert listed[done]["runtimeStatus"] == "COMPLETED"
     assert set(listed[done]) == {"instanceID", "workflowName", "createdAt", "lastUpdatedAt",
                                  "runtimeStatus"}
-    created = [i["createdAt"] for i in body["instances"]]
+    created = [datetime.fromisoformat(i["createdAt"].replace("Z", "+00:00"))
+               for i in body["instances"]]
     assert created == sorted(created, reverse=True)  # newest first
 
     _, body = await get(env.client, "/v1.0-alpha1/workflows/tether/instances?status=running")
