@@ -73,3 +73,36 @@ async def test_an_event_redelivered_with_its_id_is_applied_once(tmp_path: Path) 
         state = await client.wait_for_workflow_completion(iid, timeout_in_seconds=120)
     assert state is not None and state.runtime_status == RuntimeStatus.COMPLETED
     assert state.output() == ["first", "second"]
+
+
+async def test_history_compaction_keeps_every_event(tmp_path: Path) -> None:
+    from tether.platform.workflows.history import TaskScheduled
+    from tether.platform.workflows.runtime.orchestrator import OrchestratorOptions
+
+    def runtime() -> WorkflowRuntime:
+        wfr = WorkflowRuntime(broker_url=f"embedded://{tmp_path}/broker.db",
+                              state_store=Component(name="s", type="state.sqlite", metadata={
+                                  "connectionString": str(tmp_path / "state.db")}),
+                              namespace="compact",
+                              orchestrator=OrchestratorOptions(compact_after=3))
+        register(wfr)
+        return wfr
+
+    async with runtime() as wfr:
+        client = wfr.client()
+        iid = await client.schedule_new_workflow("chain", input=1)
+        state = await client.wait_for_workflow_completion(iid, timeout_in_seconds=120)
+        assert state is not None and state.output() == 32
+        history = await client.get_workflow_history(iid)
+        assert [e.name for e in history if isinstance(e, TaskScheduled)] == ["double"] * 5
+        found = await client.instances.get_meta(iid)
+        assert found is not None and found[0].chunks <= 3
+        waiting = await client.schedule_new_workflow("collect_two")
+        await client.raise_workflow_event(waiting, "x", data=1)
+        await client.wait_for_workflow_start(waiting, timeout_in_seconds=120)
+    # a new owner reloads the compacted history and carries on
+    async with runtime() as wfr:
+        client = wfr.client()
+        await client.raise_workflow_event(waiting, "x", data=2)
+        state = await client.wait_for_workflow_completion(waiting, timeout_in_seconds=120)
+        assert state is not None and state.output() == [1, 2]

@@ -61,6 +61,8 @@ class OrchestratorOptions:
     #: a failed step's events are redelivered after this many seconds
     retry_delay: float = 0.5
     max_deliveries: int = 50
+    #: history chunks (one per step) after which a step rewrites the history as one chunk
+    compact_after: int = 500
 
 
 @dataclass
@@ -220,14 +222,24 @@ class OrchestrationWorker:
         new_meta = _updated(meta, result)
         records = self.sender.records_for(iid, result.actions, utcnow())
         ids = [ib.id for ib in fresh]
-        if result.history_reset:
+        appended, reset = list(result.appended), result.history_reset
+        if reset:
             ids = hot.seen_order[-CARRIED_IDS:] + ids
             hot.seen_order = list(ids)
             hot.seen = set(ids)
+        elif meta.chunks + 1 > self.options.compact_after:
+            # compaction: the whole history in one chunk again (a reload reads one key)
+            stored = await self.instances.load(iid)
+            if stored.meta is None or stored.meta.version != meta.version:
+                raise ETagMismatchError(iid, "the instance changed while compacting")
+            appended = stored.events + appended
+            ids = stored.seen_order + ids
+            hot.seen_order = list(ids)
+            reset = True
         else:
             hot.seen_order.extend(ids)
         written = await self.instances.commit_step(
-            new_meta, etag, result.appended, ids, reset=result.history_reset, outbox=records)
+            new_meta, etag, appended, ids, reset=reset, outbox=records)
         hot.meta = written
         self.sender.hand(records)
         await _ack_all(batch)
