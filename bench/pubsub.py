@@ -377,8 +377,9 @@ def serve_app(port: int) -> None:
 
     def note(route: str, events: int) -> None:
         now = time.monotonic()  # system-wide clock: the bench process reads it too
-        entry = stats.setdefault(route, {"count": 0, "first": now, "last": now})
+        entry = stats.setdefault(route, {"count": 0, "requests": 0, "first": now, "last": now})
         entry["count"] += events
+        entry["requests"] += 1
         entry["last"] = now
 
     async def events(request: web.Request) -> web.Response:
@@ -676,9 +677,10 @@ async def app_stats(session: Any, port: int) -> dict[str, dict[str, float]]:
 
 
 async def delivered_rate(backend: Backend, running: Running, session: Any, port: int,
-                         topic: str, route: str, count: int, keys: int) -> tuple[float, float]:
-    """Events/s from the first delivery to the last, and the sidecar's CPU seconds per
-    event; ``keys`` partition keys (0: none)."""
+                         topic: str, route: str, count: int, keys: int
+                         ) -> tuple[float, float, float]:
+    """Events/s from the first delivery to the last, the sidecar's CPU seconds per event
+    and the events per request; ``keys`` partition keys (0: none)."""
     broker = open_broker(backend.url)
     async with broker:
         await broker.publish(topic, sidecar_event(topic, 0))
@@ -701,9 +703,12 @@ async def delivered_rate(backend: Backend, running: Running, session: Any, port:
             entry = (await app_stats(session, port)).get(route, {})
             if entry.get("count", 0) >= count:
                 cpu = (running.cpu() - cpu) / count
+                per_request = entry["count"] / entry["requests"]
                 if entry["last"] > entry["first"]:
-                    return (entry["count"] - 1) / (entry["last"] - entry["first"]), cpu
-                return entry["count"] / (entry["last"] - published), cpu  # all in one request
+                    rate = (entry["count"] - 1) / (entry["last"] - entry["first"])
+                else:
+                    rate = entry["count"] / (entry["last"] - published)  # all in one request
+                return rate, cpu, per_request
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/{route}: {entry.get('count', 0)} of {count} delivered")
             await asyncio.sleep(0.05)
@@ -752,11 +757,11 @@ async def part_d(backend: Backend, folder: Path, args: argparse.Namespace) -> No
     print(f"(d) {backend.name}: HTTP delivery by tether run to an aiohttp app in its own "
           f"process, concurrency {concurrency}; app ceiling = the app driven directly by an "
           f"aiohttp client (own process) at that concurrency", flush=True)
-    for (label, route, _, n), (rate, cpu) in zip(runs, rates, strict=True):
+    for (label, route, _, n), (rate, cpu, per_request) in zip(runs, rates, strict=True):
         ceiling = ceilings[route]
         print(f"    {label:<22} {n:>7,} events  tether run {rate:>8,.0f}/s  app ceiling "
               f"{ceiling:>8,.0f}/s  ratio {rate / ceiling:.0%} of ceiling  (sidecar CPU "
-              f"{cpu * 1e6:.0f} us per event)", flush=True)
+              f"{cpu * 1e6:.0f} us per event, {per_request:.0f} events per request)", flush=True)
 
 
 # --- main ---------------------------------------------------------------------------------------
