@@ -20,6 +20,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from .client_errors import SidecarUnavailableError, TetherApiError
@@ -46,6 +47,8 @@ class Reply:
     status: int
     reason: str
     body: bytes
+    #: the response headers, looked up case-insensitively (``ETag``, ``metadata.*``)
+    headers: Mapping[str, str] = field(default_factory=CIMultiDict)
 
     @property
     def ok(self) -> bool:
@@ -144,7 +147,8 @@ class SyncCore(_Base):
                     raise self._unavailable(exc) from exc
                 if response.will_close:
                     self._drop()
-                return Reply(response.status, response.reason, body)
+                return Reply(response.status, response.reason, body,
+                             CIMultiDict(response.getheaders()))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unavailable(self, exc: BaseException) -> SidecarUnavailableError:
@@ -215,7 +219,7 @@ class AsyncCore(_Base):
                 call.method, url, data=call.body, headers=dict(call.headers), **extra
             ) as response:
                 body = await response.read()
-                return Reply(response.status, response.reason or "", body)
+                return Reply(response.status, response.reason or "", body, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise SidecarUnavailableError(
                 f"cannot reach the sidecar at {self.address}: {exc!r}"

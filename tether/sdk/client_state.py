@@ -23,6 +23,7 @@ __all__ = ["BulkStateItem", "StateItem", "StateResponse", "TransactionalStateOpe
 JSON_HEADERS = {"Content-Type": "application/json"}
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
+METADATA = "metadata."
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +115,18 @@ def save_call(store: str, items: Sequence[StateItem], metadata: Mapping[str, str
 
 
 def get_call(store: str, key: str, metadata: Mapping[str, str] | None) -> Call:
-    # the bulk form answers the value, its ETag and metadata in the body (GET puts the ETag
-    # in a header), so one reply shape serves both
-    return bulk_call(store, [key], 1, metadata)
+    return Call("GET", f"/v1.0/state/{segment(store)}/{segment(key)}", _params(metadata))
 
 
-def state_of(reply: Reply) -> StateResponse:
-    (item,) = bulk_of(reply)
-    if item.error:
-        raise TetherApiError(500, "ERR_STATE_GET", item.error)
-    return StateResponse(item.key, item.data, item.etag, item.metadata)
+def state_of(key: str, reply: Reply) -> StateResponse:
+    """Dapr's GET answer: 200 with the value as stored, its ETag and ``metadata.*`` in
+    the headers; 204 when the key is absent."""
+    if reply.status == 204:
+        return StateResponse(key, b"")
+    metadata = {name[len(METADATA):]: value for name, value in reply.headers.items()
+                if name.lower().startswith(METADATA)}
+    # every store has ETags; an empty one still marks the key as found
+    return StateResponse(key, reply.body, reply.headers.get("ETag", ""), metadata)
 
 
 def bulk_call(store: str, keys: Sequence[str], parallelism: int,
@@ -199,7 +202,7 @@ class StateMixin(SyncCore):
     def get_state(self, store_name: str, key: str,
                   state_metadata: Mapping[str, str] | None = None) -> StateResponse:
         """The value as stored; ``found`` is False (empty ``data``) when the key is absent."""
-        return state_of(self._request(get_call(store_name, key, state_metadata)))
+        return state_of(key, self._request(get_call(store_name, key, state_metadata)))
 
     def get_bulk_state(self, store_name: str, keys: Sequence[str], parallelism: int = 1,
                        states_metadata: Mapping[str, str] | None = None
@@ -242,7 +245,8 @@ class AsyncStateMixin(AsyncCore):
 
     async def get_state(self, store_name: str, key: str,
                         state_metadata: Mapping[str, str] | None = None) -> StateResponse:
-        return state_of(await self._request(get_call(store_name, key, state_metadata)))
+        return state_of(key, await self._request(get_call(store_name, key,
+                                                              state_metadata)))
 
     async def get_bulk_state(self, store_name: str, keys: Sequence[str], parallelism: int = 1,
                              states_metadata: Mapping[str, str] | None = None
