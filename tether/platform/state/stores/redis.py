@@ -113,7 +113,12 @@ class RedisStateStore(StateStore):
         return cls(client, default_ttl, outbox_key)
 
     async def get(self, key: str) -> StateItem | None:
-        return (await self.bulk_get([key]))[0]
+        # one HMGET, not a pipeline of one: a pipeline costs ~30 us more CPU per call
+        try:
+            row = cast(list[bytes | None], await self._redis.hmget(key, ["data", "etag", "exp"]))
+        except RedisError as exc:
+            raise StateStoreError(f"Redis state store: {exc}") from exc
+        return _item(key, row)
 
     async def bulk_get(self, keys: Sequence[str]) -> list[StateItem | None]:
         if not keys:
