@@ -1,10 +1,16 @@
 """``state.sqlite``: the embedded default, a table in a SQLite file (stdlib sqlite3).
 
-Every call runs on one worker thread that owns the connection, so the event loop never
-blocks on disk. The file is in WAL mode and every write is a ``BEGIN IMMEDIATE``
-transaction that reads, checks the ETag and writes under SQLite's write lock: several
-processes (or several stores) can share one file safely; a writer waits up to
-``busyTimeout`` for the lock.
+Writes, queries and large bulk reads run on one worker thread that owns the write
+connection, so the event loop never waits for a commit or a long scan. The file is in WAL
+mode and every write is a ``BEGIN IMMEDIATE`` transaction that reads, checks the ETag and
+writes under SQLite's write lock: several processes (or several stores) can share one file
+safely; a writer waits up to ``busyTimeout`` for the lock.
+
+Reads of a few keys (``get``, a small ``bulk_get``) run on the event loop against a read
+connection of their own: WAL readers neither wait for nor block the writer, a primary-key
+lookup takes microseconds, and the thread handoff it saves costs far more (docs/benchmarks.md,
+"State"). That connection never waits for a lock (busy timeout 0): when SQLite answers
+"busy" (a rare WAL recovery), the read goes to the worker thread instead.
 
 JSON values are stored as TEXT and everything else as a BLOB (SQLite columns are typed per
 value), so the query API runs json1 functions on exactly the JSON rows and every value
@@ -49,6 +55,8 @@ SCHEMA_VERSION = "1"
 PURGE_EVERY = 500
 #: keys per statement in bulk_get (SQLite's default variable limit is 32766)
 CHUNK = 500
+#: bulk reads of at most this many keys run on the event loop (the read connection)
+LOOP_READ_KEYS = 16
 
 
 class SqliteStateStore(StateStore):
@@ -62,6 +70,8 @@ class SqliteStateStore(StateStore):
         self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"state-sqlite-{table}")
         self._conn: sqlite3.Connection | None = None
+        #: the event loop's read connection (opened after the schema exists)
+        self._reader: sqlite3.Connection | None = None
         self._writes = 0
 
     @classmethod
@@ -71,6 +81,7 @@ class SqliteStateStore(StateStore):
         store = cls(path, table, metadata_table, busy_timeout)
         try:
             await store._run(store._connect)
+            store._reader = store._open_reader()
         except BaseException:
             await store.close()
             raise
@@ -86,6 +97,17 @@ class SqliteStateStore(StateStore):
             return await loop.run_in_executor(self._executor, fn)
         except sqlite3.Error as exc:
             raise StateStoreError(f"SQLite state store {self._path}: {exc}") from exc
+
+    def _open_reader(self) -> sqlite3.Connection:
+        # autocommit, and every cursor is read to its end: no read transaction stays open
+        # (it would pin an old snapshot and hold back WAL checkpoints)
+        try:
+            reader = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"SQLite state store {self._path}: {exc}") from exc
+        reader.execute("PRAGMA busy_timeout = 0")
+        reader.execute("PRAGMA query_only = 1")
+        return reader
 
     def _connect(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,8 +172,9 @@ class SqliteStateStore(StateStore):
         raw = value.encode() if isinstance(value, str) else value
         return StateItem(key, raw, etag, item_metadata(expires_at))
 
-    def _select(self, keys: Sequence[str]) -> dict[str, StateItem]:
-        conn, now, found = self._db(), time.time(), {}
+    def _select(self, keys: Sequence[str], conn: sqlite3.Connection | None = None
+                ) -> dict[str, StateItem]:
+        conn, now, found = conn or self._db(), time.time(), {}
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -211,12 +234,25 @@ class SqliteStateStore(StateStore):
     # --- the contract -----------------------------------------------------------------
 
     async def get(self, key: str) -> StateItem | None:
-        return (await self._run(lambda: self._select([key]))).get(key)
+        return (await self._read([key])).get(key)
 
     async def bulk_get(self, keys: Sequence[str]) -> list[StateItem | None]:
         keys = list(keys)
-        found = await self._run(lambda: self._select(keys)) if keys else {}
+        found = await self._read(keys) if keys else {}
         return [found.get(key) for key in keys]
+
+    async def _read(self, keys: list[str]) -> dict[str, StateItem]:
+        if self._executor is None:
+            raise StateStoreError("the SQLite state store is closed")
+        reader = self._reader
+        if reader is not None and len(keys) <= LOOP_READ_KEYS:
+            try:
+                return self._select(keys, reader)
+            except sqlite3.OperationalError:
+                pass  # busy (or locked): the worker thread's connection waits for it
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"SQLite state store {self._path}: {exc}") from exc
+        return await self._run(lambda: self._select(keys))
 
     async def set(self, op: SetOperation) -> str:
         _precheck([op])
@@ -269,6 +305,9 @@ class SqliteStateStore(StateStore):
         executor, self._executor = self._executor, None  # type: ignore[assignment]
         if executor is None:
             return
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
         def disconnect() -> None:
             if self._conn is not None:
