@@ -17,7 +17,7 @@ state component, ``statestore``) serves the state API. Each target then saves
              costs over the raw client (ETags, TTL columns, an atomic script per write)
     http     the sidecar's HTTP API with pre-encoded requests (http.client / aiohttp)
     client   tether.Client.save_state / get_state (tether.AsyncClient when concurrent);
-             get_state reads through the bulk route, which answers the ETag in the body
+             get_state is a GET, as the http target's
 
 "sequential" runs one request at a time (latency, and the cost of one op); "concurrent"
 keeps ``--concurrency`` requests in flight (throughput; raw sqlite3 has no concurrent
