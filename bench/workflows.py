@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -122,6 +123,10 @@ class Spec:
 
 async def serve_worker(spec: Spec) -> None:
     """What ``tether worker`` does with a WorkflowRuntime: run it until SIGTERM."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -209,6 +214,18 @@ def run_workers(spec: Spec, count: int, folder: Path) -> Iterator[Workers]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        report_worker_logs(folder)
+
+
+def report_worker_logs(folder: Path) -> None:
+    """Warnings and errors the workers logged (retried steps slow a figure down)."""
+    for log in sorted(folder.glob("worker-*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if any(word in line for word in ("WARNING", "ERROR", "Traceback", "failed"))]
+        if lines:
+            print(f"{log.name}: {len(lines)} warnings/errors, the first ones:", file=sys.stderr)
+            for line in lines[:5]:
+                print(f"  {line[:300]}", file=sys.stderr)
 
 
 # --- backends -------------------------------------------------------------------------------
@@ -460,6 +477,9 @@ async def part_celery(ctx: Context, tether_walls: list[float]) -> None:
                   f"({width / fig.wall:.0f} tasks/s; applying the chord took {sent[0]:.2f} s); "
                   f"{fig.cpu_text(width, 'task')}".replace("workers", "celery worker"),
                   flush=True)
+        # results left in reference cycles unsubscribe in __del__: let them do it while the
+        # server still runs, not at exit
+        gc.collect()
         tether, celery = statistics.median(tether_walls), statistics.median(walls)
         print(f"(celery) redis: Tether/Celery: {celery / tether:.2f}x the throughput "
               f"(fan-out/fan-in of {width}: Tether {tether:.2f} s, Celery {celery:.2f} s, "
