@@ -71,7 +71,6 @@ CHAIN_LENGTH = 5
 KAFKA_OPTIONS = "session_timeout_ms=6000&heartbeat_interval_ms=1000"
 WAIT = 600.0
 POLL = 0.005
-SCHEDULING = 50
 
 
 # --- the workflows ------------------------------------------------------------------------------
@@ -313,15 +312,8 @@ async def wait_all(client: AsyncWorkflowClient, ids: list[str], deadline: float
 async def run_instances(client: AsyncWorkflowClient, name: str,
                         inputs: dict[str, Any]) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + WAIT
-    # at most SCHEDULING starts at once: state.redis's client has a non-blocking pool of 100
-    # connections (redis-py's default) and fails past it ("Too many connections")
-    slots = asyncio.Semaphore(SCHEDULING)
-
-    async def schedule(iid: str, value: Any) -> str:
-        async with slots:
-            return await client.schedule_new_workflow(name, input=value, instance_id=iid)
-
-    ids = await asyncio.gather(*(schedule(iid, value) for iid, value in inputs.items()))
+    ids = await asyncio.gather(*(client.schedule_new_workflow(name, input=value, instance_id=iid)
+                                 for iid, value in inputs.items()))
     return await wait_all(client, list(ids), deadline)
 
 
