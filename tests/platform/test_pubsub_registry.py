@@ -96,7 +96,7 @@ def test_unknown_type_names_the_supported_ones() -> None:
     assert "pubsub.kafka" in message and "pubsub.redis" in message
 
 
-def test_secret_refs_are_refused_until_there_is_a_secret_store() -> None:
+def test_an_unresolved_secret_ref_is_refused_with_a_message_to_resolve_it_first() -> None:
     with pytest.raises(PubSubConfigError, match=SECRET_REFS_UNSUPPORTED) as info:
         broker_spec(
             component("pubsub.redis", redisHost="h:1", redisPassword=SecretKeyRef("s", "k"))
