@@ -309,11 +309,20 @@ async def wait_all(client: AsyncWorkflowClient, ids: list[str], deadline: float
     return outputs
 
 
+#: --start-concurrency: at most this many schedule_new_workflow calls at once (0: no limit)
+START_CONCURRENCY = 0
+
+
 async def run_instances(client: AsyncWorkflowClient, name: str,
                         inputs: dict[str, Any]) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + WAIT
-    ids = await asyncio.gather(*(client.schedule_new_workflow(name, input=value, instance_id=iid)
-                                 for iid, value in inputs.items()))
+    slots = asyncio.Semaphore(START_CONCURRENCY or len(inputs))
+
+    async def start(iid: str, value: Any) -> str:
+        async with slots:
+            return await client.schedule_new_workflow(name, input=value, instance_id=iid)
+
+    ids = await asyncio.gather(*(start(iid, value) for iid, value in inputs.items()))
     return await wait_all(client, list(ids), deadline)
 
 
@@ -531,6 +540,8 @@ def main() -> None:
     parser.add_argument("--fan-out", type=int, default=10_000, help="(big, celery) activities")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each figure")
+    parser.add_argument("--start-concurrency", type=int, default=0,
+                        help="starts in flight at once (default 0: all at once)")
     parser.add_argument("--async-activities", action="store_true",
                         help="async def activities (default: plain def, run in a thread)")
     parser.add_argument("--role", choices=["worker"], help=argparse.SUPPRESS)
@@ -539,6 +550,8 @@ def main() -> None:
     if args.role == "worker":
         asyncio.run(serve_worker(Spec(**json.loads(args.spec))))
         return
+    global START_CONCURRENCY
+    START_CONCURRENCY = args.start_concurrency
     # SIGTERM unwinds like Ctrl+C, so the worker and server processes are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(run(args))
