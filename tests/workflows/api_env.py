@@ -43,7 +43,7 @@ class Env:
         # what the app finds through its sidecar: the same broker and the actor state store
         comps = components(self.tmp)
         return RuntimeConfig(broker_url=f"embedded://{self.tmp / 'broker.db'}",
-                             state_store=comps[2], resources_path=None)
+                             state_store=comps[2], resources_path=None, app_id="app")
 
     async def start_runtime(self) -> WorkflowRuntime:
         self.runtime = api_app.build(self.runtime_config())

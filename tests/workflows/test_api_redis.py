@@ -42,7 +42,8 @@ async def client(redis_address: str) -> AsyncIterator[Client]:
     block = workflow_block(BlockContext("app", comps, registry))
     app = create_app(registry, app_id="app", components=comps, blocks=[block])
     runtime = api_app.build(RuntimeConfig(broker_url=broker_spec(comps[0]).url,
-                                          state_store=comps[1], resources_path=None))
+                                          state_store=comps[1], resources_path=None,
+                                          app_id="app"))
     await runtime.start_async()
     try:
         async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:

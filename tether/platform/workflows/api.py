@@ -244,7 +244,9 @@ def open_backend(backend: WorkflowBackend, context: BlockContext) -> Opener:
 
         broker = (await context.pubsub.broker(backend.pubsub.name)
                   if backend.pubsub is not None else None)
-        config = RuntimeConfig(broker=broker, state_store=backend.state, resources_path=None)
+        # the app's namespace: the one its WorkflowRuntime derives from the same app id
+        config = RuntimeConfig(broker=broker, state_store=backend.state, resources_path=None,
+                               app_id=context.app_id)
         conn = await connect(config)
         return AsyncWorkflowClient(connection=conn), conn
 

@@ -1,16 +1,21 @@
-"""Where the runtime's broker and state store come from.
+"""Where the runtime's broker and state store come from, and its namespace.
 
 In order: what the code passes (``broker_url=``, ``state_store=`` a Component, or open
 ``Broker``/``StateStore`` objects); else the resources of the sidecar that started the app
-(``tether run`` sets ``TETHER_RESOURCES_PATH`` and ``TETHER_APP_ID``): its first pub/sub
-component and its state store marked ``actorStateStore: "true"`` (Dapr's rule for workflow
-state), else its first state store; else the embedded defaults, a broker and a SQLite state
-file in ``.tether/``.
+(``tether run`` sets ``TETHER_RESOURCES_PATH`` and ``TETHER_APP_ID``), filtered by the app's
+scopes and with their ``secretKeyRef`` values resolved, as the sidecar sees them, and chosen
+by :func:`choose_components` (the sidecar's workflow API uses the same function); else the
+embedded defaults, a broker and a SQLite state file in ``.tether/``.
+
+The namespace (topics, groups, state keys): ``namespace=`` if given, else
+``names.namespace_for`` of the app id (``app_id=``, else the ``TETHER_APP_ID``/``APP_ID``
+that ``tether run`` sets).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +23,61 @@ from tether.brokers import Broker
 from tether.platform.components import Component
 from tether.platform.components.loader import load_resources
 from tether.platform.pubsub.registry import broker_spec, open_spec
+from tether.platform.secrets import resolve_app_secrets
 from tether.platform.state.registry import open_state_store
 from tether.platform.state.store import StateStore
-from tether.platform.workflows.runtime.names import DEFAULT_NAMESPACE, Names
+from tether.platform.workflows.runtime.names import Names, env_app_id, namespace_for
 
 DEFAULT_BROKER_URL = "embedded://.tether/broker.db"
 DEFAULT_STATE_PATH = ".tether/workflows.db"
 RESOURCES_ENV = "TETHER_RESOURCES_PATH"
-APP_ID_ENV = "TETHER_APP_ID"
+#: the app id for scopes when there is none (``load_resources`` needs one)
+NO_APP_ID = "app"
 #: pick a pub/sub component by name (default: the first one)
 PUBSUB_ENV = "TETHER_WORKFLOW_PUBSUB"
+
+
+class ComponentChoiceError(ValueError):
+    """The app's components leave no single pub/sub or workflow state store to use."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowComponents:
+    """What :func:`choose_components` picked; None: use the embedded default."""
+
+    pubsub: Component | None
+    state: Component | None
+
+
+def _actor_store(component: Component) -> bool:
+    return (component.value("actorStateStore") or "").strip().lower() == "true"
+
+
+def choose_components(components: Sequence[Component]) -> WorkflowComponents:
+    """Pick the workflow pub/sub and state store among an app's components (already
+    filtered by scopes, secrets resolved), for the runtime and the sidecar alike:
+
+    * pub/sub: the one named by ``TETHER_WORKFLOW_PUBSUB`` (naming none is an error), else
+      the first;
+    * state: the store marked ``actorStateStore: "true"`` (Dapr's mark for where workflow
+      state lives; two marked is an error, as Dapr refuses it), else the first store.
+    """
+    pubsubs = [c for c in components if c.block == "pubsub"]
+    wanted = os.environ.get(PUBSUB_ENV)
+    if wanted:
+        pubsubs = [c for c in pubsubs if c.name == wanted]
+        if not pubsubs:
+            raise ComponentChoiceError(
+                f"{PUBSUB_ENV}={wanted!r} names no pub/sub component of this app")
+    states = [c for c in components if c.block == "state"]
+    actor = [c for c in states if _actor_store(c)]
+    if len(actor) > 1:
+        names = ", ".join(repr(c.name) for c in actor)
+        raise ComponentChoiceError(
+            f"several state stores are marked actorStateStore: {names}; mark only one")
+    chosen = actor or states
+    return WorkflowComponents(pubsubs[0] if pubsubs else None,
+                              chosen[0] if chosen else None)
 
 
 def default_state_component(path: str = DEFAULT_STATE_PATH) -> Component:
@@ -44,15 +94,22 @@ class RuntimeConfig:
     #: already opened objects (the caller keeps ownership: they are not closed)
     broker: Broker | None = None
     store: StateStore | None = None
-    namespace: str = DEFAULT_NAMESPACE
+    #: None: ``namespace_for(app id)`` (one namespace per app)
+    namespace: str | None = None
+    #: None: the app id `tether run` gives in the environment (or none: a plain script)
+    app_id: str | None = None
     #: a relative SQLite path is resolved against this (default: the current folder)
     base_dir: Path | None = None
     resources_path: str | None = field(
         default_factory=lambda: os.environ.get(RESOURCES_ENV) or None)
 
     @property
+    def effective_app_id(self) -> str | None:
+        return self.app_id or env_app_id()
+
+    @property
     def names(self) -> Names:
-        return Names(self.namespace)
+        return Names(self.namespace or namespace_for(self.effective_app_id))
 
 
 @dataclass
@@ -70,24 +127,22 @@ class Connection:
             await self.store.close()
 
 
-def _from_resources(config: RuntimeConfig) -> tuple[Component | None, Component | None]:
-    """(pub/sub component, state component) of the sidecar's resources, if any."""
+async def _from_resources(config: RuntimeConfig) -> WorkflowComponents:
+    """The components of the sidecar's resources, as the sidecar's workflow API picks them."""
     if not config.resources_path:
-        return None, None
+        return WorkflowComponents(None, None)
     paths = config.resources_path.split(os.pathsep)
-    resources = load_resources(paths, os.environ.get(APP_ID_ENV, "app"))
-    wanted = os.environ.get(PUBSUB_ENV)
-    pubsubs = [c for c in resources.components if c.block == "pubsub"
-               and (wanted is None or c.name == wanted)]
-    states = [c for c in resources.components if c.block == "state"]
-    actor = [c for c in states if (c.value("actorStateStore") or "").lower() == "true"]
-    chosen = actor or states
-    return (pubsubs[0] if pubsubs else None), (chosen[0] if chosen else None)
+    app_id = config.effective_app_id or NO_APP_ID
+    resources = load_resources(paths, app_id)
+    # as the sidecar: only the components scoped to this app, secretKeyRef values resolved
+    components = await resolve_app_secrets(resources.components_for(app_id), config.base_dir)
+    return choose_components(components)
 
 
 async def connect(config: RuntimeConfig) -> Connection:
     """Open (and connect) the broker and the store ``config`` names."""
-    pubsub, state = _from_resources(config)
+    chosen = await _from_resources(config)
+    pubsub, state = chosen.pubsub, chosen.state
     owns_broker = config.broker is None
     broker = config.broker
     if broker is None:

@@ -1,13 +1,38 @@
 """Where the runtime's events and records live: topic, group and state key names.
 
-Everything hangs off one ``namespace`` (default ``tether.workflow``), so two apps (or two
-tests) sharing a broker and a store never see each other's instances."""
+Everything hangs off one ``namespace``, so two apps (or two tests) sharing a broker and a
+store never see each other's instances or activity tasks. :func:`namespace_for` picks it:
+``TETHER_WORKFLOW_NAMESPACE`` if set, else ``tether.workflow.<app id>``, else (no app id at
+all: a plain script) ``tether.workflow``."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "tether.workflow"
+#: overrides the namespace of the runtime, its clients and the sidecar's workflow API
+NAMESPACE_ENV = "TETHER_WORKFLOW_NAMESPACE"
+#: the app id `tether run` gives the app (Dapr's APP_ID, and Tether's own name for it)
+APP_ID_ENVS = ("TETHER_APP_ID", "APP_ID")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def env_app_id() -> str | None:
+    """The app id `tether run` put in this process's environment, if any."""
+    return next((os.environ[n] for n in APP_ID_ENVS if os.environ.get(n)), None)
+
+
+def namespace_for(app_id: str | None) -> str:
+    """The namespace of an app: ``TETHER_WORKFLOW_NAMESPACE`` if set, else one per app id
+    (characters a topic name may not hold become ``_``), else the shared default."""
+    override = os.environ.get(NAMESPACE_ENV)
+    if override:
+        return override
+    if app_id:
+        return f"{DEFAULT_NAMESPACE}.{_UNSAFE.sub('_', app_id)}"
+    return DEFAULT_NAMESPACE
 #: the ``pubsub`` field of the runtime's outbox records: the relay publishes only these
 OUTBOX_MARKER_PREFIX = "tether-workflow:"
 

@@ -1,6 +1,7 @@
 """WorkflowRuntime: register workflows and activities, then run the workers in this process.
 
-    wfr = WorkflowRuntime()            # or WorkflowRuntime(broker_url=..., state_store=...)
+    wfr = WorkflowRuntime()            # or WorkflowRuntime(broker_url=..., state_store=...,
+                                       #                    app_id=...)
     @wfr.workflow(name="order")
     def order(ctx, input): ...
     wfr.start()                        # background thread; or: async with wfr: ...
@@ -31,7 +32,6 @@ from tether.platform.workflows.runtime.activities import ActivityWorker
 from tether.platform.workflows.runtime.client import AsyncWorkflowClient
 from tether.platform.workflows.runtime.config import Connection, RuntimeConfig, connect
 from tether.platform.workflows.runtime.instances import InstanceStore
-from tether.platform.workflows.runtime.names import DEFAULT_NAMESPACE
 from tether.platform.workflows.runtime.orchestrator import (
     OrchestrationWorker,
     OrchestratorOptions,
@@ -53,7 +53,7 @@ class WorkflowRuntime(WorkflowRegistry):
 
     def __init__(self, config: RuntimeConfig | None = None, *, broker_url: str | None = None,
                  state_store: Component | None = None, namespace: str | None = None,
-                 base_dir: Path | None = None,
+                 app_id: str | None = None, base_dir: Path | None = None,
                  orchestrator: OrchestratorOptions | None = None,
                  activity_concurrency: int = 256, sender_grace: float = 5.0) -> None:
         super().__init__()
@@ -64,6 +64,8 @@ class WorkflowRuntime(WorkflowRegistry):
             config.state_store = state_store
         if namespace is not None:
             config.namespace = namespace
+        if app_id is not None:
+            config.app_id = app_id
         if base_dir is not None:
             config.base_dir = base_dir
         self.config = config
@@ -89,7 +91,7 @@ class WorkflowRuntime(WorkflowRegistry):
 
     @property
     def namespace(self) -> str:
-        return self.config.namespace or DEFAULT_NAMESPACE
+        return self.config.names.namespace
 
     # --- async lifecycle -----------------------------------------------------------------------
     async def start_async(self) -> None:
