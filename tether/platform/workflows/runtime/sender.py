@@ -134,6 +134,8 @@ class Sender:
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Publish what was handed over (up to ``drain_timeout`` s), then stop; the rest
         stays in the outbox for a sweeper."""
+        # wait_for is safe here: no loop runs on after it; a cancel that 3.11's wait_for
+        # swallows (arriving with the result) only lets close() finish its bounded cleanup
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), drain_timeout)
         for task in self._tasks:
