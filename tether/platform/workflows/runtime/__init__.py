@@ -10,7 +10,8 @@ step's actions leave through that store's transactional outbox.
 Modules: ``names`` (topics, groups and keys), ``codec`` (CloudEvents in and out),
 ``instances`` (history and metadata in the state store), ``sender`` (the outbox relay of
 the runtime), ``orchestrator`` and ``activities`` (the two workers), ``client``
-(DaprWorkflowClient), ``config`` (where the broker and store come from), ``runtime``
+(DaprWorkflowClient), ``config`` (where the broker and store come from:
+``choose_components``), ``runtime``
 (WorkflowRuntime).
 """
 
@@ -19,18 +20,24 @@ from tether.platform.workflows.runtime.client import (
     DaprWorkflowClient,
     WorkflowState,
 )
-from tether.platform.workflows.runtime.config import RuntimeConfig
+from tether.platform.workflows.runtime.config import (
+    ComponentChoiceError,
+    RuntimeConfig,
+    WorkflowComponents,
+    choose_components,
+)
 from tether.platform.workflows.runtime.errors import (
     WorkflowAlreadyExistsError,
     WorkflowNotFinishedError,
     WorkflowNotFoundError,
     WorkflowNotRegisteredError,
 )
-from tether.platform.workflows.runtime.names import DEFAULT_NAMESPACE, Names
+from tether.platform.workflows.runtime.names import DEFAULT_NAMESPACE, Names, namespace_for
 from tether.platform.workflows.runtime.runtime import WorkflowRuntime
 
 __all__ = [
-    "DEFAULT_NAMESPACE", "AsyncWorkflowClient", "DaprWorkflowClient", "Names",
-    "RuntimeConfig", "WorkflowAlreadyExistsError", "WorkflowNotFinishedError",
-    "WorkflowNotFoundError", "WorkflowNotRegisteredError", "WorkflowRuntime", "WorkflowState",
+    "DEFAULT_NAMESPACE", "AsyncWorkflowClient", "ComponentChoiceError", "DaprWorkflowClient",
+    "Names", "RuntimeConfig", "WorkflowAlreadyExistsError", "WorkflowComponents",
+    "WorkflowNotFinishedError", "WorkflowNotFoundError", "WorkflowNotRegisteredError",
+    "WorkflowRuntime", "WorkflowState", "choose_components", "namespace_for",
 ]
