@@ -121,6 +121,20 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
         await store.get("k")
 
 
+async def test_a_sqlite_store_opened_in_one_thread_reads_in_another(tmp_path: Path) -> None:
+    store = await _open(tmp_path / "s.db")
+    try:
+        await store.set(SetOperation("k", b"1"))
+
+        def elsewhere() -> bytes | None:
+            got = asyncio.run(store.get("k"))
+            return None if got is None else got.value
+
+        assert await asyncio.to_thread(elsewhere) == b"1"
+    finally:
+        await store.close()
+
+
 class _BusyConnection(sqlite3.Connection):
     """A read connection that SQLite answers "database is locked" (a WAL recovery in
     another process), which no test can bring about on demand."""

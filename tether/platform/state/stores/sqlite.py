@@ -100,9 +100,11 @@ class SqliteStateStore(StateStore):
 
     def _open_reader(self) -> sqlite3.Connection:
         # autocommit, and every cursor is read to its end: no read transaction stays open
-        # (it would pin an old snapshot and hold back WAL checkpoints)
+        # (it would pin an old snapshot and hold back WAL checkpoints). Any thread's loop
+        # may use the store: the stdlib's SQLite is serialized (threadsafety 3)
         try:
-            reader = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            reader = sqlite3.connect(self._path, timeout=0, isolation_level=None,
+                                     check_same_thread=False)
         except sqlite3.Error as exc:
             raise StateStoreError(f"SQLite state store {self._path}: {exc}") from exc
         reader.execute("PRAGMA busy_timeout = 0")
