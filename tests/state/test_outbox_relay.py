@@ -121,3 +121,32 @@ async def test_a_broker_failure_keeps_the_records_and_their_order(
     finally:
         await relay.close()
         await pubsub.close()
+
+
+async def test_a_stop_that_arrives_with_a_wake_up_still_stops_the_relay(tmp_path: Path) -> None:
+    # Python 3.11's asyncio.wait_for swallowed a cancel arriving in the same loop turn as
+    # the wake-up, and the relay's loop kept running: close() then hung for ever
+    from tether.platform.components import Component
+    from tether.platform.pubsub import PubSubRegistry
+    from tether.platform.state.registry import open_state_store
+    from tether.platform.state.relay import OutboxRelay
+
+    store = await open_state_store(
+        Component(name="s", type="state.sqlite",
+                  metadata={"connectionString": str(tmp_path / "s.db")})
+    )
+    try:
+        relay = OutboxRelay("s", store, PubSubRegistry([]), poll_interval=0.2)
+        relay.start()
+        await asyncio.sleep(0.1)  # the relay now waits on its wake event
+        task = relay._task
+        assert task is not None
+        relay.written([])  # a write wakes it ...
+        task.cancel()  # ... in the same loop turn as the stop
+        for _ in range(200):
+            if task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert task.done(), "the relay's loop ignored the cancel"
+    finally:
+        await store.close()

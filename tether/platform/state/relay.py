@@ -28,6 +28,9 @@ DEFAULT_BATCH = 200
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_FOREIGN_GRACE = 5.0
 MAX_RETRY_DELAY = 10.0
+#: records the workflow runtime writes for itself (runtime/names.py OUTBOX_MARKER_PREFIX);
+#: spelled out here so the state layer does not import the workflow package
+WORKFLOW_OUTBOX_PREFIX = "tether-workflow:"
 
 
 class OutboxRelay:
@@ -85,8 +88,11 @@ class OutboxRelay:
     async def _run(self) -> None:
         delay = self.poll_interval
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives with the wake-up, and close() would then wait for this loop forever
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -133,7 +139,9 @@ class OutboxRelay:
         if events:
             if first.pubsub not in self.pubsub.names:
                 # a record for a pub/sub this sidecar does not have: another app's; leave it
-                if first.pubsub not in self._unknown:
+                # the workflow runtime's records are its own to publish: no warning for them
+                workflow = first.pubsub.startswith(WORKFLOW_OUTBOX_PREFIX)
+                if first.pubsub not in self._unknown and not workflow:
                     self._unknown.add(first.pubsub)
                     log.warning("outbox of %s: records for pub/sub %r, which this sidecar "
                                 "does not have, are left to the sidecars that do",
