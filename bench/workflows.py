@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/workflows.py [--backends embedded redis kafka]
         [--parts chain fan big celery] [--instances 200] [--width 5] [--fan-out 10000]
-        [--workers 1] [--repeat 1]
+        [--workers 1] [--tether-worker] [--repeat 1] [--async-activities]
 
 The workers are ``WorkflowRuntime`` objects started in their own processes (``--workers``
 of them), each the way ``tether worker`` runs one: ``async with runtime`` in one process,
 its orchestration worker, activity worker, timer scheduler and outbox sender on one event
-loop. This process is the client (``AsyncWorkflowClient``, Dapr's client shape): it starts
-the instances and polls their state until each has finished, and checks every output.
+loop. ``--tether-worker`` runs them with the CLI itself instead:
+``tether worker workflows_app:wfr --replicas N`` (bench/workflows_app.py). This process is
+the client (``AsyncWorkflowClient``, Dapr's client shape): it starts the instances all at
+once (``--start-concurrency`` caps that) and polls their state until each has finished, and
+checks every output.
 
 (chain) workflows/s for N concurrent instances of a chain of 5 activities (each adds 1);
 (fan)   workflows/s for N concurrent instances of a fan-out of 5 (when_all, then the sum);
@@ -188,9 +191,20 @@ class Workers:
 
 
 @contextlib.contextmanager
-def run_workers(spec: Spec, count: int, folder: Path) -> Iterator[Workers]:
+def run_workers(spec: Spec, count: int, folder: Path, tether_worker: bool = False
+                ) -> Iterator[Workers]:
     workers = Workers()
     try:
+        if tether_worker:
+            # the CLI's supervisor with --replicas children (their CPU counts as its own);
+            # readiness: the client waits for the names they register
+            env = {**os.environ, "TETHER_BENCH_SPEC": json.dumps(spec.__dict__),
+                   "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
+            log = (folder / "worker-0.log").open("wb")
+            workers.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "tether.platform.cli", "worker", "workflows_app:wfr",
+                 "--replicas", str(count)], env=env, cwd=folder, stdout=log, stderr=log))
+            count = 0
         for n in range(count):
             log = (folder / f"worker-{n}.log").open("wb")
             process = subprocess.Popen(
@@ -198,7 +212,7 @@ def run_workers(spec: Spec, count: int, folder: Path) -> Iterator[Workers]:
                  json.dumps(spec.__dict__)],
                 stdout=subprocess.PIPE, stderr=log, cwd=folder)
             workers.processes.append(process)
-        for process in workers.processes:
+        for process in workers.processes[len(workers.processes) - count:]:
             assert process.stdout is not None
             line = process.stdout.readline()
             if line.strip() != b"ready":
@@ -341,8 +355,9 @@ class Context:
 
     @property
     def where(self) -> str:
+        how = ", tether worker" if self.args.tether_worker else ""
         return f"{self.backend.name} ({self.args.workers} worker process"\
-               f"{'es' if self.args.workers > 1 else ''})"
+               f"{'es' if self.args.workers > 1 else ''}{how})"
 
     async def measure(self, run: Callable[[], Awaitable[None]]) -> Figure:
         return await measure(run, self.workers.cpu, self.server)
@@ -499,12 +514,23 @@ async def warm_up(client: AsyncWorkflowClient) -> None:
     await run_instances(client, "fan", fans)
 
 
+async def registered(client: AsyncWorkflowClient, workers: Workers) -> None:
+    """Wait until a worker has registered the bench's workflows (tether worker starts in
+    the background)."""
+    deadline = time.monotonic() + 120
+    while not await client.instances.is_registered("workflow", "fan"):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in workers.processes):
+            raise RuntimeError("the workers did not start (see the worker logs)")
+        await asyncio.sleep(0.1)
+
+
 async def run_backend(name: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tether-bench-wf-") as tmp, \
             open_backend(name, Path(tmp), args.async_activities) as backend, \
-            run_workers(backend.spec, args.workers, Path(tmp)) as workers:
+            run_workers(backend.spec, args.workers, Path(tmp), args.tether_worker) as workers:
         args.folder = tmp
         async with AsyncWorkflowClient(backend.spec.config()) as client:
+            await registered(client, workers)
             await warm_up(client)
             ctx = Context(backend, client, workers, server_pid(backend.address), args)
             if "chain" in args.parts:
@@ -542,6 +568,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each figure")
     parser.add_argument("--start-concurrency", type=int, default=0,
                         help="starts in flight at once (default 0: all at once)")
+    parser.add_argument("--tether-worker", action="store_true",
+                        help="run the workers as `tether worker workflows_app:wfr --replicas "
+                             "N` (default: one `async with WorkflowRuntime` process each)")
     parser.add_argument("--async-activities", action="store_true",
                         help="async def activities (default: plain def, run in a thread)")
     parser.add_argument("--role", choices=["worker"], help=argparse.SUPPRESS)

@@ -57,3 +57,12 @@ def test_redis_against_a_celery_chord() -> None:
     assert len(chord) == 1 and "CPU: celery worker" in chord[0], lines
     ratio = [line for line in lines if line.startswith("(celery) redis: Tether/Celery: ")]
     assert len(ratio) == 1 and "x the throughput" in ratio[0], lines
+
+
+def test_workers_as_tether_worker_processes() -> None:
+    lines = _bench("--backends", "embedded", "--tether-worker", "--workers", "2",
+                   "--parts", "chain", "fan", "big")
+    chain = [line for line in lines if line.startswith("(chain) embedded (2 worker processes, "
+                                                       "tether worker)")]
+    assert len(chain) == 1, lines
+    _check_tether_lines(lines, "embedded")
