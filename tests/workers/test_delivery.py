@@ -507,3 +507,73 @@ async def test_bulk_subscribe_delivers_batches_and_settles_each_entry(
     assert dead.event.id == got[2]
     app.reply = None
     await assert_settled(broker, subscription(topic=spec.topic), app, session)
+
+
+async def test_max_concurrency_bounds_bulk_requests_not_events(
+    broker: Broker, app: AppServer, session: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+
+    async def hold(call: Call) -> web.Response:
+        await release.wait()
+        return web.Response()
+
+    app.reply = hold
+    spec = subscription(
+        bulk=BulkSubscribe(enabled=True, max_messages_count=3, max_await_duration_ms=60_000)
+    )
+    await broker.publish_batch(spec.topic, [event(i) for i in range(9)])
+    async with worker(broker, spec, app, session, max_concurrency=2) as running:
+        await app.wait_calls(2)
+        await asyncio.sleep(0.3)  # room for a third request, which must not come
+        assert len(app.calls) == 2
+        assert running.in_flight == 6
+        release.set()
+        calls = await app.wait_calls(3)
+    sizes = [len(json.loads(c.body)["entries"]) for c in calls]
+    assert sizes == [3, 3, 3]
+
+
+async def test_bulk_with_keys_sends_a_batch_once_the_rest_wait_behind_its_keys(
+    broker: Broker, app: AppServer, session: aiohttp.ClientSession
+) -> None:
+    async def success(call: Call) -> web.Response:
+        entries = json.loads(call.body)["entries"]
+        statuses = [{"entryId": e["entryId"], "status": "SUCCESS"} for e in entries]
+        return web.json_response({"statuses": statuses})
+
+    def seen(calls: list[Call]) -> list[tuple[str | None, int]]:
+        return [
+            (e["event"].get("partitionkey"), e["event"]["data"]["i"])
+            for c in calls
+            for e in json.loads(c.body)["entries"]
+        ]
+
+    async def until_seen(count: int) -> list[Call]:
+        while len(seen(app.calls)) < count:
+            await app.wait_calls(len(app.calls) + 1)
+        return list(app.calls)
+
+    app.reply = success
+    # a whole minute to fill a batch of 3: only the stall check sends these in time
+    spec = subscription(
+        bulk=BulkSubscribe(enabled=True, max_messages_count=3, max_await_duration_ms=60_000)
+    )
+    keys, per_key = ("a", "b"), 3
+    await broker.publish_batch(
+        spec.topic, [event(i, key=key) for i in range(per_key) for key in keys]
+    )
+    async with worker(broker, spec, app, session):
+        await asyncio.wait_for(until_seen(4), WAIT)
+    # the last events may wait for the minute in an open batch (nothing waits behind them);
+    # stop() sends a batch it holds, and a worker with a short wait gets the rest
+    quick = BulkSubscribe(enabled=True, max_messages_count=3, max_await_duration_ms=100)
+    async with worker(broker, subscription(topic=spec.topic, bulk=quick), app, session):
+        calls = await asyncio.wait_for(until_seen(len(keys) * per_key), WAIT)
+    for call in calls:
+        batch_keys = [key for key, _ in seen([call])]
+        assert len(batch_keys) == len(set(batch_keys))  # at most one event of a key
+    for key in keys:
+        assert [i for k, i in seen(calls) if k == key] == list(range(per_key))
+    app.reply = None
+    await assert_settled(broker, subscription(topic=spec.topic), app, session)

@@ -15,8 +15,11 @@ it by the app's answer (docs/delivery.md has the table):
   (Dapr fails the delivery).
 
 Deliveries run concurrently (the broker gives one unsettled delivery per key, so per-key
-order holds), at most ``max_concurrency`` at a time. With ``bulkSubscribe.enabled`` they
-are collected into batches (maxMessagesCount, maxAwaitDurationMs) and POSTed per path.
+order holds), at most ``max_concurrency`` tasks at a time. With ``bulkSubscribe.enabled``
+they are collected into batches (maxMessagesCount, maxAwaitDurationMs) and POSTed per path;
+a batch is one task (one permit), so several bulk requests are in flight at once, and a
+batch is sent early once the broker has nothing more it could hand out before the worker
+settles something (the rest wait behind keys the worker holds).
 :meth:`DeliveryWorker.stop` stops taking deliveries, waits for those in flight and closes
 the subscription.
 """
@@ -45,6 +48,8 @@ from .retry import Backoff
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENCY = 100
+#: how often a filling batch rechecks whether the broker still has anything to hand out
+STALL_POLL = 0.005
 EXPIRATION = "expiration"
 #: Dapr's attributes for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
 RAW_SOURCE = "Dapr"
@@ -127,9 +132,10 @@ class DeliveryWorker:
         self._broker = broker
         self._channel = channel
         self._raw = is_raw(subscription)
+        # one permit per task: a single delivery, or a batch (one bulk request per path)
         self._limit = asyncio.Semaphore(self.options.max_concurrency)
-        # each task and the semaphore permits it holds (a bulk holds one per event)
-        self._in_flight: dict[asyncio.Task[None], int] = {}
+        # each task and the deliveries it holds
+        self._in_flight: dict[asyncio.Task[None], list[Delivery]] = {}
         self._source: BrokerSubscription | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -139,7 +145,8 @@ class DeliveryWorker:
 
     @property
     def in_flight(self) -> int:
-        return sum(self._in_flight.values())
+        """Events handed to the app (or about to be) and not finished yet."""
+        return sum(len(held) for held in self._in_flight.values())
 
     async def start(self) -> None:
         if self._source is not None:
@@ -190,33 +197,57 @@ class DeliveryWorker:
                 self._limit.release()
                 raise
             if bulk is None:
-                self._spawn(self._handle(delivery), 1)
+                self._spawn(self._handle(delivery), [delivery])
                 continue
             batch = [delivery]
             try:
-                await self._fill(batch, iterator)
+                await self._fill(batch, source, iterator)
             finally:  # on a cancel too: what was taken is delivered, not left unsettled
-                self._spawn(self._handle_batch(batch, bulk), len(batch))
+                self._spawn(self._handle_batch(batch, bulk), batch)
 
-    async def _fill(self, batch: list[Delivery], iterator: AsyncIterator[Delivery]) -> None:
-        """Add deliveries to ``batch`` until maxMessagesCount, maxAwaitDurationMs or the
-        concurrency limit."""
+    async def _fill(
+        self, batch: list[Delivery], source: BrokerSubscription, iterator: AsyncIterator[Delivery]
+    ) -> None:
+        """Add deliveries to ``batch`` until maxMessagesCount, maxAwaitDurationMs, or until
+        the broker has nothing ready and holds records only this worker can unblock."""
         settings = self.subscription.bulk
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.max_await_duration_ms / 1000
-        while len(batch) < settings.max_messages_count and not self._limit.locked():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            await self._limit.acquire()
+        while len(batch) < settings.max_messages_count:
+            taking = asyncio.ensure_future(anext(iterator))
             try:
-                batch.append(await asyncio.wait_for(anext(iterator), remaining))
-            except (TimeoutError, StopAsyncIteration):
-                self._limit.release()
-                return
-            except BaseException:
-                self._limit.release()
+                await asyncio.sleep(0)  # one turn: a delivery that is ready is taken at once
+                while not taking.done():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0 or self._stalled(source, batch):
+                        break
+                    await asyncio.wait({taking}, timeout=min(remaining, STALL_POLL))
+            except BaseException:  # cancelled (stop): keep a delivery already taken
+                self._take_or_cancel(taking, batch)
                 raise
+            if not self._take_or_cancel(taking, batch):
+                return
+
+    @staticmethod
+    def _take_or_cancel(taking: asyncio.Future[Delivery], batch: list[Delivery]) -> bool:
+        """Append the delivery ``taking`` got; if it has none (yet), cancel it. Cancelling
+        is safe: the subscription hands a record out in the same step that completes it."""
+        if not taking.done():
+            taking.cancel()
+            return False
+        if taking.cancelled() or taking.exception() is not None:
+            return False  # StopAsyncIteration: closing; the outer loop sees it next
+        batch.append(taking.result())
+        return True
+
+    def _stalled(self, source: BrokerSubscription, batch: list[Delivery]) -> bool:
+        """Nothing is ready, yet the subscription holds records this worker does not: they
+        wait behind a key this worker holds unsettled (or a retry's backoff), so they cannot
+        join this batch. Waiting for them until maxAwaitDurationMs would only stall."""
+        held = sum(1 for d in batch if not d.settled)
+        for deliveries in self._in_flight.values():
+            held += sum(1 for d in deliveries if not d.settled)
+        return source.in_flight > held
 
     def _bulk_channel(self) -> BulkAppChannel | None:
         if not self.subscription.bulk.enabled:
@@ -226,13 +257,13 @@ class DeliveryWorker:
             return None
         return cast(BulkAppChannel, self._channel)
 
-    def _spawn(self, work: Coroutine[Any, Any, None], permits: int) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], deliveries: list[Delivery]) -> None:
         task = asyncio.create_task(work)
-        self._in_flight[task] = permits
+        self._in_flight[task] = deliveries
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        for _ in range(self._in_flight.pop(task, 0)):
+        if self._in_flight.pop(task, None) is not None:
             self._limit.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
