@@ -383,6 +383,40 @@ async def test_bulk_publish(sidecar: Sidecar, version: str) -> None:
     assert (three.id, three.type) == ("ce-3", "t3")
 
 
+async def test_bulk_entries_get_their_own_ids_and_metadata(sidecar: Sidecar) -> None:
+    entries = [
+        {"entryId": str(i), "event": {"n": i, "nested": [1.5, None, "x"]},
+         "contentType": "application/json"}
+        for i in range(50)
+    ]
+    entries.append({"entryId": "own", "event": {"n": "own"}, "contentType": "application/json",
+                    "metadata": {"partitionKey": "own-key", "ttlInSeconds": "60"}})
+    entries.append({"entryId": "raw", "event": {"n": "raw"}, "contentType": "application/json",
+                    "metadata": {"rawPayload": "true"}})
+    response = await sidecar.post(
+        "/v1.0/publish/bulk/pubsub/orders",
+        json.dumps(entries),
+        params={"metadata.partitionKey": "shared-key"},
+    )
+    assert response.status == 204
+    events = await sidecar.events("pubsub", "orders", len(entries))
+    ids = [e.id for e in events]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+    plain = [e for e in events if isinstance(e.data, dict)]
+    assert sorted(e.data["n"] for e in plain if e.data["n"] != "own") == list(range(50))
+    for e in plain:
+        if e.data["n"] == "own":
+            assert e.partitionkey == "own-key" and "expiration" in e.extensions
+        else:
+            assert e.data["nested"] == [1.5, None, "x"]
+            assert e.partitionkey == "shared-key" and "expiration" not in e.extensions
+            assert (e.extensions["topic"], e.extensions["pubsubname"], e.datacontenttype) == (
+                "orders", "pubsub", "application/json")
+    [raw] = [e for e in events if isinstance(e.data, bytes)]
+    assert json.loads(raw.data) == {"n": "raw"}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
