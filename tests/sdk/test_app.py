@@ -187,3 +187,14 @@ def test_registration_errors() -> None:
         app.subscribe(topic="orders", match="false", dead_letter_topic="b")(one)
     with pytest.raises(ValueError, match="not both"):
         tether.App("x", broker="memory://", resources_path="/tmp")
+
+
+async def test_data_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    app = tether.App("orders", broker=f"embedded://{tmp_path / 'broker.db'}", options=FAST)
+    with pytest.raises(TypeError):
+        app.event("pubsub", "orders", {"when": object()})
+    async with app.run():
+        with pytest.raises(TypeError):
+            await app.publish("pubsub", "orders", {"when": object()})
+        event = await app.publish("pubsub", "orders", {"n": 1})
+    assert event.datacontenttype == "application/json"

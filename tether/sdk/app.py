@@ -206,8 +206,10 @@ class App:
         ``deliver_after`` (a timedelta or seconds) or ``deliver_at`` (an aware datetime)
         delays delivery durably (docs/sdk.md); a time already past publishes at once."""
         due = due_from(deliver_after, deliver_at)
-        event = self.event(pubsub, topic, data, content_type=content_type,
-                           partition_key=partition_key, metadata=metadata)
+        # no JSON check here: the broker encodes the event anyway and raises the same
+        # TypeError, so checking first would serialize the data twice
+        event = self._new_event(pubsub, topic, data, content_type=content_type,
+                                partition_key=partition_key, metadata=metadata)
         broker = await (await self._source()).get(pubsub)
         if due is None:
             await broker.publish(topic, event)
@@ -224,6 +226,24 @@ class App:
         content_type: str | None = None,
         partition_key: str | None = None,
         metadata: Mapping[str, str] | None = None,
+    ) -> CloudEvent:
+        """The event :meth:`publish` would send; data that is not JSON (and not bytes or
+        str) raises TypeError here."""
+        event = self._new_event(pubsub, topic, data, content_type=content_type,
+                                partition_key=partition_key, metadata=metadata)
+        if content_type is None and event.datacontenttype == JSON_CONTENT_TYPE:
+            json.dumps(data)
+        return event
+
+    def _new_event(
+        self,
+        pubsub: str,
+        topic: str,
+        data: Any,
+        *,
+        content_type: str | None,
+        partition_key: str | None,
+        metadata: Mapping[str, str] | None,
     ) -> CloudEvent:
         metadata = metadata or {}
         extensions: dict[str, Any] = {"topic": topic, "pubsubname": pubsub}
@@ -316,10 +336,12 @@ def _merge(entry: _Topic, attribute: str, value: object) -> None:
     setattr(entry, attribute, value)
 
 
+JSON_CONTENT_TYPE = "application/json"
+
+
 def _content_type(data: Any) -> str:
     if isinstance(data, bytes):
         return "application/octet-stream"
     if isinstance(data, str):
         return "text/plain"
-    json.dumps(data)  # fails now, not in the broker, when the data is not JSON
-    return "application/json"
+    return JSON_CONTENT_TYPE

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -91,11 +92,16 @@ async def serve(app: App | WorkflowRuntime) -> None:
         async with app:
             log.info("worker %d running %d workflow(s), %d activities", os.getpid(),
                      len(app.workflows), len(app.activities))
+            gc.freeze()
             await stop.wait()
             log.info("worker %d draining", os.getpid())
         return
     async with app.run():
         log.info("worker %d running %d subscription(s)", os.getpid(), len(app.subscriptions))
+        # the startup heap (imports, the app, components) lives as long as the process: kept
+        # out of full collections, which otherwise stall deliveries for tens of ms (as in
+        # tether run, bench/pubsub)
+        gc.freeze()
         await stop.wait()
         log.info("worker %d draining", os.getpid())
 
