@@ -64,8 +64,58 @@ async def test_every_change_publishes_a_state_changed_event(
         assert event.partitionkey == f"{app_id}||{event.data['key']}"
         assert event.data["store"] == S
         assert validate_event(event) is True
-    assert events[1].data["etag"] == etag
+    assert events[0].data["etag"] == etag  # the ETag the write gave the key
+    assert events[1].data["etag"] is None  # a deleted key has no ETag
     assert events[2].data["transaction"] == events[3].data["transaction"] is not None
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_change_events_etag_is_the_one_a_get_returns(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    components, pubsub = _components(request, kind, tmp_path, changeFeedPubsub="PUBSUB",
+                                     changeFeedTopic="changes")
+    #: per key, the ETag a GET answered after each upsert (None after a delete)
+    seen: dict[str, list[str | None]] = {}
+    async with running(components) as sidecar:
+        async def got(*keys: str) -> None:
+            for key in keys:
+                response = await sidecar.get(S, key)
+                seen.setdefault(key, []).append(response.headers.get("ETag"))
+
+        assert (await sidecar.save(S, [{"key": "a", "value": 1}])).status == 204
+        await got("a")
+        # a save with a precondition: the event names the new ETag, not the precondition
+        save = await sidecar.save(S, [{"key": "a", "value": 2, "etag": seen["a"][-1]}])
+        assert save.status == 204
+        await got("a")
+        assert (await sidecar.save(S, [{"key": "b", "value": "x"},
+                                       {"key": "c", "value": "y"}])).status == 204
+        await got("b", "c")
+        txn = await sidecar.call("POST", f"/v1.0/state/{S}/transaction", {"operations": [
+            {"operation": "upsert", "request": {"key": "d", "value": 1}},
+            {"operation": "upsert", "request": {"key": "a", "value": 3,
+                                                "etag": seen["a"][-1]}},
+            {"operation": "delete", "request": {"key": "b"}},
+            {"operation": "upsert", "request": {"key": "d", "value": 2}},
+        ]})
+        assert txn.status == 204
+        await got("a", "b", "d")
+        deleted = await sidecar.call("DELETE", f"/v1.0/state/{S}/c",
+                                     headers={"If-Match": seen["c"][-1] or ""})
+        assert deleted.status == 204
+        await got("c")
+        events = await sidecar.events(pubsub, "changes", 9)
+    published: dict[str, list[str | None]] = {}
+    for event in events:  # in order per key (the partition key)
+        published.setdefault(event.data["key"], []).append(event.data["etag"])
+    d_first, d_last = published["d"]
+    # d was written twice in one transaction: its GET answers the last write's ETag
+    assert d_first is not None and d_first != d_last
+    published["d"] = [d_last]
+    assert published == seen
+    assert all(e is not None for key in "ad" for e in seen[key])
+    assert seen["b"][-1] is None and seen["c"][-1] is None
 
 
 @pytest.mark.parametrize("kind", STORES)

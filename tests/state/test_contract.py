@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -219,6 +220,70 @@ async def test_later_operations_see_earlier_ones(store: StateStore, tag: str) ->
         await store.transact([SetOperation(f"{tag}-n", b"x"),
                               SetOperation(f"{tag}-n", b"y", first_write=True)])
     assert await store.get(f"{tag}-n") is None
+
+
+async def test_transact_returns_each_sets_new_etag(store: StateStore, tag: str) -> None:
+    a, b = f"{tag}-a", f"{tag}-b"
+    await store.set(SetOperation(b, b"b0"))
+    etags = await store.transact(
+        [SetOperation(a, b"a1"), DeleteOperation(b), SetOperation(b, b"b1"),
+         SetOperation(a, b"a2")]
+    )
+    assert len(etags) == 4 and etags[1] is None
+    assert len({e for e in etags if e is not None}) == 3  # every write a fresh ETag
+    items = await store.bulk_get([a, b])
+    # a key written twice has the ETag of its last write
+    assert [i and i.etag for i in items] == [etags[3], etags[2]]
+    assert await store.transact([]) == []
+    # a returned ETag is the item's ETag: it works as the next write's precondition
+    etag = etags[2]
+    assert etag is not None
+    assert await store.transact([DeleteOperation(b, etag=etag)]) == [None]
+    assert await store.get(b) is None
+
+
+async def test_a_set_may_bring_its_new_etag(store: StateStore, tag: str) -> None:
+    a, b = f"{tag}-a", f"{tag}-b"
+    chosen = [uuid.uuid4().hex for _ in range(3)]
+    assert await store.set(SetOperation(a, b"a0", new_etag=chosen[0])) == chosen[0]
+    item = await store.get(a)
+    assert item is not None and item.etag == chosen[0]
+    # with the outbox record that names it, in one transaction
+    rec = OutboxRecord(f"{tag}-evt", "pubsub", "changes", json.dumps(chosen[1]).encode())
+    etags = await store.transact(
+        [SetOperation(a, b"a1", etag=chosen[0], new_etag=chosen[1]), DeleteOperation(b),
+         SetOperation(b, b"b1", first_write=True, new_etag=chosen[2])], [rec]
+    )
+    assert etags == [chosen[1], None, chosen[2]]
+    items = await store.bulk_get([a, b])
+    assert [i and (i.value, i.etag) for i in items] == [(b"a1", chosen[1]), (b"b1", chosen[2])]
+    assert await store.outbox_pending(10) == [rec]
+    # the old ETag no longer matches; the chosen one does
+    with pytest.raises(ETagMismatchError):
+        await store.set(SetOperation(a, b"x", etag=chosen[0]))
+    assert await store.set(SetOperation(a, b"a2", etag=chosen[1])) not in chosen
+    # a later operation of the same transaction can name an earlier one's chosen ETag
+    mine = uuid.uuid4().hex
+    etags = await store.transact([SetOperation(b, b"b2", new_etag=mine),
+                                  SetOperation(b, b"b3", etag=mine)])
+    assert etags[0] == mine and etags[1] not in (None, mine)
+    item = await store.get(b)
+    assert item is not None and (item.value, item.etag) == (b"b3", etags[1])
+
+
+@pytest.mark.parametrize("bad", ["", "W/abc", "0123456789ABCDEF0123456789ABCDEF", "1"])
+async def test_a_new_etag_no_store_produces_is_refused(store: StateStore, tag: str,
+                                                      bad: str) -> None:
+    a, b = f"{tag}-a", f"{tag}-b"
+    await store.set(SetOperation(a, b"a0"))
+    with pytest.raises(ETagInvalidError):
+        await store.set(SetOperation(a, b"a1", new_etag=bad))
+    with pytest.raises(ETagInvalidError):
+        await store.transact([SetOperation(b, b"b1"), SetOperation(a, b"a1", new_etag=bad)],
+                             [record(1, tag)])
+    items = await store.bulk_get([a, b])
+    assert [i and i.value for i in items] == [b"a0", None]  # nothing changed
+    assert await store.outbox_pending(10) == []
 
 
 async def test_outbox_pending_and_done(store: StateStore, tag: str) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -50,10 +50,12 @@ from tether.platform.state.store import (
     OutboxRecord,
     Query,
     QueryNotSupportedError,
+    SetOperation,
     StateItem,
     StateStore,
     StateStoreError,
 )
+from tether.platform.state.stores.common import new_etag
 
 log = logging.getLogger("tether.state")
 
@@ -241,8 +243,9 @@ class StateApi:
                 if binding.change_feed is None:
                     await store.set(item.op)
                 else:
-                    records = self._change(binding, item.key, item.op.key, UPSERT, item.op.etag)
-                    await self._transact(binding, store, [item.op], records)
+                    op = _fresh(item.op)
+                    records = self._change(binding, item.key, op.key, UPSERT, op.new_etag)
+                    await self._transact(binding, store, [op], records)
             except StateStoreError as exc:
                 failures.append(exc)
         if failures:
@@ -266,7 +269,7 @@ class StateApi:
             if binding.change_feed is None:
                 await store.delete(op)
             else:
-                records = self._change(binding, key, stored, DELETE, etag)
+                records = self._change(binding, key, stored, DELETE, None)
                 await self._transact(binding, store, [op], records)
         except StateStoreError as exc:
             raise _store_error(
@@ -313,13 +316,18 @@ class StateApi:
                 raise ApiError(400, errors.STATE_TRANSACTION,
                                f"error while executing state transaction: {exc}") from None
         saved = [o for o in txn.operations if not _is_projection(o, binding)]
+        ops: list[Operation] = [o.op for o in saved]
         if binding.change_feed is not None:
             txn_id = str(uuid.uuid4())
-            for o in saved:
-                kind = UPSERT if isinstance(o, SaveRequest) else DELETE
-                records += self._change(binding, o.key, o.op.key, kind, o.op.etag, txn_id)
+            ops = [_fresh(op) if isinstance(op, SetOperation) else op for op in ops]
+            for o, op in zip(saved, ops, strict=True):
+                if isinstance(op, SetOperation):
+                    records += self._change(binding, o.key, op.key, UPSERT, op.new_etag,
+                                            txn_id)
+                else:
+                    records += self._change(binding, o.key, op.key, DELETE, None, txn_id)
         try:
-            await self._transact(binding, store, [o.op for o in saved], records)
+            await self._transact(binding, store, ops, records)
         except StateStoreError as exc:
             raise _store_error(errors.STATE_TRANSACTION,
                                "error while executing state transaction", exc) from exc
@@ -353,6 +361,12 @@ class StateApi:
         if result.token:
             body += b',"token":' + json.dumps(result.token).encode()
         return web.Response(body=body + b"}", content_type="application/json")
+
+
+def _fresh(op: SetOperation) -> SetOperation:
+    """The set with its new ETag chosen here, so the change event written in the same
+    transaction carries the ETag the item will have (what a GET then answers)."""
+    return replace(op, new_etag=new_etag())
 
 
 def _is_projection(o: SaveRequest | DeleteRequest, binding: StateBinding) -> bool:

@@ -5,6 +5,10 @@ The events are not published by the request handler: they become outbox records 
 the same store transaction as the change (see :mod:`.outbox`), and the store's relay
 publishes them. So an acknowledged change always gets its event (at least once) and a change
 that failed or was rolled back never does.
+
+An upsert's event carries the item's new ETag: the API chooses it before the transaction
+(``SetOperation.new_etag``) and the store writes exactly that one, so the event and a GET
+after the change agree. A delete's event has none (the key has no ETag any more).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ Values are opaque bytes here: the HTTP layer decides how a JSON value or a base6
 encoded. Keys arrive already prefixed (``keyPrefix``), so a store never knows app ids.
 
 ETags are opaque strings a store produces; a write or delete that carries one succeeds
-only when it still matches (409 at the API). ``first_write`` without an ETag means "only if
-the key does not exist yet", as Dapr's first-write concurrency does.
+only when it still matches (409 at the API). A caller may choose the new ETag of a set
+itself (``SetOperation.new_etag``, in the stores' format): that is how an event written in
+the same transaction can name the ETag the write will have. ``first_write`` without an
+ETag means "only if the key does not exist yet", as Dapr's first-write concurrency does.
 
 A transaction applies all its operations and its outbox records atomically or none of them:
 that is how an event and the state change it announces are never separated
@@ -75,6 +77,10 @@ class SetOperation:
     ttl_seconds: int | None = None
     #: the caller's content type for the value, kept for the query API and change feed
     content_type: str | None = None
+    #: the ETag the item gets (32 lowercase hex digits, else ETagInvalidError); None: the
+    #: store makes one. Lets a caller put the new ETag into outbox records built before the
+    #: transaction. Must be fresh (e.g. ``uuid4().hex``): reusing one would defeat ETags.
+    new_etag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +154,12 @@ class StateStore(ABC):
     @abstractmethod
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
-    ) -> None:
+    ) -> list[str | None]:
         """Apply every operation and store every outbox record, or nothing (a conflict
-        raises ETagMismatchError and leaves the store unchanged)."""
+        raises ETagMismatchError and leaves the store unchanged).
+
+        Returns one entry per operation, in order: the new ETag of a set (its ``new_etag``
+        when given), None for a delete."""
 
     @abstractmethod
     async def outbox_pending(self, limit: int) -> list[OutboxRecord]:

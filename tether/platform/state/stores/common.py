@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from tether.platform.state.store import ETagInvalidError
+from tether.platform.state.store import ETagInvalidError, SetOperation
 
 #: every store's ETags are 32 lowercase hex digits (a random UUID): never reused after a
 #: delete and re-create, so an old ETag can't match a new item (no ABA)
@@ -21,6 +21,15 @@ TTL_EXPIRE_TIME = "ttlExpireTime"
 
 def new_etag() -> str:
     return uuid.uuid4().hex
+
+
+def etag_for(op: SetOperation) -> str:
+    """The ETag a set gives its item: the caller's ``new_etag`` (checked, so the store never
+    holds an ETag it would call invalid) or a new one."""
+    if op.new_etag is None:
+        return new_etag()
+    check_etag(op.key, op.new_etag)
+    return op.new_etag
 
 
 def check_etag(key: str, etag: str | None) -> None:

@@ -28,7 +28,7 @@ from tether.platform.state.store import (
 )
 
 from . import query as q
-from .common import check_etag, check_ttl, expiry, item_metadata, new_etag
+from .common import check_etag, check_ttl, etag_for, expiry, item_metadata
 
 #: sweep expired entries after this many writes, so unread expired items don't pile up
 SWEEP_EVERY = 1000
@@ -75,7 +75,7 @@ class MemoryStateStore(StateStore):
         self._check_open()
         now = time.time()
         self._check(op, self._live(op.key, now))
-        return self._apply_set(op, now)
+        return self._apply_set(op, etag_for(op), now)
 
     async def delete(self, op: DeleteOperation) -> None:
         self._check_open()
@@ -84,24 +84,24 @@ class MemoryStateStore(StateStore):
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
-    ) -> None:
+    ) -> list[str | None]:
         self._check_open()
         now = time.time()
+        etags = [etag_for(op) if isinstance(op, SetOperation) else None for op in ops]
         # check every operation against the state the earlier ones leave, then apply
         view: dict[str, _Entry | None] = {}
-        for op in ops:
+        for op, etag in zip(ops, etags, strict=True):
             current = view[op.key] if op.key in view else self._live(op.key, now)
             self._check(op, current)
-            view[op.key] = (
-                _Entry(b"", "0" * 32, None) if isinstance(op, SetOperation) else None
-            )
-        for op in ops:
-            if isinstance(op, SetOperation):
-                self._apply_set(op, now)
+            view[op.key] = None if etag is None else _Entry(b"", etag, None)
+        for op, etag in zip(ops, etags, strict=True):
+            if isinstance(op, SetOperation) and etag is not None:
+                self._apply_set(op, etag, now)
             else:
                 self._items.pop(op.key, None)
         for record in outbox:
             self._outbox[record.id] = record
+        return etags
 
     @staticmethod
     def _check(op: Operation, current: _Entry | None) -> None:
@@ -114,8 +114,7 @@ class MemoryStateStore(StateStore):
         elif op.first_write and isinstance(op, SetOperation) and current is not None:
             raise ETagMismatchError(op.key, f"key {op.key!r} already exists (first-write)")
 
-    def _apply_set(self, op: SetOperation, now: float) -> str:
-        etag = new_etag()
+    def _apply_set(self, op: SetOperation, etag: str, now: float) -> str:
         self._items[op.key] = _Entry(op.value, etag, expiry(op.ttl_seconds, None, now))
         self._writes += 1
         if self._writes % SWEEP_EVERY == 0:

@@ -40,7 +40,7 @@ from tether.platform.state.store import (
 )
 
 from . import query as q
-from .common import check_etag, check_ttl, item_metadata, json_text, new_etag
+from .common import check_etag, check_ttl, etag_for, item_metadata, json_text
 from .postgresql_query import compile_query
 
 SCHEMA_VERSION = "1"
@@ -169,31 +169,33 @@ class PostgresStateStore(StateStore):
     # --- writes ---------------------------------------------------------------------
 
     async def set(self, op: SetOperation) -> str:
-        return (await self._write([op], ()))[0]
+        etag = (await self._write([op], ()))[0]
+        assert etag is not None  # a set always has one
+        return etag
 
     async def delete(self, op: DeleteOperation) -> None:
         await self._write([op], ())
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
-    ) -> None:
-        await self._write(ops, outbox)
+    ) -> list[str | None]:
+        return await self._write(ops, outbox)
 
     async def _write(self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord]
-                     ) -> list[str]:
+                     ) -> list[str | None]:
         for op in ops:
             check_etag(op.key, op.etag)
             if isinstance(op, SetOperation):
                 check_ttl(op.ttl_seconds)
+                check_etag(op.key, op.new_etag)
         self._writes += 1
         try:
             async with self._pool.connection() as conn:
                 if len(ops) == 1 and not outbox:  # one statement is atomic on its own
-                    etag = await self._apply(conn, ops[0])
-                    etags = [] if etag is None else [etag]
+                    etags = [await self._apply(conn, ops[0])]
                 else:
                     async with conn.transaction():
-                        etags = [e for op in ops if (e := await self._apply(conn, op))]
+                        etags = [await self._apply(conn, op) for op in ops]
                         async with conn.cursor() as cur:
                             await cur.executemany(self._sql["outbox"], [
                                 (r.id, r.pubsub, r.topic, r.event) for r in outbox])
@@ -213,7 +215,7 @@ class PostgresStateStore(StateStore):
             if cur.rowcount != 1:
                 raise ETagMismatchError(op.key)
             return None
-        etag = new_etag()
+        etag = etag_for(op)
         text = json_text(op.value)
         value = None if text is not None else op.value
         ttl = None if op.ttl_seconds is None or op.ttl_seconds == -1 else op.ttl_seconds

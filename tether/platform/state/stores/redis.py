@@ -36,7 +36,7 @@ from tether.platform.state.store import (
     StateStoreError,
 )
 
-from .common import check_etag, check_ttl, item_metadata, new_etag
+from .common import check_etag, check_ttl, etag_for, item_metadata
 
 # KEYS: the operations' keys, then the outbox's sorted set, hash and counter.
 # ARGV: op count, then per op (kind, etag, first_write, value, ttl seconds, new etag),
@@ -133,31 +133,34 @@ class RedisStateStore(StateStore):
         return [_item(key, row) for key, row in zip(keys, rows, strict=True)]
 
     async def set(self, op: SetOperation) -> str:
-        return (await self._run([op], ()))[0]
+        etag = (await self._run([op], ()))[0]
+        assert etag is not None  # a set always has one
+        return etag
 
     async def delete(self, op: DeleteOperation) -> None:
         await self._run([op], ())
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
-    ) -> None:
-        await self._run(ops, outbox)
+    ) -> list[str | None]:
+        return await self._run(ops, outbox)
 
     async def _run(self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord]
-                   ) -> list[str]:
+                   ) -> list[str | None]:
         args: list[Any] = [len(ops)]
-        etags = []
+        etags: list[str | None] = []
         for op in ops:
             check_etag(op.key, op.etag)
-            etag = new_etag()
             if isinstance(op, SetOperation):
                 check_ttl(op.ttl_seconds)
+                etag = etag_for(op)
                 ttl = self._default_ttl if op.ttl_seconds is None else op.ttl_seconds
                 args += ["s", op.etag or "", "1" if op.first_write else "0", op.value,
                          "" if ttl is None or ttl == -1 else str(ttl), etag]
                 etags.append(etag)
             else:
                 args += ["d", op.etag or "", "1" if op.first_write else "0", b"", "", ""]
+                etags.append(None)
         for record in outbox:
             args += [record.id, _encode(record)]
         keys = [op.key for op in ops] + self._outbox_keys

@@ -45,7 +45,7 @@ from tether.platform.state.store import (
 )
 
 from . import query as q
-from .common import check_etag, check_ttl, expiry, item_metadata, json_text, new_etag
+from .common import check_etag, check_ttl, etag_for, expiry, item_metadata, json_text
 from .sqlite_query import compile_query
 
 T = TypeVar("T")
@@ -195,16 +195,17 @@ class SqliteStateStore(StateStore):
         return None if row is None else str(row[0])
 
     def _apply(self, conn: sqlite3.Connection, ops: Sequence[Operation], now: float
-               ) -> list[str]:
+               ) -> list[str | None]:
         """Check and apply every operation inside the caller's write transaction."""
-        etags = []
+        etags: list[str | None] = []
         for op in ops:
             current = self._current_etag(conn, op.key, now)
             _check(op, current)
             if isinstance(op, DeleteOperation):
                 conn.execute(f"DELETE FROM {self._table} WHERE key = ?", (op.key,))
+                etags.append(None)
                 continue
-            etag = new_etag()
+            etag = etag_for(op)
             text = json_text(op.value)
             conn.execute(
                 f"INSERT INTO {self._table} (key, value, etag, content_type, expires_at,"
@@ -222,7 +223,7 @@ class SqliteStateStore(StateStore):
         return etags
 
     def _transact(self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord]
-                  ) -> list[str]:
+                  ) -> list[str | None]:
         with self._write(self._db()) as conn:
             etags = self._apply(conn, ops, time.time())
             conn.executemany(
@@ -258,7 +259,9 @@ class SqliteStateStore(StateStore):
 
     async def set(self, op: SetOperation) -> str:
         _precheck([op])
-        return (await self._run(lambda: self._transact([op], ())))[0]
+        etag = (await self._run(lambda: self._transact([op], ())))[0]
+        assert etag is not None  # a set always has one
+        return etag
 
     async def delete(self, op: DeleteOperation) -> None:
         _precheck([op])
@@ -266,10 +269,10 @@ class SqliteStateStore(StateStore):
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
-    ) -> None:
+    ) -> list[str | None]:
         ops, outbox = list(ops), list(outbox)
         _precheck(ops)
-        await self._run(lambda: self._transact(ops, outbox))
+        return await self._run(lambda: self._transact(ops, outbox))
 
     async def outbox_pending(self, limit: int) -> list[OutboxRecord]:
         def select() -> list[OutboxRecord]:
@@ -326,6 +329,7 @@ def _precheck(ops: Sequence[Operation]) -> None:
         check_etag(op.key, op.etag)
         if isinstance(op, SetOperation):
             check_ttl(op.ttl_seconds)
+            check_etag(op.key, op.new_etag)
 
 
 def _check(op: Operation, current: str | None) -> None:
