@@ -81,3 +81,20 @@ async def test_an_unreachable_server_is_a_store_error(type_: str, metadata: dict
     filled = {k: v.format(port=port) for k, v in metadata.items()}
     with pytest.raises(StateStoreError, match=str(port) if type_ == "state.redis" else None):
         await open_state_store(Component(name="down", type=type_, metadata=filled))
+
+
+async def test_redis_store_serves_more_concurrent_calls_than_its_pool_has_connections(
+    redis_address: str,
+) -> None:
+    # redis-py's default pool raised "Too many connections" past 100 calls in flight
+    from tether.platform.state.stores.redis import MAX_CONNECTIONS
+
+    store = await open_state_store(Component(
+        name=f"pool-{time.monotonic_ns()}", type="state.redis",
+        metadata={"redisHost": redis_address}))
+    try:
+        await store.set(SetOperation(key="k", value=b'"v"'))
+        items = await asyncio.gather(*(store.get("k") for _ in range(3 * MAX_CONNECTIONS)))
+        assert all(item is not None and item.value == b'"v"' for item in items)
+    finally:
+        await store.close()
