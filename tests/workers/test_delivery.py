@@ -577,3 +577,55 @@ async def test_bulk_with_keys_sends_a_batch_once_the_rest_wait_behind_its_keys(
         assert [i for k, i in seen(calls) if k == key] == list(range(per_key))
     app.reply = None
     await assert_settled(broker, subscription(topic=spec.topic), app, session)
+
+
+async def test_bulk_never_has_two_events_of_a_key_in_flight_and_keeps_their_order(
+    broker: Broker, app: AppServer, session: aiohttp.ClientSession
+) -> None:
+    out: dict[str, int] = {}  # key -> requests in flight holding one of its events
+    overlaps: list[str] = []
+    succeeded: dict[str, list[int]] = {}
+    retried: set[str] = set()
+    done = asyncio.Event()
+
+    async def reply(call: Call) -> web.Response:
+        entries = json.loads(call.body)["entries"]
+        keys = [e["event"]["partitionkey"] for e in entries]
+        for key in keys:
+            if out.get(key):
+                overlaps.append(key)
+            out[key] = out.get(key, 0) + 1
+        await asyncio.sleep(0.01)  # let other batches overlap this one
+        statuses = []
+        for entry in entries:
+            data, event_id = entry["event"]["data"], entry["event"]["id"]
+            # every third event fails once: its key must wait for its redelivery
+            if data["i"] % 3 == 0 and event_id not in retried:
+                retried.add(event_id)
+                status_word = "RETRY"
+            else:
+                succeeded.setdefault(entry["event"]["partitionkey"], []).append(data["i"])
+                status_word = "SUCCESS"
+            statuses.append({"entryId": entry["entryId"], "status": status_word})
+        for key in keys:
+            out[key] -= 1
+        if sum(len(v) for v in succeeded.values()) == total:
+            done.set()
+        return web.json_response({"statuses": statuses})
+
+    app.reply = reply
+    spec = subscription(
+        bulk=BulkSubscribe(enabled=True, max_messages_count=5, max_await_duration_ms=50)
+    )
+    keys, per_key = ("a", "b", "c", "d", "e", "f"), 8
+    total = len(keys) * per_key
+    await broker.publish_batch(
+        spec.topic, [event(i, key=key) for i in range(per_key) for key in keys]
+    )
+    async with worker(broker, spec, app, session):
+        await asyncio.wait_for(done.wait(), WAIT)
+    assert overlaps == []
+    for key in keys:
+        assert succeeded[key] == list(range(per_key))
+    app.reply = None
+    await assert_settled(broker, subscription(topic=spec.topic), app, session)
