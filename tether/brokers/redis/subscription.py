@@ -74,6 +74,8 @@ class RedisSubscription(Subscription):
         self._coordination = asyncio.Lock()
         self._waiting_for_leases = False
         self._draining = False
+        #: set by _finish: the coordinator and acker loops stop on it even if a cancel is lost
+        self._finishing = False
 
     @property
     def assigned_partitions(self) -> list[int]:
@@ -103,6 +105,12 @@ class RedisSubscription(Subscription):
             await self._release([], leave=True)
 
     async def _finish(self) -> None:
+        # A cancel alone may not stop these loops: redis-py writes through asyncio.wait_for
+        # (socket_timeout), which on 3.11 drops a cancel that lands in the loop turn the write
+        # completes; the loop then goes on (the acker to wait for acks nobody sends) and
+        # cancel_task waits for ever. So they also stop on a flag; waking the acker lets it see it.
+        self._finishing = True
+        self._ack_wanted.set()
         await cancel_task(self._coordinator)
         await cancel_task(self._acker)
         try:
@@ -141,7 +149,7 @@ class RedisSubscription(Subscription):
     # --- coordination -------------------------------------------------------------------------
     async def _coordinate(self) -> None:
         settings = self._settings
-        while True:
+        while not self._finishing:
             fast = self._waiting_for_leases and not self._draining
             await asyncio.sleep(CLAIM_RETRY if fast else settings.heartbeat_interval)
             try:
@@ -382,9 +390,11 @@ class RedisSubscription(Subscription):
 
     # --- acknowledging ------------------------------------------------------------------------
     async def _ack_loop(self) -> None:
-        while True:
+        while not self._finishing:
             await self._ack_wanted.wait()
             self._ack_wanted.clear()
+            if self._finishing:
+                return  # _finish flushes what is left
             try:
                 await self._flush_acks()
             except UNAVAILABLE as exc:
