@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace", type=float, default=30.0,
         help="seconds children get to drain after SIGTERM before SIGKILL (default 30)",
     )
+    parser.add_argument(
+        "--app-id",
+        help="the app id (as TETHER_APP_ID/APP_ID): a WorkflowRuntime's namespace derives from"
+        " it, so workers and the app's sidecar (tether run --app-id) share workflows",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -54,6 +59,9 @@ def main(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         print("tether: --replicas must be at least 1", file=sys.stderr)
         return 2
+    if args.app_id:
+        # before the import: a module-level WorkflowRuntime() reads it; children inherit it
+        os.environ["TETHER_APP_ID"] = os.environ["APP_ID"] = args.app_id
     try:
         app = load_app(args.target)
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
