@@ -142,14 +142,18 @@ class StateStore(ABC):
         """One result per key, in order; stores override this with one round trip."""
         return [await self.get(key) for key in keys]
 
-    @abstractmethod
     async def set(self, op: SetOperation) -> str:
-        """Write one item and return its new ETag; ETagMismatchError on a conflict."""
+        """Write one item and return its new ETag; ETagMismatchError on a conflict.
 
-    @abstractmethod
+        A transaction of one by default; stores with a cheaper single write override it."""
+        etag = (await self.transact([op]))[0]
+        assert etag is not None  # a set always has one
+        return etag
+
     async def delete(self, op: DeleteOperation) -> None:
         """Delete one item (absent is fine unless an ETag was given); ETagMismatchError on
-        a conflict."""
+        a conflict. A transaction of one by default."""
+        await self.transact([op])
 
     @abstractmethod
     async def transact(

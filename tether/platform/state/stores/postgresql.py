@@ -168,14 +168,6 @@ class PostgresStateStore(StateStore):
 
     # --- writes ---------------------------------------------------------------------
 
-    async def set(self, op: SetOperation) -> str:
-        etag = (await self._write([op], ()))[0]
-        assert etag is not None  # a set always has one
-        return etag
-
-    async def delete(self, op: DeleteOperation) -> None:
-        await self._write([op], ())
-
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
     ) -> list[str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .query import Condition, Node, Plan, Scalar
+from .query import Plan, Scalar, render_filter
 
 _DOC = "(value_json::jsonb #> %s::text[])"
 _OPS = {"EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
@@ -38,23 +38,13 @@ def _comparison(op: str, path: tuple[str, ...], value: Scalar, params: list[Any]
     return f'({typed} AND ({_DOC} #>> \'{{}}\') COLLATE "C" {_OPS[op]} %s)'
 
 
-def _node(node: Node, params: list[Any]) -> str:
-    if isinstance(node, Condition):
-        if node.op == "IN":
-            return "(" + " OR ".join(_comparison("EQ", node.path, v, params)
-                                     for v in node.values) + ")"
-        return _comparison(node.op, node.path, node.values[0], params)
-    joiner = " AND " if node.op == "AND" else " OR "
-    return "(" + joiner.join(_node(child, params) for child in node.children) + ")"
-
-
 def compile_query(table: str, plan: Plan) -> tuple[str, list[Any]]:
     """SELECT key, value, value_json, etag, expires_at for one page (+1 row to detect more)."""
     params: list[Any] = [plan.key_prefix]
     where = ["value_json IS NOT NULL", "(expires_at IS NULL OR expires_at > now())",
              "starts_with(key, %s)"]
     if plan.filter is not None:
-        where.append(_node(plan.filter, params))
+        where.append(render_filter(plan.filter, params, _comparison))
     order = []
     for key in plan.sort:
         direction = "DESC" if key.descending else "ASC"

@@ -12,7 +12,7 @@ The memory store evaluates :func:`matches` in Python; the SQL stores compile the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,20 @@ class Group:
 
 
 Node = Condition | Group
+#: renders one comparison in a SQL dialect, appending its parameters
+Comparison = Callable[[str, tuple[str, ...], Scalar, list[Any]], str]
+
+
+def render_filter(node: Node, params: list[Any], comparison: Comparison) -> str:
+    """A filter as a SQL condition: IN becomes ORed EQs, groups nest in parentheses."""
+    if isinstance(node, Condition):
+        if node.op == "IN":
+            return "(" + " OR ".join(comparison("EQ", node.path, v, params)
+                                     for v in node.values) + ")"
+        return comparison(node.op, node.path, node.values[0], params)
+    joiner = " AND " if node.op == "AND" else " OR "
+    return "(" + joiner.join(render_filter(child, params, comparison)
+                             for child in node.children) + ")"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ from tether.platform.state.store import (
     FEATURE_ETAG,
     FEATURE_TRANSACTIONAL,
     FEATURE_TTL,
-    DeleteOperation,
     ETagMismatchError,
     Operation,
     OutboxRecord,
@@ -143,14 +142,6 @@ class RedisStateStore(StateStore):
         except RedisError as exc:
             raise StateStoreError(f"Redis state store: {exc}") from exc
         return [_item(key, row) for key, row in zip(keys, rows, strict=True)]
-
-    async def set(self, op: SetOperation) -> str:
-        etag = (await self._run([op], ()))[0]
-        assert etag is not None  # a set always has one
-        return etag
-
-    async def delete(self, op: DeleteOperation) -> None:
-        await self._run([op], ())
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()

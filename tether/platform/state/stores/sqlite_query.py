@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .query import Condition, Node, Plan, Scalar
+from .query import Plan, Scalar, render_filter
 
 _NUMBER = "('integer', 'real')"
 _OPS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
@@ -46,16 +46,6 @@ def _comparison(op: str, path: tuple[str, ...], value: Scalar, params: list[Any]
     return f"({type_sql} IN {kinds} AND {value_sql} {_OPS[op]} ?)"
 
 
-def _node(node: Node, params: list[Any]) -> str:
-    if isinstance(node, Condition):
-        if node.op == "IN":
-            return "(" + " OR ".join(_comparison("EQ", node.path, v, params)
-                                     for v in node.values) + ")"
-        return _comparison(node.op, node.path, node.values[0], params)
-    joiner = " AND " if node.op == "AND" else " OR "
-    return "(" + joiner.join(_node(child, params) for child in node.children) + ")"
-
-
 def compile_query(table: str, plan: Plan, now: float) -> tuple[str, list[Any]]:
     """SELECT key, value, etag, expires_at for one page (plus one row to detect the next)."""
     params: list[Any] = [now, len(plan.key_prefix), plan.key_prefix]
@@ -65,7 +55,7 @@ def compile_query(table: str, plan: Plan, now: float) -> tuple[str, list[Any]]:
         "substr(key, 1, ?) = ?",
     ]
     if plan.filter is not None:
-        where.append(_node(plan.filter, params))
+        where.append(render_filter(plan.filter, params, _comparison))
     order = []
     for key in plan.sort:
         value_sql = _extract(key.path, params)
