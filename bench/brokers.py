@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.servers import run_redis, run_tansu
 from tether.brokers import Broker, open_broker
+from tether.brokers.kafka.codec import to_kafka
+from tether.brokers.redis.codec import to_redis_fields
 from tether.platform.events import CloudEvent
-from tether.platform.events.kafka import to_kafka
-from tether.platform.events.redis import to_redis_fields
 
 PARTITIONS = 4
 

@@ -32,11 +32,11 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SDKCloudEvent
 from fastavro import schemaless_reader, schemaless_writer
 
+from tether.brokers.kafka.codec import from_kafka, to_kafka
 from tether.platform.events import CloudEvent, utc_now
 from tether.platform.events.avro_format import from_avro, to_avro
 from tether.platform.events.http import from_http, to_http_binary, to_http_structured
 from tether.platform.events.json_format import from_json, to_json
-from tether.platform.events.kafka import from_kafka, to_kafka
 from tether.platform.events.sdk import to_sdk
 from tether.schemas import CLOUDEVENT, load_schema
 

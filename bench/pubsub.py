@@ -62,7 +62,7 @@ KEYS = 64
 DAPR_P50_MS, DAPR_P99_MS = 0.6, 1.9
 PUBSUB = "pubsub"
 FILLER = "x" * 186  # {"n":NNNNNN,"p":"xxx..."} is 200 bytes
-TETHER = [sys.executable, "-m", "tether.platform.cli"]
+TETHER = [sys.executable, "-m", "tether.cli.main"]
 
 
 def payload(n: int) -> dict[str, Any]:
@@ -537,7 +537,7 @@ async def broker_rate(backend: Backend, count: int, window: int) -> float:
 async def raw_kafka_rate(address: str, count: int, window: int) -> float:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from tether.platform.events.kafka import to_kafka
+    from tether.brokers.kafka.codec import to_kafka
 
     topic, group = new_topic("raw"), new_topic("g")
     broker = open_broker(f"kafka://{address}")
@@ -583,7 +583,7 @@ async def raw_kafka_rate(address: str, count: int, window: int) -> float:
 async def raw_redis_rate(address: str, count: int, window: int) -> float:
     import redis.asyncio as redis
 
-    from tether.platform.events.redis import to_redis_fields
+    from tether.brokers.redis.codec import to_redis_fields
 
     host, port = address.split(":")
     # a blocking pool of 100 connections, as Tether's Redis broker has (the default pool

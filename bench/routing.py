@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cel_expr_python import cel
 
 from tether.platform.events import CloudEvent
-from tether.platform.routing import Route, RouteTable
-from tether.platform.routing.activation import activation
-from tether.platform.routing.references import needs_of
+from tether.platform.pubsub.routing import Route, RouteTable
+from tether.platform.pubsub.routing.activation import activation
+from tether.platform.pubsub.routing.references import needs_of
 
 RULES = [
     Route('event.type == "com.example.order.cancelled"', "/cancelled"),

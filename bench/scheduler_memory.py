@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tether.brokers import open_broker
 from tether.platform.events import CloudEvent
-from tether.workers.scheduled import publish_at
+from tether.platform.pubsub.scheduled import publish_at
 from tether.workers.scheduler import Scheduler
 
 

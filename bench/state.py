@@ -61,7 +61,7 @@ from tether.platform.state.store import SetOperation, StateStore  # noqa: E402
 STORE = "statestore"
 APP_ID = "bench"
 FILLER = "x" * 186  # {"n":NNNNNN,"p":"xxx..."} is 200 bytes
-TETHER = [sys.executable, "-m", "tether.platform.cli"]
+TETHER = [sys.executable, "-m", "tether.cli.main"]
 TARGETS = ("raw", "store", "http", "client")
 OPS = ("save", "get")
 

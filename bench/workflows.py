@@ -59,8 +59,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import run_redis, run_tansu  # noqa: E402
 from tether.platform.components import Component  # noqa: E402
-from tether.platform.workflows.runtime import AsyncWorkflowClient, WorkflowRuntime  # noqa: E402
-from tether.platform.workflows.runtime.config import RuntimeConfig  # noqa: E402
+from tether.platform.workflows.durable import AsyncWorkflowClient  # noqa: E402
+from tether.platform.workflows.durable.config import RuntimeConfig  # noqa: E402
+from tether.workers.workflows import WorkflowRuntime  # noqa: E402
 from tether.workflow import (  # noqa: E402
     DaprWorkflowContext,
     WorkflowActivityContext,
@@ -202,7 +203,7 @@ def run_workers(spec: Spec, count: int, folder: Path, tether_worker: bool = Fals
                    "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
             log = (folder / "worker-0.log").open("wb")
             workers.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "tether.platform.cli", "worker", "workflows_app:wfr",
+                [sys.executable, "-m", "tether.cli.main", "worker", "workflows_app:wfr",
                  "--replicas", str(count)], env=env, cwd=folder, stdout=log, stderr=log))
             count = 0
         for n in range(count):

@@ -9,7 +9,7 @@ import os
 
 from workflows import Spec, register
 
-from tether.platform.workflows.runtime import WorkflowRuntime
+from tether.workers.workflows import WorkflowRuntime
 
 _spec = Spec(**json.loads(os.environ["TETHER_BENCH_SPEC"]))
 wfr = WorkflowRuntime(_spec.config())

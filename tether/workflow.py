@@ -4,13 +4,14 @@ module ports by changing its imports:
     from tether.workflow import DaprWorkflowContext, RetryPolicy, WorkflowActivityContext, ...
 
 The engine lives in tether.platform.workflows; the broker runtime (WorkflowRuntime,
-DaprWorkflowClient) in tether.platform.workflows.runtime builds on WorkflowRegistry and the
+DaprWorkflowClient) in tether.platform.workflows.durable builds on WorkflowRegistry and the
 executor there.
 """
 
 from tether.platform.workflows.activity import WorkflowActivityContext
 from tether.platform.workflows.authoring import WorkflowRegistry, alternate_name
 from tether.platform.workflows.context import DaprWorkflowContext
+from tether.platform.workflows.durable import AsyncWorkflowClient, DaprWorkflowClient, WorkflowState
 from tether.platform.workflows.errors import (
     FailureDetails,
     NonDeterminismError,
@@ -20,13 +21,8 @@ from tether.platform.workflows.errors import (
 )
 from tether.platform.workflows.history import RuntimeStatus
 from tether.platform.workflows.retry import RetryPolicy
-from tether.platform.workflows.runtime import (
-    AsyncWorkflowClient,
-    DaprWorkflowClient,
-    WorkflowRuntime,
-    WorkflowState,
-)
 from tether.platform.workflows.task import Task, when_all, when_any
+from tether.workers.workflows import WorkflowRuntime
 
 # Dapr's name for the status enum (its values are Dapr's runtimeStatus strings)
 WorkflowStatus = RuntimeStatus

@@ -18,9 +18,9 @@ from tether.brokers import (
     dead_letter_topic_for,
     open_broker,
 )
+from tether.brokers.kafka.codec import to_kafka
 from tether.brokers.subscription import MALFORMED_EVENT_TYPE
 from tether.platform.events import CloudEvent
-from tether.platform.events.kafka import to_kafka
 
 aiokafka = pytest.importorskip("aiokafka")
 from tether.brokers.kafka import KafkaBroker, KafkaSubscription, parse_url  # noqa: E402

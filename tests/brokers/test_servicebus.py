@@ -39,13 +39,13 @@ from tether.brokers.servicebus import (
     from_url,
     record_from,
 )
-from tether.brokers.subscription import MALFORMED_EVENT_TYPE
-from tether.platform.events import CloudEvent, InvalidCloudEventError
-from tether.platform.events.servicebus import (
+from tether.brokers.servicebus.codec import (
     MAX_SESSION_ID,
     from_servicebus,
     to_servicebus,
 )
+from tether.brokers.subscription import MALFORMED_EVENT_TYPE
+from tether.platform.events import CloudEvent, InvalidCloudEventError
 
 WAIT = 20.0
 LIVE_ENV = "TETHER_SERVICEBUS_CONNECTION_STRING"

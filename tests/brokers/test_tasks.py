@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tether.brokers.tasks import cancel_task
+from tether.platform.aio import cancel_task
 
 WAIT = 30.0
 

@@ -18,11 +18,12 @@ from tests.configuration.conftest import (
     subscribe_metadata,
 )
 from tests.servers import free_port
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
-from tether.platform.configuration.api import configuration_block
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BLOCK_FACTORIES, BlockConfigError, BlockContext
+from tether.sidecar import create_app
+from tether.sidecar.blocks import BLOCK_FACTORIES
+from tether.sidecar.configuration import configuration_block
 
 
 def client_for(

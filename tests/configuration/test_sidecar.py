@@ -10,7 +10,7 @@ import aiohttp
 
 from tests.configuration.conftest import RecordingApp, RedisBackend
 from tests.servers import free_port
-from tether.platform.run.sidecar import Sidecar
+from tether.sidecar.server import Sidecar
 
 COMPONENT = """\
 apiVersion: dapr.io/v1alpha1

@@ -13,11 +13,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.lock.conftest import lock_component
 from tests.servers import free_port
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
-from tether.platform.lock.api import lock_block
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BLOCK_FACTORIES, BlockConfigError, BlockContext
+from tether.sidecar import create_app
+from tether.sidecar.blocks import BLOCK_FACTORIES
+from tether.sidecar.lock import lock_block
 
 LOCK = "/v1.0-alpha1/lock/"
 UNLOCK = "/v1.0-alpha1/unlock/"

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.servers import free_port
-from tether.platform.run.sidecar import Sidecar
+from tether.sidecar.server import Sidecar
 
 COMPONENTS = """\
 apiVersion: dapr.io/v1alpha1

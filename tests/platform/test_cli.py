@@ -12,7 +12,7 @@ import tether
 
 def tether_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tether.platform.cli", *args],
+        [sys.executable, "-m", "tether.cli.main", *args],
         capture_output=True, text=True, timeout=120, cwd=cwd,
     )
 

@@ -19,7 +19,7 @@ from tether.platform.pubsub.delivery_time import (
     parse_duration,
     parse_time,
 )
-from tether.workers.scheduled import SCHEDULE_TOPIC
+from tether.platform.pubsub.scheduled import SCHEDULE_TOPIC
 from tether.workers.scheduler import Scheduler
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.platform.test_event import TRACE, sample_events
+from tether.brokers.kafka.codec import from_kafka, to_kafka
+from tether.brokers.redis.codec import from_redis_fields, to_redis_fields
 from tether.platform.events import CloudEvent, InvalidCloudEventError
-from tether.platform.events.kafka import from_kafka, to_kafka
-from tether.platform.events.redis import from_redis_fields, to_redis_fields
 
 SAMPLES = sample_events()
 KAFKA_HEADERS = [(b"ce_specversion", b"1.0"), (b"ce_id", b"1"), (b"ce_source", b"/s"),

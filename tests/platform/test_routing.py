@@ -10,9 +10,9 @@ import pytest
 
 from tether.platform.components import RouteRule
 from tether.platform.events import CloudEvent
-from tether.platform.routing import Route, RouteEvaluationError, RouteTable, RoutingError
-from tether.platform.routing.activation import activation
-from tether.platform.routing.references import Needs, needs_of
+from tether.platform.pubsub.routing import Route, RouteEvaluationError, RouteTable, RoutingError
+from tether.platform.pubsub.routing.activation import activation
+from tether.platform.pubsub.routing.references import Needs, needs_of
 
 
 def event(type: str = "com.example.order.created", data: Any = None, **kw: Any) -> CloudEvent:
@@ -251,7 +251,7 @@ def test_evaluation_error_as_no_match_tries_the_next_rule(
         [Route(match, "/bad"), Route('event.type.endsWith("created")', "/next")],
         on_error="no_match",
     )
-    with caplog.at_level(logging.DEBUG, logger="tether.platform.routing"):
+    with caplog.at_level(logging.DEBUG, logger="tether.platform.pubsub.routing"):
         assert table.path_for(evt) == "/next"
     assert any(match in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
     alone = RouteTable.compile([Route(match, "/bad")], on_error="no_match")

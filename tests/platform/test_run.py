@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 # a wait ceiling for things that should happen, never an assertion about speed
 WAIT = 30.0
@@ -41,7 +41,7 @@ while True:
 
 def tether_run(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tether.platform.cli", "run", *args],
+        [sys.executable, "-m", "tether.cli.main", "run", *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 WAIT = 60.0  # a ceiling for things that should happen, never an assertion about speed
 
@@ -65,7 +65,7 @@ class Run:
         (cwd / "app.py").write_text(APP)
         self._log = (cwd / f"tether-{self.http_port}.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "remind",
+            [sys.executable, "-m", "tether.cli.main", "run", "--app-id", "remind",
              "--app-port", str(free_port()), "--http-port", str(self.http_port),
              "--", sys.executable, "app.py"],
             cwd=cwd, stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,

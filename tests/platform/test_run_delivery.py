@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 WAIT = 30.0  # a ceiling for things that should happen, never an assertion about speed
 
@@ -113,7 +113,7 @@ class Run:
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "shop",
+                sys.executable, "-m", "tether.cli.main", "run", "--app-id", "shop",
                 "--app-port", str(free_port()), "--http-port", str(self.http_port), *extra,
                 "--", sys.executable, "app.py", mode,
             ],

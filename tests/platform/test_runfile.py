@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.platform.test_run import finish, http, tether_run, wait_for, wait_for_sidecar
-from tether.platform.run import free_port
-from tether.platform.run.runfile import RunFileError, load_run_file
+from tether.cli.run import free_port
+from tether.cli.run.runfile import RunFileError, load_run_file
 
 # writes the ports it was given, says hello, runs until stopped
 APP = """

@@ -1,6 +1,6 @@
 """Scaling out: several ``tether run`` processes with the same app id share the work.
 
-Each run is a real ``python -m tether.platform.cli run`` with its own app (scaling_app.py),
+Each run is a real ``python -m tether.cli.main run`` with its own app (scaling_app.py),
 ports and folder, and the same resources folder, so they join one consumer group (the app
 id) on one broker. Parametrized over the embedded SQLite broker (one file shared by every
 sidecar), Kafka (tansu) and Redis, each with its default session timeout (10 s).
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 # rebalances on a loaded 2-core machine take tens of seconds on tansu: the per-condition
 # deadline is minutes, and the test's ceiling (pytest-timeout) leaves room for several
@@ -93,7 +93,7 @@ class Run:
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "tether.platform.cli", "run", "--app-id", app_id,
+                sys.executable, "-m", "tether.cli.main", "run", "--app-id", app_id,
                 "--app-port", str(free_port()), "--http-port", str(self.http_port),
                 "--resources-path", str(resources), "--grace-period", str(grace),
                 "--app-port-timeout", str(WAIT),

@@ -14,10 +14,10 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SDKCloudEvent
 
 from tests.platform.test_event import T0, TRACE, sample_events
+from tether.brokers.kafka.codec import from_kafka, to_kafka
 from tether.platform.events import CloudEvent, InvalidCloudEventError, format_time
 from tether.platform.events.http import from_http, to_http_binary, to_http_structured
 from tether.platform.events.json_format import from_json, to_json
-from tether.platform.events.kafka import from_kafka, to_kafka
 from tether.platform.events.sdk import from_sdk, to_sdk
 
 SAMPLES = sample_events()

@@ -8,15 +8,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import (
-    ApiBlock,
-    BlockConfigError,
-    BlockContext,
-    build_blocks,
-)
+from tether.sidecar import create_app
+from tether.sidecar.blocks import ApiBlock, build_blocks
 
 
 class EchoBlock:

@@ -21,7 +21,7 @@ from tether.brokers.memory import MemoryBroker
 from tether.platform.components import load_resources
 from tether.platform.events import CloudEvent, parse_time
 from tether.platform.pubsub import PubSubRegistry, PubSubSpec, open_spec
-from tether.platform.sidecar import create_app
+from tether.sidecar import create_app
 
 APP_ID = "app1"
 

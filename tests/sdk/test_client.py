@@ -1,5 +1,5 @@
 """tether.Client and tether.AsyncClient against a real sidecar: the aiohttp app of
-tether.platform.sidecar served on a loopback port from a thread of its own (so the blocking
+tether.sidecar served on a loopback port from a thread of its own (so the blocking
 client can call it), publishing into the embedded broker (a temp file), the in-memory broker
 and an unreachable Redis; and once against a real ``tether run`` process."""
 
@@ -23,11 +23,10 @@ import tether
 from tests.brokers.helpers import take
 from tether.brokers import open_broker
 from tether.brokers.memory import _named_stores
+from tether.cli.run import free_port
 from tether.platform.components import load_resources
 from tether.platform.events import CloudEvent, parse_time
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.run import free_port
-from tether.platform.sidecar import create_app
 from tether.sdk.client import (
     FailedEntry,
     PublishEntry,
@@ -35,6 +34,7 @@ from tether.sdk.client import (
     TetherApiError,
     resolve_settings,
 )
+from tether.sidecar import create_app
 
 APP_ID = "client-app"
 WAIT = 60.0  # a ceiling for things that should happen, never an assertion about speed
@@ -581,7 +581,7 @@ print(json.dumps({"app_id": app_id, "failed": len(failed), "error": error}))
 
 async def test_under_tether_run(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "shop",
+        [sys.executable, "-m", "tether.cli.main", "run", "--app-id", "shop",
          "--http-port", str(free_port()), "--", sys.executable, "-c", CLIENT_APP],
         cwd=tmp_path, capture_output=True, text=True, timeout=WAIT * 2,
     )

@@ -19,11 +19,10 @@ import redis
 from aiohttp import web
 
 import tether
+from tether.cli.run import free_port
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.run import free_port
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockContext, build_blocks
 from tether.sdk.client import (
     ConfigurationItem,
     LockLostError,
@@ -31,6 +30,8 @@ from tether.sdk.client import (
     TetherApiError,
     UnlockStatus,
 )
+from tether.sidecar import create_app
+from tether.sidecar.blocks import build_blocks
 
 APP_ID = "blocks-app"
 WAIT = 60.0  # a ceiling for things that should happen, never an assertion about speed

@@ -56,7 +56,7 @@ async def test_worker_replicas_survive_sigkill_and_stop_on_sigterm(tmp_path: Pat
     env = {**os.environ, "TETHER_SAMPLE_OUT": str(out)}
     log = (tmp_path / "worker.log").open("wb")
     parent = subprocess.Popen(
-        [sys.executable, "-m", "tether.platform.cli", "worker", "tests.sdk.sample_app:app",
+        [sys.executable, "-m", "tether.cli.main", "worker", "tests.sdk.sample_app:app",
          "--replicas", "2", "--broker", url, "--grace", "20"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

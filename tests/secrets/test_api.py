@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.secrets import SecretStoreError
-from tether.platform.secrets.api import SecretsApi, secrets_block
 from tether.platform.secrets.scoping import SecretScopes
 from tether.platform.secrets.stores import Secret
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockConfigError, BlockContext
+from tether.sidecar import create_app
+from tether.sidecar.secrets import SecretsApi, secrets_block
 
 SECRETS = {"db-pass": "pw", "api-key": "k", "nested": {"user": "u", "password": "p"}}
 CONFIG = {"secrets": {"scopes": [

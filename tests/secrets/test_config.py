@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tether.platform.run import Sidecar, SidecarError, free_port
-from tether.platform.run.appconfig import AppConfigError, load_app_configuration
-from tether.platform.run.runfile import parse_run_file
+from tether.cli.run import Sidecar, SidecarError, free_port
+from tether.cli.run.runfile import parse_run_file
+from tether.platform.components.appconfig import AppConfigError, load_app_configuration
 
 CONFIG = """\
 apiVersion: dapr.io/v1alpha1

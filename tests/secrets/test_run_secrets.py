@@ -110,7 +110,7 @@ def setup_app(tmp_path: Path, address: str, key: str = "password") -> None:
 
 def tether_run(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "secrets-e2e",
+        [sys.executable, "-m", "tether.cli.main", "run", "--app-id", "secrets-e2e",
          "--http-port", str(port), "--resources-path", "components", "--config", "config.yaml"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -15,12 +15,12 @@ from aiohttp import ClientResponse, ClientSession
 from aiohttp.test_utils import TestServer
 
 from tests.brokers.helpers import take
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.events import CloudEvent
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockContext
-from tether.platform.state.api import StateApi, state_block
+from tether.sidecar import create_app
+from tether.sidecar.state import StateApi, state_block
 
 #: every state store, each on its real server
 STORES = ("memory", "sqlite", "redis", "postgresql")

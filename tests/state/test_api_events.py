@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from tests.state.sidecar import STORES, error_of, memory_pubsub, running, store_component
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar.blocks import BlockConfigError, BlockContext
-from tether.platform.state.api import state_block
 from tether.platform.state.changes import CHANGED_TYPE
 from tether.schemas import validate_event
+from tether.sidecar.state import state_block
 
 S = "statestore"
 

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 WAIT = 60.0
 
@@ -42,7 +42,7 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 
 def start(resources: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "shop",
+        [sys.executable, "-m", "tether.cli.main", "run", "--app-id", "shop",
          "--http-port", str(port), "--resources-path", str(resources)],
         cwd=resources.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

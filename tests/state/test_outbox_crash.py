@@ -22,9 +22,9 @@ import pytest
 
 from tether.brokers import open_broker
 from tether.brokers.log.broker import partition_for
+from tether.cli.run import free_port
 from tether.platform.components import Component
 from tether.platform.events import CloudEvent
-from tether.platform.run import free_port
 from tether.platform.state.registry import open_state_store
 
 WAIT = 240.0  # a ceiling for things that must happen, never a speed assertion
@@ -70,7 +70,7 @@ def start_sidecar(resources: Path, port: int, log: Path, app_id: str
                   ) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", app_id,
+            [sys.executable, "-m", "tether.cli.main", "run", "--app-id", app_id,
              "--http-port", str(port), "--resources-path", str(resources)],
             cwd=resources.parent, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, SecretKeyRef
-from tether.platform.sidecar.blocks import BlockConfigError
 from tether.platform.state.registry import (
     StateStoreConfigError,
     UnknownStateStoreError,

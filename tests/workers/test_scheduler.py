@@ -18,7 +18,7 @@ from tests.brokers.helpers import WAIT, nothing_more
 from tether.brokers import Broker, SubscribeOptions, dead_letter_topic_for
 from tether.brokers.memory import MemoryBroker
 from tether.platform.events import CloudEvent
-from tether.workers.scheduled import (
+from tether.platform.pubsub.scheduled import (
     SCHEDULE_TOPIC,
     publish_at,
     schedules_natively,

@@ -18,7 +18,7 @@ from tests.brokers import conftest as brokers_conftest
 from tests.brokers.harness import Harness
 from tether.brokers import Broker
 from tether.platform.events import CloudEvent
-from tether.workers.scheduled import publish_at
+from tether.platform.pubsub.scheduled import publish_at
 
 for _name in ("embedded", "kafka", "redis"):
     globals()[f"{_name}_harness"] = getattr(brokers_conftest, f"{_name}_harness")

@@ -9,7 +9,8 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from tether.platform.workflows.runtime import RuntimeConfig, WorkflowRuntime
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.workers.workflows import WorkflowRuntime
 
 
 def build(config: RuntimeConfig | None = None) -> WorkflowRuntime:

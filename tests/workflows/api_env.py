@@ -12,12 +12,13 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.workflows import api_app
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockContext
-from tether.platform.workflows.api import workflow_block
-from tether.platform.workflows.runtime import RuntimeConfig, WorkflowRuntime
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.sidecar import create_app
+from tether.sidecar.workflows.api import workflow_block
+from tether.workers.workflows import WorkflowRuntime
 
 Client = TestClient[Any, Any]
 

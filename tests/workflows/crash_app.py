@@ -8,7 +8,7 @@ import os
 
 from tests.workflows.runtime_apps import register
 from tether.platform.components import Component
-from tether.platform.workflows.runtime import WorkflowRuntime
+from tether.workers.workflows import WorkflowRuntime
 
 _state = json.loads(os.environ.get("WF_CRASH_STATE", "null"))
 app = WorkflowRuntime(

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from tether.platform.workflows.runtime import WorkflowRuntime
+from tether.workers.workflows import WorkflowRuntime
 from tether.workflow import (
     DaprWorkflowContext,
     RetryPolicy,

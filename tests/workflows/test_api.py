@@ -17,11 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.workflows.api_env import Client, Env, running
 from tests.workflows.api_wait import wait_until
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BLOCK_FACTORIES, BlockContext
-from tether.platform.workflows.api import workflow_block
+from tether.sidecar import create_app
+from tether.sidecar.blocks import BLOCK_FACTORIES
+from tether.sidecar.workflows.api import workflow_block
 
 V1 = "/v1.0/workflows/dapr"
 PREFIXES = ("/v1.0", "/v1.0-beta1", "/v1.0-alpha1")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component
-from tether.platform.sidecar.blocks import BlockConfigError
-from tether.platform.workflows.api_config import choose_backend
-from tether.platform.workflows.runtime.config import PUBSUB_ENV
+from tether.platform.workflows.durable.config import PUBSUB_ENV
+from tether.sidecar.workflows.components import choose_backend
 
 
 def pubsub(name: str) -> Component:

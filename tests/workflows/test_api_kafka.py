@@ -14,12 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.workflows import api_app
 from tests.workflows.api_wait import wait_until
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockContext
-from tether.platform.workflows.api import workflow_block
-from tether.platform.workflows.runtime import RuntimeConfig
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.sidecar import create_app
+from tether.sidecar.workflows.api import workflow_block
 
 V1 = "/v1.0/workflows/dapr"
 # tansu completes a group join in about session_timeout / 2: keep it short

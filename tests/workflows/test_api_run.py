@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 from tether.sdk.client import Client, TetherApiError, TetherClientError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +98,7 @@ def test_tether_run_app_runs_workflows_started_over_http(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("TETHER_RESOURCES_PATH", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tether.platform.cli", "run", *args, "--",
+        [sys.executable, "-m", "tether.cli.main", "run", *args, "--",
          sys.executable, "-m", "tests.workflows.api_app"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

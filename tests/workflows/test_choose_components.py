@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component
-from tether.platform.sidecar.blocks import BlockConfigError
-from tether.platform.workflows.api_config import choose_backend
-from tether.platform.workflows.runtime import RuntimeConfig
-from tether.platform.workflows.runtime.config import (
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.platform.workflows.durable.config import (
     PUBSUB_ENV,
     ComponentChoiceError,
     choose_components,
     connect,
 )
-from tether.platform.workflows.runtime.names import APP_ID_ENVS
+from tether.platform.workflows.durable.names import APP_ID_ENVS
+from tether.sidecar.workflows.components import choose_backend
 
 
 @pytest.fixture(autouse=True)

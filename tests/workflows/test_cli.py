@@ -18,7 +18,7 @@ import pytest
 
 from tests.workflows.api_env import Env, running
 from tests.workflows.api_wait import wait_until
-from tether.platform.run import free_port
+from tether.cli.run import free_port
 
 WAIT = 120.0  # a ceiling against hangs, not a timing assertion
 
@@ -44,7 +44,7 @@ async def tether(*args: str, port: int | None = None, env: dict[str, str] | None
     """Run the real command (asynchronously: the sidecar answers from this event loop)."""
     where = ["--http-port", str(port)] if port is not None else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tether.platform.cli", "workflow", *args, *where,
+        sys.executable, "-m", "tether.cli.main", "workflow", *args, *where,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )

@@ -18,8 +18,8 @@ import pytest
 
 from tests.workflows.runtime_apps import fanout_chain_expected
 from tests.workflows.runtime_env import Backend, make_backend
+from tether.platform.workflows.durable import AsyncWorkflowClient, RuntimeConfig
 from tether.platform.workflows.history import RuntimeStatus
-from tether.platform.workflows.runtime import AsyncWorkflowClient, RuntimeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCES = 200
@@ -44,7 +44,7 @@ def start_workers(backend: Backend, replicas: int, log: Path) -> subprocess.Pope
                                           "metadata": dict(backend.state.metadata)}))
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tether.platform.cli", "worker",
+            [sys.executable, "-m", "tether.cli.main", "worker",
              "tests.workflows.crash_app:app", "--replicas", str(replicas), "--grace", "10"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 

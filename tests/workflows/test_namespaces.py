@@ -11,18 +11,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.workflows.runtime_env import EMBEDDED_OPTIONS
+from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.sidecar import create_app
-from tether.platform.sidecar.blocks import BlockContext
-from tether.platform.workflows.api import workflow_block
-from tether.platform.workflows.runtime import RuntimeConfig, WorkflowRuntime
-from tether.platform.workflows.runtime.names import (
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.platform.workflows.durable.names import (
     APP_ID_ENVS,
     DEFAULT_NAMESPACE,
     NAMESPACE_ENV,
     namespace_for,
 )
+from tether.sidecar import create_app
+from tether.sidecar.workflows.api import workflow_block
+from tether.workers.workflows import WorkflowRuntime
 
 WAIT = 120.0  # a ceiling against hangs on a loaded machine, not a timing assertion
 PER_APP = 8

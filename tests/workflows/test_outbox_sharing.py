@@ -21,9 +21,9 @@ from tether.platform.pubsub import PubSubRegistry
 from tether.platform.state.registry import open_state_store
 from tether.platform.state.relay import OutboxRelay
 from tether.platform.state.store import OutboxRecord, StateStore
+from tether.platform.workflows.durable.names import Names
+from tether.platform.workflows.durable.sender import Sender
 from tether.platform.workflows.history import ExecutionStarted, utcnow
-from tether.platform.workflows.runtime.names import Names
-from tether.platform.workflows.runtime.sender import Sender
 
 
 @pytest.fixture

@@ -17,6 +17,13 @@ import pytest_asyncio
 
 from tests.workflows.runtime_apps import ATTEMPTS, register
 from tests.workflows.runtime_env import BACKENDS, Backend, make_backend
+from tether.platform.workflows.durable import (
+    AsyncWorkflowClient,
+    WorkflowAlreadyExistsError,
+    WorkflowNotFinishedError,
+    WorkflowNotFoundError,
+    WorkflowNotRegisteredError,
+)
 from tether.platform.workflows.history import (
     EventRaised,
     ExecutionStarted,
@@ -25,14 +32,7 @@ from tether.platform.workflows.history import (
     TimerCreated,
     utcnow,
 )
-from tether.platform.workflows.runtime import (
-    AsyncWorkflowClient,
-    WorkflowAlreadyExistsError,
-    WorkflowNotFinishedError,
-    WorkflowNotFoundError,
-    WorkflowNotRegisteredError,
-    WorkflowRuntime,
-)
+from tether.workers.workflows import WorkflowRuntime
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 WAIT = 120.0
@@ -260,7 +260,7 @@ async def test_start_at_stays_pending_until_due(client: AsyncWorkflowClient) -> 
 
 async def test_pending_until_a_worker_runs(backend: Backend, tmp_path: Path) -> None:
     # a runtime that registered its names but runs no worker: the instance waits, PENDING
-    from tether.platform.workflows.runtime.config import RuntimeConfig
+    from tether.platform.workflows.durable.config import RuntimeConfig
 
     namespace = f"{backend.namespace}-idle"
     wfr = WorkflowRuntime(broker_url=backend.broker_url, state_store=backend.state,

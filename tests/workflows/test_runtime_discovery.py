@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.platform.workflows.runtime import RuntimeConfig
-from tether.platform.workflows.runtime.config import connect
+from tether.platform.workflows.durable import RuntimeConfig
+from tether.platform.workflows.durable.config import connect
 
 COMPONENTS = """\
 apiVersion: dapr.io/v1alpha1
@@ -53,7 +53,7 @@ spec:
 
 APP = """\
 import asyncio, json
-from tether.platform.workflows.runtime import WorkflowRuntime
+from tether.workers.workflows import WorkflowRuntime
 
 wfr = WorkflowRuntime()  # no configuration: found through the sidecar's resources
 
@@ -99,7 +99,7 @@ def test_an_app_started_by_tether_run_needs_no_configuration(tmp_path: Path) -> 
     from tests.servers import free_port
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tether.platform.cli", "run", "--app-id", "greeter",
+        [sys.executable, "-m", "tether.cli.main", "run", "--app-id", "greeter",
          "-H", str(free_port()), "-d", "res", "--", sys.executable, "app.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -111,7 +111,8 @@ def test_an_app_started_by_tether_run_needs_no_configuration(tmp_path: Path) -> 
 def test_sync_runtime_and_client(tmp_path: Path) -> None:
     # Dapr's synchronous shape: wfr.start() / shutdown(), DaprWorkflowClient
     from tether.platform.components import Component
-    from tether.platform.workflows.runtime import DaprWorkflowClient, WorkflowRuntime
+    from tether.platform.workflows.durable import DaprWorkflowClient
+    from tether.workers.workflows import WorkflowRuntime
 
     config = RuntimeConfig(broker_url=f"embedded://{tmp_path}/broker.db",
                            state_store=Component(name="s", type="state.sqlite", metadata={

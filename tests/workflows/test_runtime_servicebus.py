@@ -9,8 +9,9 @@ from pathlib import Path
 from tests.brokers.harness_servicebus import ServiceBusHarness
 from tests.workflows.runtime_apps import register
 from tether.platform.components import Component
+from tether.platform.workflows.durable import RuntimeConfig
 from tether.platform.workflows.history import RuntimeStatus
-from tether.platform.workflows.runtime import RuntimeConfig, WorkflowRuntime
+from tether.workers.workflows import WorkflowRuntime
 
 WAIT = 120.0
 

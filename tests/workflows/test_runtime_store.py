@@ -15,11 +15,11 @@ from tests.workflows.runtime_apps import register
 from tether.platform.components import Component
 from tether.platform.state.registry import open_state_store
 from tether.platform.state.store import ETagMismatchError, StateStore
+from tether.platform.workflows.durable.codec import orchestration_event
+from tether.platform.workflows.durable.instances import InstanceMeta, InstanceStore
+from tether.platform.workflows.durable.names import Names
 from tether.platform.workflows.history import EventRaised, RuntimeStatus
-from tether.platform.workflows.runtime import WorkflowRuntime
-from tether.platform.workflows.runtime.codec import orchestration_event
-from tether.platform.workflows.runtime.instances import InstanceMeta, InstanceStore
-from tether.platform.workflows.runtime.names import Names
+from tether.workers.workflows import WorkflowRuntime
 
 
 @pytest_asyncio.fixture
@@ -77,7 +77,7 @@ async def test_an_event_redelivered_with_its_id_is_applied_once(tmp_path: Path) 
 
 async def test_history_compaction_keeps_every_event(tmp_path: Path) -> None:
     from tether.platform.workflows.history import TaskScheduled
-    from tether.platform.workflows.runtime.orchestrator import OrchestratorOptions
+    from tether.workers.workflows.orchestrator import OrchestratorOptions
 
     def runtime() -> WorkflowRuntime:
         wfr = WorkflowRuntime(broker_url=f"embedded://{tmp_path}/broker.db",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.workflows.runtime_env import make_backend
+from tether.platform.workflows.durable import AsyncWorkflowClient, RuntimeConfig
 from tether.platform.workflows.history import RuntimeStatus
-from tether.platform.workflows.runtime import AsyncWorkflowClient, RuntimeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ async def test_worker_app_id_sets_the_namespace(
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tether.platform.cli", "worker",
+            [sys.executable, "-m", "tether.cli.main", "worker",
              "tests.workflows.crash_app:app", "--app-id", app_id],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -25,9 +25,11 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, get_args
+from typing import TYPE_CHECKING, ClassVar, Literal, Self, get_args
 
+from tether.platform.errors import ConfigError, TetherError
 from tether.platform.events import CloudEvent
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ StartFrom = Literal["earliest", "latest"]
 START_FROM: tuple[str, ...] = get_args(StartFrom)
 
 
-class BrokerError(Exception):
+class BrokerError(TetherError):
     """Base class of every error a broker raises."""
 
 
@@ -55,7 +57,7 @@ class BrokerUnavailableError(BrokerError):
     """The backend server could not be reached or refused the operation."""
 
 
-class BrokerConfigError(BrokerError, ValueError):
+class BrokerConfigError(BrokerError, ConfigError):
     """A broker URL or option that cannot work."""
 
 
@@ -114,6 +116,10 @@ class Broker(abc.ABC):
 
     #: the URL this broker was opened from, with any secret removed
     url: str
+    #: whether the backend holds a delayed event itself until it is due
+    #: (:meth:`publish_scheduled`); otherwise delayed publish goes through the schedule
+    #: topic and the scheduler (tether.platform.pubsub.scheduled)
+    schedules_natively: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -134,6 +140,13 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
         """Publish many events; returns once the broker has accepted all of them."""
+
+    async def publish_scheduled(
+        self, topic: str, events: Sequence[tuple[CloudEvent, datetime]]
+    ) -> None:
+        """Publish each event so that it is delivered no earlier than its (aware) time; only
+        on a backend that :attr:`schedules_natively`."""
+        raise BrokerError(f"{type(self).__name__} cannot hold scheduled events itself")
 
     @abc.abstractmethod
     def subscribe(

@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from fastavro import parse_schema
 from fastavro.validation import ValidationError
 from fastavro.validation import validate as _fastavro_validate
 
-from tether.platform.events.event import CloudEvent
+from tether.platform.errors import TetherError
 
 SUFFIX = ".avsc"
 
@@ -29,11 +29,24 @@ CLOUDEVENT = "cloudevent"
 DEAD_LETTER_EXTENSIONS = "io.tether.deadletter"
 
 
-class SchemaNotFoundError(LookupError):
+class Event(Protocol):
+    """What validation reads of an event (tether.platform.events.CloudEvent has it; the
+    schemas sit below the event type, so they name only this shape)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def data(self) -> Any: ...
+
+    def attributes(self) -> dict[str, Any]: ...
+
+
+class SchemaNotFoundError(TetherError, LookupError):
     """No schema file with that name ships with Tether."""
 
 
-class SchemaValidationError(ValueError):
+class SchemaValidationError(TetherError, ValueError):
     """A record does not match its schema; the message names the fields that do not."""
 
 
@@ -85,14 +98,14 @@ def validate(record: Any, name: str) -> None:
         raise SchemaValidationError(f"record does not match schema {name!r}: {problems}") from exc
 
 
-def event_record(event: CloudEvent) -> dict[str, Any]:
+def event_record(event: Event) -> dict[str, Any]:
     """An event flattened into one record: context attributes, extensions and data."""
     record = event.attributes()
     record["data"] = event.data
     return record
 
 
-def validate_event(event: CloudEvent) -> bool:
+def validate_event(event: Event) -> bool:
     """Validate a platform event against the schema of its type.
 
     Returns False when the type has no schema (user events), True when it was checked;

@@ -3,9 +3,9 @@
 See docs/sdk.md.
 """
 
-from .app import App
-from .channel import Drop, InProcessChannel, Retry
-from .client import AsyncClient, Client, TetherApiError
+from tether.sdk.app import App
+from tether.sdk.channel import Drop, InProcessChannel, Retry
+from tether.sdk.client import AsyncClient, Client, TetherApiError
 
 __all__ = [
     "App", "AsyncClient", "Client", "Drop", "InProcessChannel", "Retry", "TetherApiError",

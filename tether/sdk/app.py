@@ -25,12 +25,11 @@ from tether.platform.components import RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.delivery_time import due_from
+from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
+from tether.sdk.channel import Handler, InProcessChannel
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
-from tether.workers.scheduled import publish_at
 from tether.workers.scheduler import Schedulers
-
-from .channel import Handler, InProcessChannel
 
 H = TypeVar("H", bound=Handler)
 

@@ -10,24 +10,24 @@ configuration in ``client_configuration.py``, state in ``client_state.py``, work
 
 from __future__ import annotations
 
-from .client_configuration import (
+from tether.sdk.client_configuration import (
     AsyncConfigurationMixin,
     ConfigurationItem,
     ConfigurationMixin,
 )
-from .client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
-from .client_lock import (
+from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
+from tether.sdk.client_lock import (
     AsyncLockMixin,
     LockLostError,
     LockMixin,
     LockNotAcquiredError,
     UnlockStatus,
 )
-from .client_meta import AsyncMetaMixin, MetaMixin
-from .client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
-from .client_secrets import AsyncSecretsMixin, SecretsMixin
-from .client_settings import ClientSettings, resolve_settings
-from .client_state import (
+from tether.sdk.client_meta import AsyncMetaMixin, MetaMixin
+from tether.sdk.client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
+from tether.sdk.client_secrets import AsyncSecretsMixin, SecretsMixin
+from tether.sdk.client_settings import ClientSettings, resolve_settings
+from tether.sdk.client_state import (
     AsyncStateMixin,
     BulkStateItem,
     StateItem,
@@ -35,7 +35,7 @@ from .client_state import (
     StateResponse,
     TransactionalStateOperation,
 )
-from .client_workflow import (
+from tether.sdk.client_workflow import (
     AsyncWorkflowMixin,
     GetWorkflowResponse,
     StartWorkflowResponse,

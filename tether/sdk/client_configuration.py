@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import TetherApiError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import TetherApiError
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from .client_errors import SidecarUnavailableError, TetherApiError
-from .client_settings import ClientSettings, resolve_settings
+from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError
+from tether.sdk.client_settings import ClientSettings, resolve_settings
 
 
 @dataclass(frozen=True, slots=True)

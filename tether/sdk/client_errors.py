@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tether.platform.errors import TetherError
 
-class TetherClientError(Exception):
+
+class TetherClientError(TetherError):
     """Base class of everything the client raises about the sidecar."""
 
 

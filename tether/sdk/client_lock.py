@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from tether.platform.lock.store import UnlockStatus
-
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import TetherApiError, TetherClientError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import TetherApiError, TetherClientError
 
 __all__ = ["LockLostError", "LockNotAcquiredError", "UnlockStatus"]
 

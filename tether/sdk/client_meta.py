@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import SidecarUnavailableError, TetherApiError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError
 
 HEALTHZ = Call("GET", "/v1.0/healthz")
 # what Dapr's SDKs poll at startup: it answers once the sidecar's components are ready

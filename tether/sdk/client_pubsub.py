@@ -17,8 +17,7 @@ from typing import Any
 from tether.platform.events import CloudEvent
 from tether.platform.events.json_format import CONTENT_TYPE as CLOUDEVENTS_JSON
 from tether.platform.events.json_format import event_object, to_json
-
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
 
 JSON = "application/json"
 TEXT = "text/plain"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import TetherApiError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import TetherApiError
 
 
 def _params(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -69,7 +69,7 @@ def resolve_settings(
     ``TETHER_HTTP_PORT``, then ``DAPR_HTTP_PORT``, then 3500. The token defaults to
     ``DAPR_API_TOKEN``, the timeout to ``DAPR_HTTP_TIMEOUT_SECONDS`` (60 s).
     """
-    env = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ  # DAPR_* as Dapr's SDK reads them
     if address is None:
         address = env.get("DAPR_HTTP_ENDPOINT") or None
     if address is None:

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import TetherApiError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import TetherApiError
 
 __all__ = ["BulkStateItem", "StateItem", "StateResponse", "TransactionalStateOperation"]
 

@@ -22,9 +22,8 @@ from typing import Any
 
 from tether.platform.workflows.errors import FailureDetails
 from tether.platform.workflows.history import HistoryEvent, event_from_dict
-
-from .client_core import AsyncCore, Call, Reply, SyncCore, segment
-from .client_errors import TetherApiError
+from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_errors import TetherApiError
 
 __all__ = ["GetWorkflowResponse", "StartWorkflowResponse", "WorkflowList"]
 

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from tether.platform.workflows.runtime import WorkflowRuntime
-
-from .app import App
+from tether.platform import env
+from tether.sdk.app import App
+from tether.workers.workflows import WorkflowRuntime
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.app_id:
         # before the import: a module-level WorkflowRuntime() reads it; children inherit it
-        os.environ["TETHER_APP_ID"] = os.environ["APP_ID"] = args.app_id
+        env.set_app_id(args.app_id)
     try:
         app = load_app(args.target)
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
@@ -115,7 +115,7 @@ async def serve(app: App | WorkflowRuntime) -> None:
 
 
 def child_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "tether.platform.cli", "worker", args.target, "--child"]
+    command = [sys.executable, "-m", "tether.cli.main", "worker", args.target, "--child"]
     if args.broker:
         command += ["--broker", args.broker]
     if args.resources_path:

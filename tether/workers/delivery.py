@@ -40,10 +40,9 @@ from tether.platform.components import Subscription
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
 from tether.platform.events.event import BINARY_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
-from tether.platform.routing import RouteEvaluationError, RouteTable
-
-from .app_channel import AppChannel, BulkAppChannel, Outcome
-from .retry import Backoff
+from tether.platform.pubsub.routing import RouteEvaluationError, RouteTable
+from tether.workers.app_channel import AppChannel, BulkAppChannel, Outcome
+from tether.workers.retry import Backoff
 
 log = logging.getLogger(__name__)
 

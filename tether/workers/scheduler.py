@@ -28,10 +28,8 @@ from datetime import UTC, datetime
 
 from tether.brokers import Broker, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.brokers.tasks import cancel_task
-
-from .retry import Backoff
-from .scheduled import (
+from tether.platform.aio import cancel_task
+from tether.platform.pubsub.scheduled import (
     SCHEDULE_TOPIC,
     SCHEDULER_GROUP,
     Scheduled,
@@ -39,6 +37,7 @@ from .scheduled import (
     schedules_natively,
     unwrap,
 )
+from tether.workers.retry import Backoff
 
 log = logging.getLogger(__name__)
 

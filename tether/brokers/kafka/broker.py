@@ -22,11 +22,11 @@ from tether.brokers.base import (
     BrokerError,
     SubscribeOptions,
 )
+from tether.brokers.kafka.codec import to_kafka
 from tether.brokers.kafka.errors import publish_error, unavailable
 from tether.brokers.kafka.settings import KafkaSettings
 from tether.brokers.kafka.subscription import KafkaSubscription
 from tether.platform.events import CloudEvent
-from tether.platform.events.kafka import to_kafka
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from tether.brokers.base import SubscribeOptions
+from tether.brokers.kafka.codec import from_kafka
 from tether.brokers.kafka.errors import unavailable
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
-from tether.brokers.tasks import cancel_task
+from tether.platform.aio import cancel_task
 from tether.platform.events import CloudEvent, InvalidCloudEventError
-from tether.platform.events.kafka import from_kafka
 
 if TYPE_CHECKING:
     from tether.brokers.kafka.broker import KafkaBroker

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from tether.brokers.base import SubscribeOptions, new_member_id
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
-from tether.brokers.tasks import cancel_task
+from tether.platform.aio import cancel_task
 from tether.platform.events import CloudEvent
 
 if TYPE_CHECKING:

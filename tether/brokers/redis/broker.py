@@ -17,6 +17,7 @@ from tether.brokers.base import (
     SubscribeOptions,
 )
 from tether.brokers.log.broker import partition_for
+from tether.brokers.redis.codec import to_redis_fields
 from tether.brokers.redis.errors import UNAVAILABLE
 from tether.brokers.redis.keys import Keys
 from tether.brokers.redis.scripts import Scripts
@@ -24,7 +25,6 @@ from tether.brokers.redis.settings import parse_url
 from tether.brokers.redis.subscription import RedisSubscription
 from tether.brokers.redis.wire import pack_xadd, xadd_head
 from tether.platform.events import CloudEvent
-from tether.platform.events.redis import to_redis_fields
 
 #: events per XADD burst written and answered in one round trip
 PUBLISH_CHUNK = 1000

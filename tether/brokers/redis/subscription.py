@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from tether.brokers.base import BrokerUnavailableError, SubscribeOptions, new_member_id
+from tether.brokers.redis.codec import from_redis_fields
 from tether.brokers.redis.errors import UNAVAILABLE
 from tether.brokers.redis.scripts import LEASE_HELD, LEASE_RENEWED
 from tether.brokers.redis.wire import pack_command
 from tether.brokers.subscription import Record, Subscription
-from tether.brokers.tasks import cancel_task
+from tether.platform.aio import cancel_task
 from tether.platform.events import CloudEvent
-from tether.platform.events.redis import from_redis_fields
 
 if TYPE_CHECKING:
     from tether.brokers.redis.broker import RedisBroker

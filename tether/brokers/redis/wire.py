@@ -7,7 +7,7 @@ XADD or an XACK takes in Redis, so the hot commands are packed here and written 
 
 from __future__ import annotations
 
-from tether.platform.events.redis import RedisFields
+from tether.brokers.redis.codec import RedisFields
 
 
 def _bulk(value: bytes) -> bytes:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import MessageSizeExceededError
@@ -20,18 +21,21 @@ from tether.brokers.base import (
     SubscribeOptions,
 )
 from tether.brokers.servicebus.clients import Sender, ServiceBusClients
+from tether.brokers.servicebus.codec import to_servicebus
 from tether.brokers.servicebus.entities import Entities, check_names
 from tether.brokers.servicebus.errors import translated
 from tether.brokers.servicebus.settings import ServiceBusSettings
 from tether.brokers.servicebus.subscription import ServiceBusSubscription
 from tether.platform.events import CloudEvent
-from tether.platform.events.servicebus import to_servicebus
 
 #: keyless events are spread over this many session ids (``tether-keyless-<n>``)
 KEYLESS_SESSIONS = 16
 
 
 class ServiceBusBroker(Broker):
+    #: scheduled enqueue holds a delayed event in the topic until due (docs/delivery.md)
+    schedules_natively = True
+
     def __init__(
         self, clients: ServiceBusClients, url: str, settings: ServiceBusSettings | None = None
     ) -> None:
@@ -102,6 +106,16 @@ class ServiceBusBroker(Broker):
                     batch = await sender.create_message_batch()
                     batch.add_message(message)
             await sender.send_messages(batch)
+
+    async def publish_scheduled(
+        self, topic: str, events: Sequence[tuple[CloudEvent, datetime]]
+    ) -> None:
+        self._check_open()
+        await self._entities.ensure_topic(topic)
+        sender = self.sender_for(topic)
+        async with translated(f"schedule on {topic}"):
+            for event, when in events:
+                await sender.schedule_messages(self._message(event), when.astimezone(UTC))
 
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None

@@ -23,7 +23,7 @@ from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient
 from azure.servicebus.management import ServiceBusAdministrationClient, SqlRuleFilter
 
 # the package's logger: one name for the whole backend, as before the split into modules
-log = logging.getLogger(__package__)
+log = logging.getLogger(__name__)
 
 
 class Receiver(Protocol):

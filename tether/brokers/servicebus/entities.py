@@ -19,7 +19,7 @@ from tether.brokers.servicebus.retries import DEFAULT_RULE_NAME, RULE_NAME, retr
 from tether.brokers.servicebus.settings import ServiceBusSettings
 
 # the package's logger: one name for the whole backend, as before the split into modules
-log = logging.getLogger(__package__)
+log = logging.getLogger(__name__)
 
 # Service Bus entity names: subscriptions up to 50 characters, topics up to 260
 _SUBSCRIPTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")

@@ -10,10 +10,10 @@ from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
 
+from tether.brokers.servicebus.codec import body_bytes, from_servicebus, text_properties
 from tether.brokers.servicebus.retries import DELIVERIES_PROPERTY
 from tether.brokers.subscription import MALFORMED_EVENT_TYPE, Record
 from tether.platform.events import CloudEvent, InvalidCloudEventError, utc_now
-from tether.platform.events.servicebus import body_bytes, from_servicebus, text_properties
 
 
 def record_from(message: ServiceBusReceivedMessage) -> Record:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from azure.servicebus import ServiceBusMessage
 
+from tether.brokers.servicebus.codec import to_servicebus
 from tether.platform.events import CloudEvent
-from tether.platform.events.servicebus import to_servicebus
 
 #: the rule Tether installs on the subscriptions it creates (see retry_filter)
 RULE_NAME = "tether"

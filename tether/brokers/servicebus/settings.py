@@ -3,7 +3,6 @@ environment (it never appears in the URL, in logs or in errors)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -11,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tether.brokers.base import BrokerConfigError
+from tether.platform import env as environment
 
 DEFAULT_CONNECTION_STRING_ENV = "TETHER_SERVICEBUS_CONNECTION_STRING"
 
@@ -110,7 +110,7 @@ def parse_url(url: str) -> ServiceBusUrl:
             f"known: connection_string_env, {', '.join(_OPTIONS)}"
         )
     settings = ServiceBusSettings(**{name: _OPTIONS[name](name, v) for name, v in query.items()})
-    connection_string = os.environ.get(env, "").strip()
+    connection_string = (environment.get(env) or "").strip()
     if not connection_string:
         raise BrokerConfigError(
             f"servicebus:// needs a connection string in the environment variable {env}"

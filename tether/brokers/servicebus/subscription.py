@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tether.brokers.servicebus.broker import ServiceBusBroker
 
 # the package's logger: one name for the whole backend, as before the split into modules
-log = logging.getLogger(__package__)
+log = logging.getLogger(__name__)
 
 #: messages asked for per receive call (also bounded by the room under max_in_flight)
 RECEIVE_BATCH = 32

@@ -3,14 +3,14 @@
 See docs/components.md. ``load_resources(paths, app_id)`` is the entry point.
 """
 
-from .loader import (
+from tether.platform.components.loader import (
     Resources,
     Templates,
     default_components,
     load_documents,
     load_resources,
 )
-from .model import (
+from tether.platform.components.model import (
     Component,
     MetadataValue,
     OtherResource,
@@ -19,12 +19,12 @@ from .model import (
     Source,
     TopicScopes,
 )
-from .programmatic import (
+from tether.platform.components.programmatic import (
     ProgrammaticSubscriptionError,
     fetch_programmatic_subscriptions,
     parse_programmatic,
 )
-from .subscriptions import BulkSubscribe, RouteRule, Subscription
+from tether.platform.components.subscriptions import BulkSubscribe, RouteRule, Subscription
 
 __all__ = [
     "BulkSubscribe",

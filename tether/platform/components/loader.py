@@ -10,7 +10,6 @@ confusing 404. Kinds Tether does not load yet are kept as :class:`OtherResource`
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import uuid
@@ -21,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from .model import (
+from tether.platform import env
+from tether.platform.components.model import (
     TOPIC_SCOPE_KEYS,
     Component,
     Fields,
@@ -34,8 +34,8 @@ from .model import (
     TopicScopes,
     scalar_text,
 )
-from .subscriptions import API_VERSIONS as SUBSCRIPTION_API_VERSIONS
-from .subscriptions import Subscription, parse_subscription
+from tether.platform.components.subscriptions import API_VERSIONS as SUBSCRIPTION_API_VERSIONS
+from tether.platform.components.subscriptions import Subscription, parse_subscription
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def load_resources(
         return Resources(components=default_components(app_id))
     templates = Templates(
         app_id,
-        namespace or os.environ.get("NAMESPACE") or "default",
+        namespace or env.namespace() or "default",
         pod_name or socket.gethostname(),
     )
     components: list[Component] = []

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.platform.errors import ConfigError
+
 PUBLISHING_SCOPES = "publishingScopes"
 SUBSCRIPTION_SCOPES = "subscriptionScopes"
 ALLOWED_TOPICS = "allowedTopics"
@@ -18,7 +20,7 @@ PROTECTED_TOPICS = "protectedTopics"
 TOPIC_SCOPE_KEYS = (PUBLISHING_SCOPES, SUBSCRIPTION_SCOPES, ALLOWED_TOPICS, PROTECTED_TOPICS)
 
 
-class ResourceError(ValueError):
+class ResourceError(ConfigError):
     """A resource file that cannot be loaded; the message says where and what."""
 
     def __init__(
@@ -33,7 +35,7 @@ class ResourceError(ValueError):
         super().__init__(f"{where}: {detail}")
 
 
-class TopicScopeError(ValueError):
+class TopicScopeError(ConfigError):
     """A malformed publishingScopes / subscriptionScopes value."""
 
     def __init__(self, key: str, problem: str) -> None:

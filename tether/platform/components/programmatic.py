@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from .model import Fields, ResourceError, Source
-from .subscriptions import RouteRule, Subscription, _bulk, _metadata
+from tether.platform.components.model import Fields, ResourceError, Source
+from tether.platform.components.subscriptions import RouteRule, Subscription, _bulk, _metadata
 
 SUBSCRIBE_PATH = "/dapr/subscribe"
 DEFAULT_TIMEOUT = 5.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .model import Fields, scalar_text
+from tether.platform.components.model import Fields, scalar_text
 
 V1 = "dapr.io/v1alpha1"
 V2 = "dapr.io/v2alpha1"

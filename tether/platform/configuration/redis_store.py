@@ -152,6 +152,6 @@ class RedisWatch(ConfigurationWatch):
 
     async def close(self) -> None:
         try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         except RedisError:  # the connection is gone already
             pass

@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from tether.platform.components import Component
 from tether.platform.configuration.store import ConfigurationStore
+from tether.platform.errors import ConfigError
 
 BLOCK = "configuration"
 
 
-class ConfigurationConfigError(ValueError):
+class ConfigurationConfigError(ConfigError):
     """A configuration component that cannot be used; the message names it."""
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from tether.platform.errors import TetherError
 
-class ConfigurationStoreError(Exception):
+
+class ConfigurationStoreError(TetherError):
     """The store failed or refused the request: a 500 at the API, as in Dapr."""
 
 

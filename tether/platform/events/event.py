@@ -13,6 +13,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from tether.platform.errors import TetherError
+
 SPEC_VERSION = "1.0"
 
 #: Attributes defined by the spec; everything else is an extension.
@@ -37,7 +39,7 @@ _EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
 ExtensionValue = str
 
 
-class InvalidCloudEventError(ValueError):
+class InvalidCloudEventError(TetherError, ValueError):
     """An event (or bytes claiming to be one) that does not satisfy CloudEvents 1.0."""
 
 

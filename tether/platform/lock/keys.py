@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tether.platform.errors import TetherError
+
 SEPARATOR = "||"
 API_PREFIX = "lock"
 
 
-class LockKeyError(ValueError):
+class LockKeyError(TetherError, ValueError):
     """A resource id or prefix containing the separator."""
 
 

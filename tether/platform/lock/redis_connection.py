@@ -12,9 +12,10 @@ from collections.abc import Mapping
 import redis.asyncio as aioredis
 
 from tether.platform.components import Component
+from tether.platform.errors import ConfigError
 
 
-class RedisMetadataError(ValueError):
+class RedisMetadataError(ConfigError):
     """Metadata that names no usable Redis server; the message names the field."""
 
 

@@ -6,13 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tether.platform.components import Component
+from tether.platform.errors import ConfigError
 from tether.platform.lock.keys import KeyPrefix, LockKeyError
 from tether.platform.lock.store import LockStore
 
 BLOCK = "lock"
 
 
-class LockConfigError(ValueError):
+class LockConfigError(ConfigError):
     """A lock component that cannot be used; the message names it."""
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 
+from tether.platform.errors import TetherError
 
-class LockStoreError(Exception):
+
+class LockStoreError(TetherError):
     """The store failed (connection lost, server error): a 500 at the API."""
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from tether.platform.errors import TetherError
+
 DELIVER_AFTER = "deliverAfter"
 DELIVER_AT = "deliverAt"
 #: the furthest a publish may be delayed; held events live in the scheduler's memory until
@@ -30,7 +32,7 @@ _RFC3339 = re.compile(
 )
 
 
-class DeliveryTimeError(ValueError):
+class DeliveryTimeError(TetherError, ValueError):
     """A deliverAfter/deliverAt value that cannot be used; the message names it."""
 
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from tether.brokers import Broker, BrokerConfigError, open_broker
 from tether.brokers.base import StartFrom
 from tether.platform.components import Component, TopicScopes
+from tether.platform.errors import ConfigError
 
 #: a component reached the registry with its secretKeyRef values unresolved: its caller
 #: skipped tether.platform.secrets.resolve_app_secrets, which tether run and tether.App call
@@ -30,7 +31,7 @@ INITIAL_OFFSETS = ("newest", "oldest")
 START_FROM: Mapping[str, StartFrom] = {"oldest": "earliest", "newest": "latest"}
 
 
-class PubSubConfigError(ValueError):
+class PubSubConfigError(ConfigError):
     """A pub/sub component Tether cannot turn into a broker; the message names it."""
 
 

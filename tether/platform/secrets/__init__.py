@@ -5,13 +5,13 @@
 - :mod:`.resolve`: ``secretKeyRef`` values in other components' metadata, resolved at start
 - :mod:`.scoping`: the app configuration's secret scopes
 - :mod:`.api`: ``GET /v1.0/secrets/{store}/{name}`` and ``/bulk``, plugged into the sidecar
-  through ``tether.platform.sidecar.blocks``
+  through ``tether.sidecar.blocks``
 """
 
-from .registry import SecretStores, build_store
-from .resolve import SecretRefError, resolve_app_secrets, resolve_secret_refs
-from .scoping import ScopeConfigError, SecretScope, SecretScopes
-from .stores import (
+from tether.platform.secrets.registry import SecretStores, build_store
+from tether.platform.secrets.resolve import SecretRefError, resolve_app_secrets, resolve_secret_refs
+from tether.platform.secrets.scoping import ScopeConfigError, SecretScope, SecretScopes
+from tether.platform.secrets.stores import (
     LocalEnvStore,
     LocalFileStore,
     Secret,

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from tether.platform.components import Component
-
-from .stores import (
+from tether.platform.secrets.stores import (
     LocalEnvStore,
     LocalFileStore,
     SecretStore,
@@ -19,7 +18,7 @@ from .stores import (
     local_env,
     local_file,
 )
-from .stores.metadata import where
+from tether.platform.secrets.stores.metadata import where
 
 BLOCK = "secretstores"
 Builder = Callable[[Component, Path | None], SecretStore]

@@ -18,9 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from tether.platform.components import Component, MetadataValue, SecretKeyRef
-
-from .registry import BLOCK, SecretStores
-from .stores import (
+from tether.platform.secrets.registry import BLOCK, SecretStores
+from tether.platform.secrets.stores import (
     SecretConfigError,
     SecretNotFoundError,
     SecretStore,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .stores import SecretConfigError
+from tether.platform.secrets.stores import SecretConfigError
 
 ALLOW = "allow"
 DENY = "deny"

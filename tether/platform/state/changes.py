@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.platform.components import Component
+from tether.platform.errors import ConfigError
 from tether.platform.events import CloudEvent, utc_now
 from tether.platform.events.event import JSON_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
@@ -28,7 +29,7 @@ UPSERT = "upsert"
 DELETE = "delete"
 
 
-class ChangeFeedConfigError(ValueError):
+class ChangeFeedConfigError(ConfigError):
     """Change feed metadata that cannot work (one key without the other)."""
 
 

@@ -9,9 +9,9 @@ prefix itself (all as Dapr does). ``||`` is reserved: a key or prefix containing
 
 from __future__ import annotations
 
-import os
-
+from tether.platform import env
 from tether.platform.components import Component
+from tether.platform.errors import TetherError
 
 SEPARATOR = "||"
 KEY_PREFIX = "keyPrefix"
@@ -21,7 +21,7 @@ NAMESPACE = "namespace"
 NONE = "none"
 
 
-class InvalidKeyError(ValueError):
+class InvalidKeyError(TetherError, ValueError):
     """A key (or keyPrefix) that contains the reserved separator."""
 
 
@@ -50,7 +50,7 @@ class KeyScheme:
         if strategy == NAMESPACE:
             if not app_id:
                 return cls("")
-            namespace = os.environ.get("NAMESPACE")
+            namespace = env.namespace()
             return cls((f"{namespace}.{app_id}" if namespace else app_id) + SEPARATOR)
         check_key(raw)
         return cls(strategy + SEPARATOR)  # a literal prefix, lower-cased as Dapr does

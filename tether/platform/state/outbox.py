@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.platform.components import Component
+from tether.platform.errors import ConfigError, TetherError
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.events.event import (
     CONTEXT_ATTRIBUTES,
@@ -47,11 +48,11 @@ _EXTENSION = re.compile(r"^[a-z0-9]{1,20}$")
 _TRUTHY = ("1", "true", "t", "y", "yes", "on")
 
 
-class OutboxConfigError(ValueError):
+class OutboxConfigError(ConfigError):
     """Outbox metadata that cannot work (one required key without the other)."""
 
 
-class ProjectionError(ValueError):
+class ProjectionError(TetherError, ValueError):
     """An ``outbox.projection`` upsert with no upsert of the same key to project."""
 
 

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component
-from tether.platform.sidecar.blocks import BlockConfigError
 from tether.platform.state.store import StateStore
 
 DEFAULT_SQLITE_PATH = ".tether/state.db"

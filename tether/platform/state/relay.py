@@ -22,7 +22,7 @@ from tether.platform.events.json_format import from_json
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.state.store import OutboxRecord, StateStore, StateStoreError
 
-log = logging.getLogger("tether.state.relay")
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 200
 DEFAULT_POLL_INTERVAL = 1.0

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.platform.sidecar import errors
+from tether.platform import errors
+from tether.platform.errors import TetherError
 from tether.platform.state.keys import InvalidKeyError, KeyScheme
 from tether.platform.state.store import DeleteOperation, SetOperation
 
@@ -26,7 +27,7 @@ UPSERT = "upsert"
 DELETE = "delete"
 
 
-class BadRequest(ValueError):
+class BadRequest(TetherError, ValueError):
     def __init__(self, message: str, code: str = errors.MALFORMED_REQUEST) -> None:
         super().__init__(message)
         self.code = code

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.platform.errors import TetherError
+
 # Dapr's feature names, as /v1.0/metadata lists them for a state store
 FEATURE_ETAG = "ETAG"
 FEATURE_TRANSACTIONAL = "TRANSACTIONAL"
@@ -28,7 +30,7 @@ FEATURE_TTL = "TTL"
 FEATURE_QUERY_API = "QUERY_API"
 
 
-class StateStoreError(Exception):
+class StateStoreError(TetherError):
     """The store failed (connection lost, server error): a 500 at the API."""
 
 

@@ -1,6 +1,6 @@
 """Durable workflows: the pure engine (history, actions, replay executor, authoring API).
 
-No broker and no store here: the runtime (tether.platform.workflows.runtime) feeds history
+No broker and no store here: the runtime (tether.platform.workflows.durable) feeds history
 events in and carries the returned actions out. What the runtime uses:
 
 - executor.OrchestrationState: `replay(registry, instance_id, history)` (cold path),

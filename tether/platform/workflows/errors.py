@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tether.platform.errors import TetherError
+
 
 @dataclass(frozen=True)
 class FailureDetails:
@@ -30,7 +32,7 @@ class FailureDetails:
         return cls(type(exc).__name__, str(exc), stack)
 
 
-class WorkflowError(Exception):
+class WorkflowError(TetherError):
     """Base of the engine's own errors."""
 
 

@@ -1,6 +1,6 @@
 """Secret store implementations (``secretstores.local.file``, ``secretstores.local.env``)."""
 
-from .base import (
+from tether.platform.secrets.stores.base import (
     Secret,
     SecretConfigError,
     SecretNotFoundError,
@@ -9,8 +9,8 @@ from .base import (
     SecretStoreError,
     SecretText,
 )
-from .local_env import LocalEnvStore
-from .local_file import LocalFileStore
+from tether.platform.secrets.stores.local_env import LocalEnvStore
+from tether.platform.secrets.stores.local_file import LocalFileStore
 
 __all__ = [
     "LocalEnvStore",

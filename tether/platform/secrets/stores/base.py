@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from tether.platform.errors import ConfigError, TetherError
+
 Secret = dict[str, str]
 
 
@@ -22,11 +24,11 @@ class SecretText(str):
         return "'***'"
 
 
-class SecretStoreError(Exception):
+class SecretStoreError(TetherError):
     """A store that cannot answer (an unreadable file); the message holds no secret value."""
 
 
-class SecretConfigError(ValueError):
+class SecretConfigError(ConfigError):
     """Secrets set up wrongly (a store, a reference, a scope): the sidecar does not start."""
 
 

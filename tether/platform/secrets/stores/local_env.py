@@ -15,9 +15,8 @@ import os
 from collections.abc import Mapping
 
 from tether.platform.components import Component
-
-from . import metadata as md
-from .base import Secret, SecretNotFoundError, SecretText
+from tether.platform.secrets.stores import metadata as md
+from tether.platform.secrets.stores.base import Secret, SecretNotFoundError, SecretText
 
 TYPE = "secretstores.local.env"
 WITHHELD_NAMES = ("APP_API_TOKEN", "TETHER_API_TOKEN")

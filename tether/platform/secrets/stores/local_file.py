@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from tether.platform.components import Component
-
-from . import metadata as md
-from .base import Secret, SecretNotFoundError, SecretStoreConfigError, SecretText
+from tether.platform.secrets.stores import metadata as md
+from tether.platform.secrets.stores.base import (
+    Secret,
+    SecretNotFoundError,
+    SecretStoreConfigError,
+    SecretText,
+)
 
 TYPE = "secretstores.local.file"
 DEFAULT_SEPARATOR = ":"

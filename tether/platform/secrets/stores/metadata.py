@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from tether.platform.components import Component
-
-from .base import SecretStoreConfigError
+from tether.platform.secrets.stores.base import SecretStoreConfigError
 
 
 def where(component: Component) -> str:

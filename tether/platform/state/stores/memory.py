@@ -26,9 +26,14 @@ from tether.platform.state.store import (
     StateStore,
     StateStoreError,
 )
-
-from . import query as q
-from .common import check_etag, check_ttl, etag_for, expiry, item_metadata
+from tether.platform.state.stores import query as q
+from tether.platform.state.stores.common import (
+    check_etag,
+    check_ttl,
+    etag_for,
+    expiry,
+    item_metadata,
+)
 
 #: sweep expired entries after this many writes, so unread expired items don't pile up
 SWEEP_EVERY = 1000

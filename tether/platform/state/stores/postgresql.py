@@ -38,10 +38,15 @@ from tether.platform.state.store import (
     StateStore,
     StateStoreError,
 )
-
-from . import query as q
-from .common import check_etag, check_ttl, etag_for, item_metadata, json_text
-from .postgresql_query import compile_query
+from tether.platform.state.stores import query as q
+from tether.platform.state.stores.common import (
+    check_etag,
+    check_ttl,
+    etag_for,
+    item_metadata,
+    json_text,
+)
+from tether.platform.state.stores.postgresql_query import compile_query
 
 SCHEMA_VERSION = "1"
 POOL_SIZE = 4

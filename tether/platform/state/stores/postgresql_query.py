@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .query import Plan, Scalar, render_filter
+from tether.platform.state.stores.query import Plan, Scalar, render_filter
 
 _DOC = "(value_json::jsonb #> %s::text[])"
 _OPS = {"EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}

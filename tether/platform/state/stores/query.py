@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.platform.state.store import InvalidQueryError, Query, StateItem
-
-from .common import json_text
+from tether.platform.state.stores.common import json_text
 
 COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE")
 MAX_LIMIT = 10_000

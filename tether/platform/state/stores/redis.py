@@ -34,8 +34,7 @@ from tether.platform.state.store import (
     StateStore,
     StateStoreError,
 )
-
-from .common import check_etag, check_ttl, etag_for, item_metadata
+from tether.platform.state.stores.common import check_etag, check_ttl, etag_for, item_metadata
 
 #: connections per store; more concurrent calls wait for one instead of failing
 MAX_CONNECTIONS = 100

@@ -43,10 +43,16 @@ from tether.platform.state.store import (
     StateStore,
     StateStoreError,
 )
-
-from . import query as q
-from .common import check_etag, check_ttl, etag_for, expiry, item_metadata, json_text
-from .sqlite_query import compile_query
+from tether.platform.state.stores import query as q
+from tether.platform.state.stores.common import (
+    check_etag,
+    check_ttl,
+    etag_for,
+    expiry,
+    item_metadata,
+    json_text,
+)
+from tether.platform.state.stores.sqlite_query import compile_query
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .query import Plan, Scalar, render_filter
+from tether.platform.state.stores.query import Plan, Scalar, render_filter
 
 _NUMBER = "('integer', 'real')"
 _OPS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}

@@ -1,0 +1,2 @@
+"""The ``tether`` command: ``tether run``, ``tether worker``, ``tether workflow`` and
+``tether broker`` (``main.py``; one module or package per subcommand)."""

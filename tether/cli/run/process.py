@@ -1,0 +1,160 @@
+"""The app process: started with Dapr's environment, its output relayed, stopped on request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.cli.run.logs import AppOutput
+from tether.platform.errors import TetherError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 5.0  # Dapr's --dapr-graceful-shutdown-seconds default
+
+
+class AppError(TetherError):
+    """The app could not be started or did not come up; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """One app as ``tether run`` starts it, next to its sidecar."""
+
+    app_id: str
+    command: tuple[str, ...] = ()
+    app_port: int | None = None
+    http_port: int = 3500
+    grpc_port: int = 50001
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    resources_paths: tuple[Path, ...] = ()
+    #: the app configuration (a Dapr Configuration resource), or None
+    config_file: Path | None = None
+
+
+def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables the app gets: Dapr's (so the Dapr SDKs find the sidecar) and Tether's."""
+    env = dict(os.environ if base is None else base)
+    # the app's stdout is a pipe: unbuffered, a Python app's lines show up as they are printed
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(spec.env)
+    env.update(
+        APP_ID=spec.app_id,
+        DAPR_HTTP_PORT=str(spec.http_port),
+        DAPR_GRPC_PORT=str(spec.grpc_port),
+        TETHER_APP_ID=spec.app_id,
+        TETHER_HTTP_PORT=str(spec.http_port),
+    )
+    if spec.app_port is not None:
+        env.update(APP_PORT=str(spec.app_port), TETHER_APP_PORT=str(spec.app_port))
+    if spec.resources_paths:  # an in-app WorkflowRuntime finds the sidecar's components
+        env["TETHER_RESOURCES_PATH"] = os.pathsep.join(
+            str(p.resolve()) for p in spec.resources_paths)
+    return env
+
+
+class AppProcess:
+    """A running app. Its output lines go to ``output``; :meth:`stop` ends it."""
+
+    def __init__(self, spec: AppSpec, output: AppOutput) -> None:
+        self.spec = spec
+        self.output = output
+        self._proc: asyncio.subprocess.Process | None = None
+        self._relay: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            # a session of its own: a terminal's Ctrl+C reaches tether only, which forwards it
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.spec.command,
+                cwd=self.spec.cwd,
+                env=app_environment(self.spec),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AppError(f"cannot start app {self.spec.app_id!r}: {exc}") from exc
+        self._relay = asyncio.create_task(self._relay_output())
+        log.info("app %r started (pid %d)", self.spec.app_id, self._proc.pid)
+
+    async def _relay_output(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        while line := await self._proc.stdout.readline():
+            self.output.line(line.decode(errors="replace").rstrip("\r\n"))
+
+    async def wait(self) -> int:
+        """The app's exit code once it has exited and its output is relayed."""
+        assert self._proc is not None
+        code = await self._proc.wait()
+        if self._relay is not None:
+            await self._relay
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def wait_for_port(self, timeout: float, host: str = "127.0.0.1") -> None:
+        """Return once the app accepts connections on its port; AppError after ``timeout``.
+
+        Returns early (without error) if the app exits first: the caller sees the exit.
+        """
+        port = self.spec.app_port
+        assert port is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.running:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                if loop.time() >= deadline:
+                    raise AppError(
+                        f"app {self.spec.app_id!r} did not listen on port {port} within "
+                        f"{timeout:g}s (is --app-port right?)"
+                    ) from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            log.info("app %r is listening on port %d", self.spec.app_id, port)
+            return
+
+    async def stop(self, sig: int = signal.SIGTERM, grace: float = DEFAULT_GRACE) -> int:
+        """Send ``sig``; SIGKILL if the app is still running after ``grace`` seconds."""
+        assert self._proc is not None
+        if self.running:
+            self._signal(sig)
+            try:
+                return await asyncio.wait_for(self.wait(), grace)
+            except TimeoutError:
+                log.warning(
+                    "app %r still running %gs after %s: killing it",
+                    self.spec.app_id, grace, signal.Signals(sig).name,
+                )
+                self._signal(signal.SIGKILL)
+        return await self.wait()
+
+    def _signal(self, sig: int) -> None:
+        # the whole process group: a shell wrapper's children stop too
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)

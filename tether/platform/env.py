@@ -1,0 +1,53 @@
+"""Every environment variable Tether reads, in one place.
+
+The names are Dapr's where Dapr has one (``NAMESPACE``, ``APP_ID``, ``APP_API_TOKEN``,
+``DAPR_*``) and ``TETHER_*`` for Tether's own. Read them through these functions so that a
+reader can see what the process depends on, and tests can set one variable and know what
+it changes. (The ``secretstores.local.env`` store reads the environment as its data: that
+is the store, not configuration.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+#: the namespace of the app (Dapr's self-hosted mode); key prefixes and component templates
+NAMESPACE = "NAMESPACE"
+#: the app id, set by ``tether run`` (APP_ID, as Dapr) and ``tether worker`` (both)
+APP_ID = "APP_ID"
+TETHER_APP_ID = "TETHER_APP_ID"
+#: the token the sidecar sends to the app (Dapr's ``dapr-api-token`` header on app calls)
+APP_API_TOKEN = "APP_API_TOKEN"
+#: the broker URL of ``tether broker check`` and the embedded default
+TETHER_BROKER = "TETHER_BROKER"
+#: where a WorkflowRuntime outside ``tether run`` finds the app's resource files
+TETHER_RESOURCES_PATH = "TETHER_RESOURCES_PATH"
+#: overrides the workflow namespace (topics, groups, keys) of the app's runtime
+TETHER_WORKFLOW_NAMESPACE = "TETHER_WORKFLOW_NAMESPACE"
+#: the pub/sub component the workflow runtime uses when the app has several
+TETHER_WORKFLOW_PUBSUB = "TETHER_WORKFLOW_PUBSUB"
+
+
+def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable's value, or None when it is unset or empty."""
+    value = (os.environ if environ is None else environ).get(name)
+    return value or None
+
+
+def namespace() -> str | None:
+    return get(NAMESPACE)
+
+
+def app_id() -> str | None:
+    """The app id ``tether run`` or ``tether worker`` gave this process, if any."""
+    return get(TETHER_APP_ID) or get(APP_ID)
+
+
+def set_app_id(app_id: str) -> None:
+    """Give this process (and the processes it starts) an app id."""
+    os.environ[TETHER_APP_ID] = os.environ[APP_ID] = app_id
+
+
+def app_api_token() -> str | None:
+    return get(APP_API_TOKEN)

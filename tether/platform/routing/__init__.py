@@ -1,5 +1,0 @@
-"""Dapr-compatible pub/sub topic routing with CEL match expressions (docs/routing.md)."""
-
-from .table import OnError, Route, RouteEvaluationError, RouteTable, RoutingError, RuleLike
-
-__all__ = ["OnError", "Route", "RouteEvaluationError", "RouteTable", "RoutingError", "RuleLike"]

@@ -1,0 +1,172 @@
+"""The sidecar's Dapr-compatible HTTP API as an aiohttp Application (docs/http-api.md)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from aiohttp import web
+
+from tether.platform import errors
+from tether.platform.components import Component
+from tether.platform.errors import ApiError
+from tether.platform.pubsub import PubSubRegistry
+from tether.sidecar.blocks import ApiBlock
+from tether.sidecar.publish import PublishApi
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024  # Dapr's --max-body-size default
+ShutdownCallback = Callable[[], Awaitable[None] | None]
+#: the running subscriptions, as ``/v1.0/metadata`` lists them
+SubscriptionsView = Callable[[], Sequence[Mapping[str, Any]]]
+
+_PUBLISH = "/publish/{pubsub:[^/]*}/{topic:.*}"
+_BULK = "/publish/bulk/{pubsub:[^/]*}/{topic:.*}"
+
+
+def runtime_version() -> str:
+    try:
+        return f"tether-{version('tether')}"
+    except PackageNotFoundError:
+        return "tether-dev"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def dapr_errors(max_body_size: int) -> Any:
+    """A middleware answering ApiError and aiohttp's own 413 as Dapr-shaped JSON errors."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+        except web.HTTPRequestEntityTooLarge:
+            message = f"the request body is larger than the limit of {max_body_size} bytes"
+            return web.json_response(errors.error_body(errors.BODY_TOO_LARGE, message), status=413)
+
+    return middleware
+
+
+class MetadataApi:
+    """``/v1.0/metadata``, the health probes and ``/v1.0/shutdown``."""
+
+    def __init__(
+        self,
+        app_id: str,
+        components: Sequence[Component],
+        on_shutdown: ShutdownCallback | None,
+        subscriptions: SubscriptionsView | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.components = components
+        self.on_shutdown = on_shutdown
+        self.subscriptions = subscriptions
+        self.extended: dict[str, str] = {}
+        #: component name -> Dapr capability names, from blocks that report them
+        self.capabilities: list[Callable[[], Mapping[str, Sequence[str]]]] = []
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async def get_metadata(self, request: web.Request) -> web.StreamResponse:
+        capabilities: dict[str, Sequence[str]] = {}
+        for report in self.capabilities:
+            capabilities.update(report())
+        body: dict[str, Any] = {
+            "id": self.app_id,
+            "runtimeVersion": runtime_version(),
+            "enabledFeatures": [],
+            "components": [
+                {"name": c.name, "type": c.type, "version": c.version,
+                 "capabilities": list(capabilities.get(c.name, ()))}
+                for c in self.components
+            ],
+            "subscriptions": list(self.subscriptions()) if self.subscriptions else [],
+            "httpEndpoints": [],
+            "extended": dict(self.extended),
+        }
+        return web.json_response(body)
+
+    async def put_metadata(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            self.extended[request.match_info["key"]] = body.decode()
+        except UnicodeDecodeError:
+            raise ApiError(400, errors.METADATA_SET, "the value must be UTF-8 text") from None
+        return web.Response(status=204)
+
+    async def shutdown(self, request: web.Request) -> web.StreamResponse:
+        # the callback only schedules the stop, so the 204 still goes out (as in Dapr)
+        if self.on_shutdown is not None:
+            outcome = self.on_shutdown()
+            if inspect.isawaitable(outcome):
+                await outcome
+        return web.Response(status=204)
+
+
+def create_app(
+    registry: PubSubRegistry,
+    *,
+    app_id: str,
+    components: Sequence[Component] = (),
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    on_shutdown: ShutdownCallback | None = None,
+    close_registry: bool = True,
+    subscriptions: SubscriptionsView | None = None,
+    blocks: Sequence[ApiBlock] = (),
+) -> web.Application:
+    """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
+
+    ``on_shutdown`` runs on ``POST /v1.0/shutdown`` (it should only schedule the stop, the
+    response goes out after it returns). The registry's brokers are closed on app cleanup
+    unless ``close_registry`` is False. ``subscriptions`` lists the running subscriptions
+    for ``/v1.0/metadata``. Each of ``blocks`` adds its routes; they are started with the
+    app and closed on its cleanup, before the brokers (an outbox may still publish).
+    """
+    app = web.Application(client_max_size=max_body_size, middlewares=[dapr_errors(max_body_size)])
+    publish = PublishApi(registry, app_id)
+    meta = MetadataApi(app_id, components, on_shutdown, subscriptions)
+    routes: list[web.RouteDef] = []
+    for prefix in ("/v1.0", "/v1.0-alpha1"):
+        # bulk first: a pub/sub named "bulk" would otherwise shadow it (as in Dapr)
+        routes.append(web.post(prefix + _BULK, publish.publish_bulk))
+    routes += [
+        web.post("/v1.0" + _PUBLISH, publish.publish),
+        web.get("/v1.0/healthz", meta.healthz),
+        web.get("/v1.0/healthz/outbound", meta.healthz),
+        web.get("/v1.0/metadata", meta.get_metadata),
+        web.put("/v1.0/metadata/{key}", meta.put_metadata),
+        web.post("/v1.0/shutdown", meta.shutdown),
+    ]
+    for block in blocks:
+        routes += block.routes()
+        report = getattr(block, "capabilities", None)  # optional: blocks with components
+        if callable(report):
+            meta.capabilities.append(report)
+    app.add_routes(routes)
+    if blocks:
+
+        async def start_blocks(_: web.Application) -> None:
+            for block in blocks:
+                await block.start()
+
+        async def close_blocks(_: web.Application) -> None:
+            for block in reversed(blocks):
+                await block.close()
+
+        app.on_startup.append(start_blocks)
+        app.on_cleanup.append(close_blocks)
+    if close_registry:
+
+        async def close_brokers(_: web.Application) -> None:
+            await registry.close()
+
+        app.on_cleanup.append(close_brokers)
+    return app

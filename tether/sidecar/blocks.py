@@ -1,0 +1,50 @@
+"""The blocks the sidecar mounts: each block's service with its HTTP routes.
+
+A block's logic is a service in ``tether.platform.<block>`` built from a
+:class:`~tether.platform.blocks.BlockContext`; its HTTP API is a module here
+(``tether.sidecar.<block>``) whose factory returns an :class:`ApiBlock`: the service's
+routes, plus its start and close. A factory returns None when the app has no component of
+its kind. Keeping the list here means a new block touches one line of the sidecar, not its
+assembly code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+
+from tether.platform.blocks import Block, BlockContext
+from tether.sidecar.configuration import configuration_block
+from tether.sidecar.lock import lock_block
+from tether.sidecar.secrets import secrets_block
+from tether.sidecar.state import state_block
+from tether.sidecar.workflows.api import workflow_block
+
+
+class ApiBlock(Block, Protocol):
+    """One building block's HTTP API and the resources it holds."""
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """The block's routes (full paths, e.g. ``/v1.0/state/{store}``)."""
+
+
+BlockFactory = Callable[[BlockContext], ApiBlock | None]
+
+#: the factories the sidecar calls, in order; a block adds itself here
+BLOCK_FACTORIES: list[BlockFactory] = [
+    secrets_block,
+    state_block,
+    lock_block,
+    configuration_block,
+    workflow_block,
+]
+
+
+def build_blocks(
+    context: BlockContext, factories: Sequence[BlockFactory] | None = None
+) -> list[ApiBlock]:
+    """The blocks the app's components call for; a bad component raises BlockConfigError."""
+    chosen = BLOCK_FACTORIES if factories is None else factories
+    return [block for factory in chosen if (block := factory(context)) is not None]

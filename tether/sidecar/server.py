@@ -1,0 +1,140 @@
+"""One sidecar: the app's components loaded and the HTTP API served on a port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from tether.platform.blocks import BlockContext
+from tether.platform.components import Subscription, load_resources
+from tether.platform.components.appconfig import load_app_configuration
+from tether.platform.errors import ConfigError, TetherError
+from tether.platform.pubsub import PubSubRegistry
+from tether.platform.secrets import resolve_app_secrets
+from tether.sidecar import create_app
+from tether.sidecar.blocks import build_blocks
+from tether.workers.delivery import DeliveryOptions
+from tether.workers.scheduler import Schedulers
+from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class SidecarError(TetherError):
+    """The sidecar cannot start; the message says why (a bad resource file, a busy port)."""
+
+
+class Sidecar:
+    """Serves the Dapr HTTP API for ``app_id`` on ``http_port`` until :meth:`stop`.
+
+    ``shutdown_requested`` is set by ``POST /v1.0/shutdown``; whoever runs the sidecar
+    watches it and stops everything (the sidecar does not stop itself mid-response).
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        http_port: int,
+        resources_paths: Sequence[str | Path] = (),
+        host: str = DEFAULT_HOST,
+        config_file: str | Path | None = None,
+        app_port: int | None = None,
+    ) -> None:
+        self.app_id = app_id
+        #: where blocks push to the app (configuration changes); None: no app channel
+        self.app_port = app_port
+        self.config_file = config_file
+        self.http_port = http_port
+        self.resources_paths = list(resources_paths)
+        self.host = host
+        self.shutdown_requested = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._registry: PubSubRegistry | None = None
+        self._declarative: tuple[Subscription, ...] = ()
+        self.subscriptions: AppSubscriptions | None = None
+        self._schedulers: Schedulers | None = None
+
+    async def start(self) -> None:
+        try:
+            resources = load_resources(self.resources_paths or None, self.app_id)
+            config = load_app_configuration(self.config_file) if self.config_file else {}
+            # secretKeyRef values resolved first: the registry and the blocks see plain strings
+            components = await resolve_app_secrets(resources.components_for(self.app_id))
+            registry = PubSubRegistry(components)
+            self._declarative = resources.subscriptions_for(self.app_id)
+            blocks = build_blocks(
+                BlockContext(
+                    self.app_id, components, registry, app_port=self.app_port,
+                    configuration=config,
+                )
+            )
+        except ConfigError as exc:
+            raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
+        app = create_app(
+            registry,
+            app_id=self.app_id,
+            components=components,
+            on_shutdown=self.shutdown_requested.set,
+            subscriptions=self._subscriptions_metadata,
+            blocks=blocks,
+        )
+        self._registry = registry
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.http_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SidecarError(
+                f"cannot serve the HTTP API of app {self.app_id!r} on "
+                f"{self.host}:{self.http_port}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        # delayed publish: forward this app's components' scheduled events when due
+        self._schedulers = Schedulers(registry.names, registry.broker)
+        self._schedulers.start()
+        names = ", ".join(c.name for c in components) or "none"
+        log.info(
+            "sidecar for app %r: HTTP API on http://%s:%d, components: %s",
+            self.app_id, self.host, self.http_port, names,
+        )
+
+    def _subscriptions_metadata(self) -> list[dict[str, object]]:
+        return [] if self.subscriptions is None else self.subscriptions.metadata()
+
+    async def start_subscriptions(self, app_port: int, drain_timeout: float) -> None:
+        """Deliver the app's subscriptions to ``app_port`` (call once the app listens)."""
+        assert self._registry is not None, "start() first"
+        subs = AppSubscriptions(
+            self.app_id, app_port, self._registry, self._declarative,
+            options=DeliveryOptions(drain_timeout=drain_timeout),
+        )
+        try:
+            await subs.start()
+        except SubscriptionError as exc:
+            raise SidecarError(str(exc)) from exc
+        self.subscriptions = subs
+
+    async def stop_subscriptions(self) -> None:
+        """Stop delivering, letting in-flight deliveries finish (the brokers stay open)."""
+        subs, self.subscriptions = self.subscriptions, None
+        if subs is not None:
+            await subs.stop()
+
+    async def stop(self) -> None:
+        """Stop delivering, stop serving and close the brokers (the app's cleanup closes
+        the registry)."""
+        await self.stop_subscriptions()
+        schedulers, self._schedulers = self._schedulers, None
+        if schedulers is not None:
+            await schedulers.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("sidecar for app %r stopped", self.app_id)
