@@ -36,12 +36,12 @@ from tether.platform.configuration.store import (
     Items,
 )
 from tether.platform.errors import ApiError
+from tether.sidecar.request import request_metadata
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST
 
 log = logging.getLogger(__name__)
 
 PREFIXES = ("/v1.0", "/v1.0-alpha1")
-METADATA_PREFIX = "metadata."
 #: Dapr's variable: the token the sidecar sends to the app
 APP_API_TOKEN = env.APP_API_TOKEN
 PUSH_TIMEOUT = 60.0
@@ -59,13 +59,6 @@ class Subscription:
     watch: ConfigurationWatch
     task: asyncio.Task[None] | None = None
 
-
-def _metadata(request: web.Request) -> dict[str, str]:
-    return {
-        name[len(METADATA_PREFIX):]: value
-        for name, value in request.query.items()
-        if name.startswith(METADATA_PREFIX)
-    }
 
 
 class ConfigurationApi:
@@ -131,7 +124,7 @@ class ConfigurationApi:
         name, store = self._store(request)
         keys = request.query.getall("key", [])
         try:
-            items = await store.get(keys, _metadata(request))
+            items = await store.get(keys, request_metadata(request))
         except ConfigurationStoreError as exc:
             raise ApiError(
                 500, errors.CONFIGURATION_GET,
@@ -149,7 +142,7 @@ class ConfigurationApi:
                 "app channel is not initialized. cannot subscribe to configuration updates",
             )
         keys = request.query.getall("key", [])
-        metadata = _metadata(request)
+        metadata = request_metadata(request)
         try:
             watch = await store.watch(keys, metadata)
         except ConfigurationStoreError as exc:

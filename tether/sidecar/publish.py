@@ -32,17 +32,16 @@ from tether.platform.events.json_format import event_from_attributes, from_objec
 from tether.platform.pubsub import PubSubRegistry, PubSubSpec
 from tether.platform.pubsub.delivery_time import DeliveryTimeError, due_time
 from tether.platform.pubsub.scheduled import publish_at
+from tether.sidecar.request import request_metadata, trace_headers
 
 DAPR_EVENT_TYPE = "com.dapr.event.sent"
 DEFAULT_CONTENT_TYPE = "text/plain"
-METADATA_PREFIX = "metadata."
 CLOUDEVENT_PREFIX = "cloudevent."
 #: envelope attributes a ``metadata.cloudevent.<name>`` parameter may set
 OVERRIDABLE = (
     "id", "source", "type", "subject", "dataschema", "time", "traceid", "traceparent",
     "tracestate",
 )
-TRACE_HEADERS = ("traceparent", "tracestate")
 _TRUTHY = ("1", "true", "t", "y", "yes", "on")
 
 
@@ -52,15 +51,6 @@ class Target:
 
     spec: PubSubSpec
     topic: str
-
-
-def request_metadata(request: web.Request) -> dict[str, str]:
-    """``?metadata.key=value`` parameters, prefix removed (names are case-sensitive)."""
-    return {
-        name[len(METADATA_PREFIX):]: value
-        for name, value in request.query.items()
-        if name.startswith(METADATA_PREFIX)
-    }
 
 
 def resolve(registry: PubSubRegistry, pubsub: str, topic: str) -> Target:
@@ -245,10 +235,6 @@ def _decode_body(body: bytes, content_type: str) -> Any:
         except UnicodeDecodeError:
             return body
     return body
-
-
-def trace_headers(request: web.Request) -> dict[str, str]:
-    return {h: request.headers[h] for h in TRACE_HEADERS if request.headers.get(h)}
 
 
 async def publish_to(

@@ -28,8 +28,7 @@ from tether.platform.secrets.stores import (
     SecretStore,
     SecretStoreError,
 )
-
-METADATA_PREFIX = "metadata."
+from tether.sidecar.request import request_metadata
 
 
 class SecretsApi:
@@ -75,7 +74,7 @@ class SecretsApi:
                 f"access denied by policy to get {name!r} from {store_name!r}",
             )
         try:
-            secret = await store.get(name, _metadata(request))
+            secret = await store.get(name, request_metadata(request))
         except SecretNotFoundError as exc:
             raise ApiError(404, errors.SECRET_GET, _get_failed(name, store_name, exc)) from None
         except SecretStoreError as exc:
@@ -85,7 +84,7 @@ class SecretsApi:
     async def bulk(self, request: web.Request) -> web.StreamResponse:
         store_name, store = self._store(request)
         try:
-            secrets = await store.bulk(_metadata(request))
+            secrets = await store.bulk(request_metadata(request))
         except SecretStoreError as exc:
             raise ApiError(
                 500,
@@ -99,13 +98,6 @@ class SecretsApi:
 def _get_failed(name: str, store: str, exc: Exception) -> str:
     return f"failed getting secret with key {name} from secret store {store}: {exc}"
 
-
-def _metadata(request: web.Request) -> dict[str, str]:
-    return {
-        k[len(METADATA_PREFIX):]: v
-        for k, v in request.query.items()
-        if k.startswith(METADATA_PREFIX)
-    }
 
 
 def secrets_block(context: BlockContext) -> SecretsApi:

@@ -55,7 +55,7 @@ from tether.platform.state.store import (
     StateStoreError,
 )
 from tether.platform.state.stores.common import new_etag
-from tether.sidecar.publish import request_metadata, trace_headers
+from tether.sidecar.request import request_metadata, trace_headers
 
 log = logging.getLogger(__name__)
 
