@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from tether.platform import env
+from tether.platform.components.metadata import DurationError, parse_duration
 from tether.platform.components.model import (
     TOPIC_SCOPE_KEYS,
     Component,
@@ -269,27 +270,12 @@ def _topic_scopes(spec: Fields, metadata: dict[str, MetadataValue]) -> TopicScop
         raise spec.error(f"metadata.{exc.key}", exc.problem) from exc
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
 def _duration(spec: Fields, key: str, text: str) -> float:
-    """A Go duration (``5s``, ``1m30s``, ``500ms``) in seconds."""
-    if text == "0":
-        return 0.0
-    parts = list(_DURATION_PART.finditer(text))
-    if not parts or "".join(p.group(0) for p in parts) != text:
-        raise spec.error(key, f"{text!r} is not a duration like 5s, 1m30s or 500ms")
-    return sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
+    """A Go duration (``5s``, ``1m30s``, ``500ms``) or plain seconds."""
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise spec.error(key, str(exc)) from None
 
 
 def _resource_files(folders: list[str | Path]) -> Iterator[Path]:

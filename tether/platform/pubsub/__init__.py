@@ -1,7 +1,7 @@
 """Pub/sub building block: Dapr pub/sub components mapped to Tether brokers."""
 
 from tether.platform.pubsub.registry import (
-    MAPPERS,
+    PUBSUB_TYPES,
     SECRET_REFS_UNSUPPORTED,
     PubSubConfigError,
     PubSubRegistry,
@@ -11,7 +11,7 @@ from tether.platform.pubsub.registry import (
 )
 
 __all__ = [
-    "MAPPERS",
+    "PUBSUB_TYPES",
     "SECRET_REFS_UNSUPPORTED",
     "PubSubConfigError",
     "PubSubRegistry",

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from tether.platform.components import metadata
+from tether.platform.components.metadata import DurationError
 from tether.platform.errors import TetherError
 
 DELIVER_AFTER = "deliverAfter"
@@ -21,12 +23,6 @@ DELIVER_AT = "deliverAt"
 #: due, so years-long delays are a mistake rather than a plan (and would overflow datetime)
 MAX_DELAY = timedelta(days=3650)
 
-_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-    "h": 3600.0,
-}
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")
 _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -38,25 +34,11 @@ class DeliveryTimeError(TetherError, ValueError):
 
 def parse_duration(text: str) -> timedelta:
     """A non-negative Go duration or plain seconds; raises DeliveryTimeError."""
-    value = text.strip()
-    if value.startswith("-"):
-        raise DeliveryTimeError(f"deliverAfter {text!r} is negative")
-    if value.startswith("+"):
-        value = value[1:]
-    if _NUMBER.fullmatch(value):
-        seconds = float(value)
-    else:
-        seconds, position = 0.0, 0
-        for match in _PART.finditer(value):
-            if match.start() != position:
-                break
-            seconds += float(match.group(1)) * _UNITS[match.group(2)]
-            position = match.end()
-        if not value or position != len(value):
-            raise DeliveryTimeError(
-                f"deliverAfter {text!r} is not a duration (e.g. 30, 90s, 1m30s, 2h, 500ms)"
-            )
-    if not math.isfinite(seconds) or seconds > MAX_DELAY.total_seconds():
+    try:
+        seconds = metadata.parse_duration(text)
+    except DurationError as exc:
+        raise DeliveryTimeError(f"deliverAfter {exc}") from None
+    if seconds > MAX_DELAY.total_seconds():
         raise DeliveryTimeError(f"deliverAfter {text!r} is longer than {MAX_DELAY.days} days")
     return timedelta(seconds=seconds)
 

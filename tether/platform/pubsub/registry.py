@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from tether.brokers import Broker, BrokerConfigError, open_broker
 from tether.brokers.base import StartFrom
-from tether.platform.components import Component, TopicScopes
+from tether.platform.components import Component, TopicScopes, metadata
+from tether.platform.components.metadata import MetadataError
+from tether.platform.components.registry import ComponentTypes
 from tether.platform.errors import ConfigError
 
 #: a component reached the registry with its secretKeyRef values unresolved: its caller
@@ -61,21 +62,6 @@ class PubSubSpec:
         return START_FROM[self.initial_offset] if self.initial_offset else None
 
 
-Mapper = Callable[[Component], PubSubSpec]
-
-
-def _where(component: Component) -> str:
-    where = f" ({component.source})" if component.source is not None else ""
-    return f"pub/sub component {component.name!r}{where}"
-
-
-def _required(component: Component, key: str) -> str:
-    value = component.value(key)
-    if not value:
-        raise PubSubConfigError(f"{_where(component)}: metadata {key} is required")
-    return value
-
-
 def _spec(
     component: Component,
     url: str,
@@ -97,7 +83,7 @@ def _spec(
 
 
 def _embedded(component: Component) -> PubSubSpec:
-    return _spec(component, f"embedded://{_required(component, 'path')}")
+    return _spec(component, f"embedded://{metadata.required(component, 'path')}")
 
 
 def _memory(component: Component) -> PubSubSpec:
@@ -106,77 +92,63 @@ def _memory(component: Component) -> PubSubSpec:
 
 
 def _kafka(component: Component) -> PubSubSpec:
-    auth = (component.value("authType") or "none").lower()
+    auth = (metadata.text(component, "authType") or "none").lower()
     if auth != "none":
-        raise PubSubConfigError(
-            f"{_where(component)}: authType {auth!r} is not supported yet; use none"
-        )
-    brokers = [b.strip() for b in _required(component, "brokers").split(",") if b.strip()]
-    if not brokers:
-        raise PubSubConfigError(f"{_where(component)}: metadata brokers names no host:port")
-    offset = component.value("initialOffset")
+        raise MetadataError("authType", f"{auth!r} is not supported yet; use none")
+    brokers = [b.strip() for b in metadata.required(component, "brokers").split(",")]
+    if not any(brokers):
+        raise MetadataError("brokers", "names no host:port")
+    offset = metadata.text(component, "initialOffset")
     if offset is not None and offset.lower() not in INITIAL_OFFSETS:
-        raise PubSubConfigError(
-            f"{_where(component)}: initialOffset {offset!r} must be newest or oldest"
-        )
+        raise MetadataError("initialOffset", f"{offset!r} must be newest or oldest")
     return _spec(
         component,
-        "kafka://" + ",".join(brokers),
-        consumer_group=component.value("consumerGroup") or None,
+        "kafka://" + ",".join(b for b in brokers if b),
+        consumer_group=metadata.text(component, "consumerGroup"),
         initial_offset=offset.lower() if offset else None,
     )
 
 
 def _redis(component: Component) -> PubSubSpec:
-    host = _required(component, "redisHost")
-    password = component.value("redisPassword") or ""
-    db = component.value("redisDB") or "0"
-    if not db.isdigit():
-        raise PubSubConfigError(f"{_where(component)}: redisDB {db!r} must be a number")
-    tls = (component.value("enableTLS") or "false").lower() == "true"
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return _spec(component, f"{'rediss' if tls else 'redis'}://{auth}{host}/{db}")
+    return _spec(component, metadata.RedisSettings.from_component(component).url)
 
 
 def _servicebus(component: Component) -> PubSubSpec:
-    connection_string = component.value("connectionString")
-    if not connection_string:
-        raise PubSubConfigError(
-            f"{_where(component)}: metadata connectionString is required "
-            "(namespaceName with Azure AD is not supported yet)"
-        )
+    connection_string = metadata.required(
+        component, "connectionString", "namespaceName with Azure AD is not supported yet"
+    )
     from tether.brokers.servicebus.settings import connection_string_endpoint
 
     try:
         host = connection_string_endpoint(connection_string)
     except BrokerConfigError as exc:
-        raise PubSubConfigError(f"{_where(component)}: {exc}") from None
+        raise PubSubConfigError(str(exc)) from None
     return _spec(component, f"servicebus://{host}", secret=connection_string)
 
 
-MAPPERS: Mapping[str, Mapper] = {
+#: the pub/sub component types Tether can open, and the broker each becomes
+PUBSUB_TYPES = ComponentTypes(
+    "pubsub",
+    "pub/sub component",
+    {
     "pubsub.tether.embedded": _embedded,
     "pubsub.in-memory": _memory,
     "pubsub.kafka": _kafka,
     "pubsub.redis": _redis,
     "pubsub.azure.servicebus.topics": _servicebus,
-}
+    },
+    PubSubConfigError,
+)
 
 
 def broker_spec(component: Component) -> PubSubSpec:
     """The broker for one pub/sub component; raises PubSubConfigError naming the problem."""
-    mapper = MAPPERS.get(component.type)
-    if mapper is None:
-        raise PubSubConfigError(
-            f"{_where(component)}: type {component.type!r} is not supported; "
-            f"supported: {', '.join(MAPPERS)}"
-        )
     refs = component.secret_refs()
-    if refs:
-        raise PubSubConfigError(
-            f"{_where(component)}: metadata {', '.join(sorted(refs))}: {SECRET_REFS_UNSUPPORTED}"
+    if refs and component.type in PUBSUB_TYPES.factories:
+        raise PUBSUB_TYPES.fail(
+            component, f"metadata {', '.join(sorted(refs))}: {SECRET_REFS_UNSUPPORTED}"
         )
-    return mapper(component)
+    return PUBSUB_TYPES.build(component)
 
 
 def open_spec(spec: PubSubSpec) -> Broker:
@@ -201,7 +173,7 @@ class PubSubRegistry:
         *,
         opener: Callable[[PubSubSpec], Broker] = open_spec,
     ) -> None:
-        self._specs = {c.name: broker_spec(c) for c in components if c.block == "pubsub"}
+        self._specs = {c.name: broker_spec(c) for c in PUBSUB_TYPES.of(components)}
         self._opener = opener
         self._brokers: dict[str, Broker] = {}
         self._locks: dict[str, asyncio.Lock] = {}

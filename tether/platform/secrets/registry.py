@@ -6,10 +6,11 @@ secrets file stops the sidecar with a message naming the component, not a later 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from tether.platform.components import Component
+from tether.platform.components.registry import ComponentTypes
 from tether.platform.secrets.stores import (
     LocalEnvStore,
     LocalFileStore,
@@ -18,26 +19,23 @@ from tether.platform.secrets.stores import (
     local_env,
     local_file,
 )
-from tether.platform.secrets.stores.metadata import where
 
 BLOCK = "secretstores"
-Builder = Callable[[Component, Path | None], SecretStore]
-
-BUILDERS: Mapping[str, Builder] = {
-    local_file.TYPE: LocalFileStore.from_component,
-    local_env.TYPE: lambda component, _base: LocalEnvStore.from_component(component),
-}
+#: the secret store types Tether can open (relative file paths from the base directory)
+SECRET_STORE_TYPES: ComponentTypes[[Path | None], SecretStore] = ComponentTypes(
+    BLOCK,
+    "secret store",
+    {
+        local_file.TYPE: LocalFileStore.from_component,
+        local_env.TYPE: lambda component, _base: LocalEnvStore.from_component(component),
+    },
+    SecretStoreConfigError,
+)
 
 
 def build_store(component: Component, base_dir: Path | None = None) -> SecretStore:
     """The store of one ``secretstores.*`` component; SecretStoreConfigError names it."""
-    builder = BUILDERS.get(component.type)
-    if builder is None:
-        raise SecretStoreConfigError(
-            f"{where(component)}: type {component.type!r} is not supported; "
-            f"supported: {', '.join(BUILDERS)}"
-        )
-    return builder(component, base_dir)
+    return SECRET_STORE_TYPES.build(component, base_dir)
 
 
 class SecretStores(Mapping[str, SecretStore]):
@@ -52,7 +50,7 @@ class SecretStores(Mapping[str, SecretStore]):
     ) -> SecretStores:
         """Build every ``secretstores.*`` component (relative paths from ``base_dir``, else
         the working directory)."""
-        return cls(build_store(c, base_dir) for c in components if c.block == BLOCK)
+        return cls(build_store(c, base_dir) for c in SECRET_STORE_TYPES.of(components))
 
     def __getitem__(self, name: str) -> SecretStore:
         return self._stores[name]

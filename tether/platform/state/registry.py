@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.platform.blocks import BlockConfigError
-from tether.platform.components import Component
+from tether.platform.components import Component, metadata
+from tether.platform.components.metadata import MetadataError
+from tether.platform.components.registry import ComponentTypes
+from tether.platform.errors import ConfigError
 from tether.platform.state.store import StateStore
 
+BLOCK = "state"
 DEFAULT_SQLITE_PATH = ".tether/state.db"
 DEFAULT_TABLE = "state"
 DEFAULT_METADATA_TABLE = "tether_state_metadata"
@@ -24,8 +28,6 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_BUSY_TIMEOUT = 5.0
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class StateStoreConfigError(BlockConfigError):
@@ -48,73 +50,20 @@ class StateStoreSpec:
     opener: Opener
 
 
-def _where(component: Component) -> str:
-    where = f" ({component.source})" if component.source is not None else ""
-    return f"state store component {component.name!r}{where}"
-
-
-def _fail(component: Component, field: str, problem: str) -> StateStoreConfigError:
-    return StateStoreConfigError(f"{_where(component)}: metadata {field} {problem}")
-
-
-def _text(component: Component, field: str) -> str | None:
-    if field in component.secret_refs():
-        raise _fail(component, field, "uses secretKeyRef, which needs a secret store: "
-                                      "not supported for state stores yet")
-    value = component.value(field)
-    return value.strip() if value is not None and value.strip() else None
-
-
-def _required(component: Component, field: str) -> str:
-    value = _text(component, field)
-    if value is None:
-        raise _fail(component, field, "is required")
-    return value
-
-
 def _identifier(component: Component, field: str, default: str, *, schema: bool = False
                 ) -> str:
-    value = _text(component, field) or default
+    value = metadata.text(component, field) or default
     parts = value.split(".")
     if len(parts) > (2 if schema else 1) or not all(_IDENTIFIER.fullmatch(p) for p in parts):
-        raise _fail(component, field, f"{value!r} must be a table name (letters, digits, _)"
-                    + (", optionally schema.table" if schema else ""))
+        raise MetadataError(field, f"{value!r} must be a table name (letters, digits, _)"
+                            + (", optionally schema.table" if schema else ""))
     return value
 
 
-def _duration(component: Component, field: str, default: float) -> float:
-    """Dapr durations: ``20s``, ``500ms``, ``1m``, or a number of seconds."""
-    value = _text(component, field)
-    if value is None:
-        return default
-    match = _DURATION.fullmatch(value)
-    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else 0.0
-    if seconds <= 0:
-        raise _fail(component, field, f"{value!r} must be a positive duration like 20s")
-    return seconds
-
-
-def _integer(component: Component, field: str, *, minimum: int) -> int | None:
-    value = _text(component, field)
-    if value is None:
-        return None
-    if not re.fullmatch(r"-?\d+", value) or int(value) < minimum:
-        raise _fail(component, field, f"{value!r} must be a whole number >= {minimum}")
-    return int(value)
-
-
-def _boolean(component: Component, field: str) -> bool:
-    value = (_text(component, field) or "false").lower()
-    if value not in ("true", "false"):
-        raise _fail(component, field, f"{value!r} must be true or false")
-    return value == "true"
-
-
-def _missing_extra(component: Component, extra: str, exc: ImportError
-                   ) -> StateStoreConfigError:
-    return StateStoreConfigError(
-        f"{_where(component)}: {component.type} needs the {extra} driver "
-        f"(pip install 'tether[{extra}]'): {exc}"
+def _missing_extra(component: Component, extra: str, exc: ImportError) -> ConfigError:
+    return STATE_TYPES.fail(
+        component, f"{component.type} needs the {extra} driver (pip install 'tether[{extra}]'): "
+                   f"{exc}"
     )
 
 
@@ -128,12 +77,12 @@ def _memory(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _sqlite(component: Component, base_dir: Path | None) -> Opener:
-    raw = _text(component, "connectionString") or DEFAULT_SQLITE_PATH
+    raw = metadata.text(component, "connectionString") or DEFAULT_SQLITE_PATH
     if raw.startswith("file:"):  # Dapr accepts file: URIs; options after ? are not used
         raw = raw.removeprefix("file:").split("?", 1)[0]
     if raw in (":memory:", ""):
-        raise _fail(component, "connectionString", "must be a file path (use "
-                    "state.in-memory for a store in memory)")
+        raise MetadataError("connectionString", "must be a file path (use state.in-memory "
+                                                "for a store in memory)")
     path = Path(raw).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
@@ -141,8 +90,8 @@ def _sqlite(component: Component, base_dir: Path | None) -> Opener:
     metadata_table = _identifier(component, "metadataTableName", DEFAULT_METADATA_TABLE)
     # Dapr's timeout bounds each operation; here the busy timeout does (a write waits at
     # most that long for the file's write lock), so timeout is only checked
-    _duration(component, "timeout", DEFAULT_TIMEOUT)
-    busy = _duration(component, "busyTimeout", DEFAULT_BUSY_TIMEOUT)
+    metadata.duration(component, "timeout", DEFAULT_TIMEOUT)
+    busy = metadata.duration(component, "busyTimeout", DEFAULT_BUSY_TIMEOUT)
 
     async def opener() -> StateStore:
         from tether.platform.state.stores.sqlite import SqliteStateStore
@@ -155,17 +104,10 @@ def _sqlite(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _redis(component: Component, base_dir: Path | None) -> Opener:
-    address = _required(component, "redisHost")
-    host, _, port_text = address.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _fail(component, "redisHost", f"{address!r} must be host:port")
-    password = _text(component, "redisPassword")
-    username = _text(component, "redisUsername")
-    db = _integer(component, "redisDB", minimum=0) or 0
-    tls = _boolean(component, "enableTLS")
-    ttl = _integer(component, "ttlInSeconds", minimum=-1)
+    settings = metadata.RedisSettings.from_component(component)
+    ttl = metadata.integer(component, "ttlInSeconds", minimum=-1)
     if ttl == 0:
-        raise _fail(component, "ttlInSeconds", "must be a positive number of seconds or -1")
+        raise MetadataError("ttlInSeconds", "must be a positive number of seconds or -1")
 
     async def opener() -> StateStore:
         try:
@@ -173,8 +115,9 @@ def _redis(component: Component, base_dir: Path | None) -> Opener:
         except ImportError as exc:
             raise _missing_extra(component, "redis", exc) from exc
         return await RedisStateStore.open(
-            host=host.strip("[]"), port=int(port_text), username=username, password=password,
-            db=db, tls=tls, default_ttl=None if ttl == -1 else ttl,
+            host=settings.host, port=settings.port, username=settings.username,
+            password=settings.password, db=settings.db, tls=settings.tls,
+            default_ttl=None if ttl == -1 else ttl,
             outbox_key=f"tether||outbox||{component.name}",
         )
 
@@ -182,14 +125,14 @@ def _redis(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _postgresql(component: Component, base_dir: Path | None) -> Opener:
-    conninfo = _required(component, "connectionString")
+    conninfo = metadata.required(component, "connectionString")
     table = _identifier(component, "tableName", DEFAULT_TABLE, schema=True)
     metadata_table = _identifier(
         component, "metadataTableName", DEFAULT_METADATA_TABLE, schema=True
     )
-    timeout = _duration(component, "timeout", DEFAULT_TIMEOUT)
-    if "timeoutInSeconds" in component.metadata:  # Dapr's v1 name for the same setting
-        timeout = float(_integer(component, "timeoutInSeconds", minimum=1) or timeout)
+    timeout = metadata.duration(component, "timeout", DEFAULT_TIMEOUT)
+    # Dapr's v1 name for the same setting
+    timeout = float(metadata.integer(component, "timeoutInSeconds", minimum=1) or timeout)
 
     async def opener() -> StateStore:
         try:
@@ -203,30 +146,25 @@ def _postgresql(component: Component, base_dir: Path | None) -> Opener:
     return opener
 
 
-_MAPPERS: dict[str, Callable[[Component, Path | None], Opener]] = {
-    "state.in-memory": _memory,
-    "state.sqlite": _sqlite,
-    "state.redis": _redis,
-    "state.postgresql": _postgresql,
-}
-
 #: the state component types Tether can open
-STATE_TYPES = tuple(_MAPPERS)
+STATE_TYPES: ComponentTypes[[Path | None], Opener] = ComponentTypes(
+    BLOCK,
+    "state store component",
+    {
+        "state.in-memory": _memory,
+        "state.sqlite": _sqlite,
+        "state.redis": _redis,
+        "state.postgresql": _postgresql,
+    },
+    StateStoreConfigError,
+    versions=("v1", "v2"),
+    unknown=UnknownStateStoreError,
+)
 
 
 def state_store_spec(component: Component, base_dir: Path | None = None) -> StateStoreSpec:
     """Check a ``state.*`` component (no I/O); ``base_dir`` anchors a relative SQLite path."""
-    mapper = _MAPPERS.get(component.type)
-    if mapper is None:
-        raise UnknownStateStoreError(
-            f"{_where(component)}: unknown state store type {component.type!r}; "
-            f"Tether supports {', '.join(STATE_TYPES)}"
-        )
-    if component.version not in ("v1", "v2"):
-        raise StateStoreConfigError(
-            f"{_where(component)}: version {component.version!r} is not supported (v1 or v2)"
-        )
-    return StateStoreSpec(component.name, component.type, mapper(component, base_dir))
+    return StateStoreSpec(component.name, component.type, STATE_TYPES.build(component, base_dir))
 
 
 async def open_state_store(component: Component, base_dir: Path | None = None) -> StateStore:

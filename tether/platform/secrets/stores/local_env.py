@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from tether.platform.components import Component
-from tether.platform.secrets.stores import metadata as md
+from tether.platform.components import Component, metadata
 from tether.platform.secrets.stores.base import Secret, SecretNotFoundError, SecretText
 
 TYPE = "secretstores.local.env"
@@ -39,7 +38,7 @@ class LocalEnvStore:
 
     @classmethod
     def from_component(cls, component: Component) -> LocalEnvStore:
-        return cls(component.name, md.text(component, "prefix") or "")
+        return cls(component.name, metadata.text(component, "prefix") or "")
 
     async def get(self, name: str, metadata: Mapping[str, str]) -> Secret:
         variable = self.prefix + name

@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tether.platform.components import Component
-from tether.platform.secrets.stores import metadata as md
+from tether.platform.components import Component, metadata
 from tether.platform.secrets.stores.base import (
     Secret,
     SecretNotFoundError,
@@ -40,17 +39,15 @@ class LocalFileStore:
 
     @classmethod
     def from_component(cls, component: Component, base_dir: Path | None = None) -> LocalFileStore:
-        file = md.text(component, "secretsFile")
-        if not file:
-            raise SecretStoreConfigError(f"{md.where(component)}: metadata secretsFile is required")
-        separator = md.text(component, "nestedSeparator") or DEFAULT_SEPARATOR
-        multi = md.boolean(component, "multiValued", False)
+        file = metadata.required(component, "secretsFile")
+        separator = metadata.text(component, "nestedSeparator") or DEFAULT_SEPARATOR
+        multi = metadata.boolean(component, "multiValued")
         path = Path(file) if base_dir is None else base_dir / file
-        document = _read(path, component)
+        document = _read(path)
         try:
             secrets = parse_secrets(document, separator, multi)
         except ValueError as exc:
-            raise SecretStoreConfigError(f"{md.where(component)}: {path}: {exc}") from None
+            raise SecretStoreConfigError(f"{path}: {exc}") from None
         return cls(component.name, secrets)
 
     async def get(self, name: str, metadata: Mapping[str, str]) -> Secret:
@@ -109,19 +106,19 @@ def _scalar(value: Any) -> str:
     return SecretText(json.dumps(value))  # numbers as written in JSON
 
 
-def _read(path: Path, component: Component) -> Any:
+def _read(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise SecretStoreConfigError(
-            f"{md.where(component)}: secretsFile {str(path)!r} cannot be read: {reason}"
+            f"secretsFile {str(path)!r} cannot be read: {reason}"
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         # the position only: the decoder's message never quotes the file's content
         raise SecretStoreConfigError(
-            f"{md.where(component)}: secretsFile {str(path)!r} is not valid JSON: "
+            f"secretsFile {str(path)!r} is not valid JSON: "
             f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
