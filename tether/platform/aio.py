@@ -1,8 +1,13 @@
-"""Task helpers the backends share."""
+"""asyncio helpers the layers share: stopping a background task, and group commit."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 async def cancel_task(task: asyncio.Task[None] | None) -> None:
@@ -22,3 +27,71 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
     except asyncio.CancelledError:
         if caller is not None and caller.cancelling() > cancels_before:
             raise
+
+
+class Grouped(Generic[Req, Res]):
+    """Group commit: requests made while a call is in flight go out together in the next.
+
+    ``run`` takes a group of requests and returns one result (or exception) per request.
+    The first request of an idle group goes out at once, so a lone request waits for
+    nothing; under load, one call serves everything that queued up meanwhile (one store
+    transaction, one ``publish_batch``). :meth:`submit` waits for its result; :meth:`put`
+    does not (``run`` reports its own failures then).
+    """
+
+    def __init__(self, run: Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]],
+                 max_group: int = 1000) -> None:
+        self._run = run
+        self._max = max_group
+        self._pending: list[tuple[Req, asyncio.Future[Res] | None]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, request: Req) -> Res:
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
+        self._enqueue(request, future)
+        return await future
+
+    def put(self, request: Req) -> None:
+        self._enqueue(request, None)
+
+    async def drain(self) -> None:
+        """Wait until every request queued so far has been run."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def close(self) -> None:
+        """Stop; requests still waiting fail with CancelledError."""
+        await cancel_task(self._worker)
+        self._worker = None
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if future is not None and not future.done():
+                future.cancel()
+
+    def _enqueue(self, request: Req, future: asyncio.Future[Res] | None) -> None:
+        self._pending.append((request, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:self._max], self._pending[self._max:]
+            live = [(r, f) for r, f in group if f is None or not f.cancelled()]
+            if not live:
+                continue
+            try:
+                results: Sequence[Res | BaseException] = await self._run([r for r, _ in live])
+            except BaseException as exc:  # handed to every waiter
+                results = [exc] * len(live)
+                if isinstance(exc, asyncio.CancelledError):
+                    for _, future in live:
+                        if future is not None and not future.done():
+                            future.cancel()
+                    raise
+            for (_, future), result in zip(live, results, strict=True):
+                if future is None or future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from tether.platform.aio import Grouped
 from tether.platform.state.store import (
     DeleteOperation,
     Operation,
@@ -30,7 +31,6 @@ from tether.platform.state.store import (
     StateItem,
     StateStore,
 )
-from tether.platform.workflows.durable.grouping import Grouped
 from tether.platform.workflows.durable.names import Names
 from tether.platform.workflows.errors import FailureDetails
 from tether.platform.workflows.history import (
@@ -118,7 +118,7 @@ class InstanceStore:
     def __init__(self, store: StateStore, names: Names) -> None:
         self.store = store
         self.names = names
-        # concurrent steps share store calls (grouping.py)
+        # concurrent steps share store calls (group commit)
         self._reads: Grouped[str, StateItem | None] = Grouped(self._read_many)
         self._writes: Grouped[tuple[list[Operation], list[OutboxRecord]], None] = \
             Grouped(self._write_many, max_group=200)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from tether.platform import env
+from tether.platform.state.relay import private_marker
 
 DEFAULT_NAMESPACE = "tether.workflow"
 #: overrides the namespace of the runtime, its clients and the sidecar's workflow API
@@ -30,7 +31,7 @@ def namespace_for(app_id: str | None) -> str:
         return f"{DEFAULT_NAMESPACE}.{_UNSAFE.sub('_', app_id)}"
     return DEFAULT_NAMESPACE
 #: the ``pubsub`` field of the runtime's outbox records: the relay publishes only these
-OUTBOX_MARKER_PREFIX = "tether-workflow:"
+OUTBOX_MARKER_PREFIX = private_marker("workflow:")
 
 
 @dataclass(frozen=True, slots=True)

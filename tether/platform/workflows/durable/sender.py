@@ -1,11 +1,12 @@
 """Turning a step's actions into outbox records, and relaying them to the broker.
 
 A step's actions are written as outbox records in the same transaction as its history
-(instances.InstanceStore.commit_step), so they exist exactly when the step does. Then:
+(instances.InstanceStore.commit_step), so they exist exactly when the step does. Then the
+state block's outbox relay (tether.platform.state.relay) carries them:
 
-* fast path: the worker hands the records it just committed to :class:`Sender`, which
-  publishes them in batches (all instances' records together, one ``publish_batch`` per
-  topic) and forgets them with one ``outbox_done``;
+* fast path: the worker hands the records it just committed over, and they are published
+  in batches (all instances' records together, one ``publish_batch`` per topic) and
+  forgotten with one ``outbox_done``;
 * recovery: every worker sweeps the store's pending records of its namespace that are older
   than ``grace`` seconds (their writer died before publishing) and publishes them.
 
@@ -16,19 +17,15 @@ least once anyway.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from tether.brokers import Broker
-from tether.platform.aio import cancel_task
-from tether.platform.events import CloudEvent, InvalidCloudEventError
-from tether.platform.events.json_format import from_json, to_json
+from tether.platform.events import CloudEvent
+from tether.platform.events.json_format import to_json
 from tether.platform.pubsub.scheduled import publish_at, schedules_natively, unwrap, wrap
+from tether.platform.state.relay import Relay
 from tether.platform.state.store import OutboxRecord, StateStore
 from tether.platform.workflows.actions import (
     Action,
@@ -39,7 +36,6 @@ from tether.platform.workflows.actions import (
     TerminateOrchestration,
 )
 from tether.platform.workflows.durable.codec import activity_task, orchestration_event
-from tether.platform.workflows.durable.grouping import Grouped
 from tether.platform.workflows.durable.names import Names
 from tether.platform.workflows.history import (
     ExecutionTerminated,
@@ -48,31 +44,30 @@ from tether.platform.workflows.history import (
     utcnow,
 )
 
-log = logging.getLogger(__name__)
-
 DEFAULT_GRACE = 5.0
 DEFAULT_SWEEP_INTERVAL = 2.0
 SWEEP_BATCH = 1000
 
 
 class Sender:
+    """Builds a step's outbox records, and relays them (a :class:`Relay` that claims the
+    records of this namespace only)."""
+
     def __init__(self, broker: Broker, store: StateStore, names: Names, *,
                  grace: float = DEFAULT_GRACE,
                  sweep_interval: float = DEFAULT_SWEEP_INTERVAL) -> None:
         self.broker = broker
         self.store = store
         self.names = names
-        self.grace = timedelta(seconds=grace)
-        self.sweep_interval = sweep_interval
-        self._queue: list[OutboxRecord] = []
-        self._own: set[str] = set()  # handed to this sender and not yet done
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._tasks: list[asyncio.Task[None]] = []
-        #: events published (a figure for tests and logs)
-        self.published = 0
-        self._pub: Grouped[list[OutboxRecord], None] = Grouped(self._publish_many)
+        marker = names.outbox_marker
+        self.relay = Relay(f"workflow {names.namespace}", store, self._publish_events,
+                           lambda pubsub: pubsub == marker, batch=SWEEP_BATCH,
+                           poll_interval=sweep_interval, grace=grace)
+
+    @property
+    def published(self) -> int:
+        """Events published (a figure for tests and logs)."""
+        return self.relay.published
 
     # --- building records ----------------------------------------------------------------------
     def record(self, topic: str, event: CloudEvent) -> OutboxRecord:
@@ -127,103 +122,30 @@ class Sender:
 
     # --- relaying ------------------------------------------------------------------------------
     def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [asyncio.create_task(self._relay(), name="workflow-sender"),
-                           asyncio.create_task(self._sweep(), name="workflow-outbox-sweep")]
+        self.relay.start()
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Publish what was handed over (up to ``drain_timeout`` s), then stop; the rest
         stays in the outbox for a sweeper."""
-        # wait_for is safe here: no loop runs on after it; a cancel that 3.11's wait_for
-        # swallows (arriving with the result) only lets close() finish its bounded cleanup
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        for task in self._tasks:
-            await cancel_task(task)
-        self._tasks = []
+        await self.relay.close(drain_timeout)
 
     def hand(self, records: Sequence[OutboxRecord]) -> None:
         """Records just committed by this process: publish them now."""
-        if not records:
-            return
-        self._queue.extend(records)
-        self._own.update(r.id for r in records)
-        self._idle.clear()
-        self._wake.set()
+        self.relay.hand(records)
 
     async def send_now(self, records: Sequence[OutboxRecord]) -> None:
         """Publish committed records and forget them (the caller waits: the client)."""
-        await self._publish(list(records))
-
-    async def _relay(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self._publish(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the records stay in the outbox: a sweep sends them
-                    log.warning("workflow outbox: publishing %d records failed (%s); the "
-                                "sweep will retry", len(batch), exc)
-                    self._own.difference_update(r.id for r in batch)
-                    await asyncio.sleep(0.5)
-            self._idle.set()
-
-    async def _publish(self, records: list[OutboxRecord]) -> None:
-        """Publish records, then forget them (records of concurrent callers go together)."""
-        await self._pub.submit(records)
-
-    async def _publish_many(self, groups: Sequence[list[OutboxRecord]]) -> list[None]:
-        records = [r for group in groups for r in group]
-        by_topic: dict[str, list[CloudEvent]] = defaultdict(list)
-        for record in records:
-            try:
-                by_topic[record.topic].append(from_json(record.event))
-            except InvalidCloudEventError as exc:  # cannot happen for our own records
-                log.error("workflow outbox record %s is not a CloudEvent: %s", record.id, exc)
-        native = schedules_natively(self.broker)
-        for topic, events in by_topic.items():
-            if native and topic == self.names.timers:  # Service Bus holds them itself
-                held = [unwrap(e) for e in events]
-                await publish_at(self.broker, self.names.orchestrations,
-                                 [h.event for h in held], [h.due for h in held])
-            else:
-                await self.broker.publish_batch(topic, events)
-            self.published += len(events)
-        ids = [r.id for r in records]
-        await self.store.outbox_done(ids)
-        self._own.difference_update(ids)
-        return [None] * len(groups)
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a store or broker hiccup: next round
-                log.warning("workflow outbox sweep failed: %s", exc)
+        await self.relay.send_now(records)
 
     async def sweep_once(self) -> int:
-        """Publish our namespace's records older than ``grace`` that no live sender of this
-        process holds; returns how many went out."""
-        pending = await self.store.outbox_pending(SWEEP_BATCH)
-        now = utcnow()
-        due: list[OutboxRecord] = []
-        for record in pending:
-            if record.pubsub != self.names.outbox_marker or record.id in self._own:
-                continue
-            try:
-                event = from_json(record.event)
-            except InvalidCloudEventError:
-                continue
-            if event.time is not None and now - event.time < self.grace:
-                continue
-            due.append(record)
-        if due:
-            await self._publish(due)
-        return len(due)
+        """Publish our namespace's records older than ``grace`` that this process has not
+        handed over; returns how many went out."""
+        return await self.relay.relay_once()
+
+    async def _publish_events(self, pubsub: str, topic: str, events: list[CloudEvent]) -> None:
+        if topic == self.names.timers and schedules_natively(self.broker):
+            held = [unwrap(e) for e in events]  # Service Bus holds them itself
+            await publish_at(self.broker, self.names.orchestrations,
+                             [h.event for h in held], [h.due for h in held])
+        else:
+            await self.broker.publish_batch(topic, events)
