@@ -22,7 +22,7 @@ from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar import create_app
 from tether.sidecar.blocks import BLOCK_FACTORIES
-from tether.sidecar.workflows.api import workflow_block
+from tether.sidecar.workflows import workflow_block
 
 V1 = "/v1.0/workflows/dapr"
 PREFIXES = ("/v1.0", "/v1.0-beta1", "/v1.0-alpha1")

@@ -7,8 +7,8 @@ import pytest
 
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component
+from tether.platform.workflows.durable.backend import choose_backend
 from tether.platform.workflows.durable.config import PUBSUB_ENV
-from tether.sidecar.workflows.components import choose_backend
 
 
 def pubsub(name: str) -> Component:

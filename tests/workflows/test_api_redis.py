@@ -22,7 +22,7 @@ from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import broker_spec
 from tether.platform.workflows.durable import RuntimeConfig
 from tether.sidecar import create_app
-from tether.sidecar.workflows.api import workflow_block
+from tether.sidecar.workflows import workflow_block
 
 V1 = "/v1.0/workflows/dapr"
 Client = TestClient[Any, Any]

@@ -11,6 +11,7 @@ import pytest
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component
 from tether.platform.workflows.durable import RuntimeConfig
+from tether.platform.workflows.durable.backend import choose_backend
 from tether.platform.workflows.durable.config import (
     PUBSUB_ENV,
     ComponentChoiceError,
@@ -18,7 +19,6 @@ from tether.platform.workflows.durable.config import (
     connect,
 )
 from tether.platform.workflows.durable.names import APP_ID_ENVS
-from tether.sidecar.workflows.components import choose_backend
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from tether.platform.workflows.durable.names import (
     namespace_for,
 )
 from tether.sidecar import create_app
-from tether.sidecar.workflows.api import workflow_block
+from tether.sidecar.workflows import workflow_block
 from tether.workers.workflows import WorkflowRuntime
 
 WAIT = 120.0  # a ceiling against hangs on a loaded machine, not a timing assertion

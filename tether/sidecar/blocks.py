@@ -20,7 +20,7 @@ from tether.sidecar.configuration import configuration_block
 from tether.sidecar.lock import lock_block
 from tether.sidecar.secrets import secrets_block
 from tether.sidecar.state import state_block
-from tether.sidecar.workflows.api import workflow_block
+from tether.sidecar.workflows import workflow_block
 
 
 class ApiBlock(Block, Protocol):

@@ -10,8 +10,10 @@ step's actions leave through that store's transactional outbox.
 Modules: ``names`` (topics, groups and keys), ``codec`` (CloudEvents in and out),
 ``instances`` (history and metadata in the state store), ``sender`` (a step's actions as
 outbox records), ``client`` (DaprWorkflowClient), ``config`` (where the broker and store
-come from: ``choose_components``). The workers that run on them (orchestrator, activities)
-and WorkflowRuntime are in :mod:`tether.workers.workflows`.
+come from: ``choose_components``), ``backend`` (the broker and store of the workflow
+management API) and ``service`` (that API's operations, for the sidecar's HTTP routes).
+The workers that run on them (orchestrator, activities) and WorkflowRuntime are in
+:mod:`tether.workers.workflows`.
 """
 
 from tether.platform.workflows.durable.client import (

@@ -1,7 +1,8 @@
-"""Which broker and state store the sidecar's workflow API uses.
+"""Which broker and state store the workflow service (the sidecar's workflow API) uses, and
+opening them.
 
-The runtime's own function (``runtime/config.py``, ``choose_components``), so an app started
-by ``tether run`` and its sidecar meet on the same broker and store:
+The runtime's own function (``config.choose_components``), so an app started by
+``tether run`` and its sidecar meet on the same broker and store:
 
 * pub/sub: the component named by ``TETHER_WORKFLOW_PUBSUB`` if set, else the app's first
   pub/sub component (without resources that is the embedded default ``pubsub`` at
@@ -25,12 +26,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tether.platform.blocks import BlockConfigError
+from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.state.registry import state_store_spec
 from tether.platform.workflows.durable.config import (
     ComponentChoiceError,
+    Connection,
+    RuntimeConfig,
     choose_components,
+    connect,
     default_state_component,
 )
 
@@ -53,3 +57,14 @@ def choose_backend(components: Sequence[Component]) -> WorkflowBackend:
     state = chosen.state or default_state_component()
     state_store_spec(state)  # no I/O: a bad component stops the sidecar now
     return WorkflowBackend(chosen.pubsub, state)
+
+
+async def open_backend(backend: WorkflowBackend, context: BlockContext) -> Connection:
+    """Connect: the app's pub/sub broker (shared with the sidecar's publish API, so the
+    connection does not close it) and a state store connection of its own."""
+    broker = (await context.pubsub.broker(backend.pubsub.name)
+              if backend.pubsub is not None else None)
+    # the app's namespace: the one its WorkflowRuntime derives from the same app id
+    config = RuntimeConfig(broker=broker, state_store=backend.state, resources_path=None,
+                           app_id=context.app_id)
+    return await connect(config)
