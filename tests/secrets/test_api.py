@@ -15,6 +15,7 @@ from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.secrets import SecretStoreError
 from tether.platform.secrets.scoping import SecretScopes
+from tether.platform.secrets.service import SecretsService
 from tether.platform.secrets.stores import Secret
 from tether.sidecar import create_app
 from tether.sidecar.secrets import SecretsApi, secrets_block
@@ -145,7 +146,7 @@ class BrokenStore:
 
 async def test_a_failing_store_is_500_secret_get() -> None:
     registry = PubSubRegistry([])
-    api = SecretsApi({"broken": BrokenStore()}, SecretScopes.none())
+    api = SecretsApi(SecretsService({"broken": BrokenStore()}, SecretScopes.none()))
     app = create_app(registry, app_id="app", blocks=[api])
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         resp = await client.get("/v1.0/secrets/broken/x")

@@ -1,16 +1,14 @@
 """``POST /v1.0-alpha1/lock/{store}`` and ``/unlock/{store}`` as Dapr answers them.
 
-Dapr reads the body with protojson (unknown fields ignored, an empty body is all defaults)
-and checks, in order: expiry (lock only), that any lock store exists, resourceId,
-lockOwner, then the store name. Lock answers ``{"success": bool}``; unlock answers
-``{"status": n}`` with the number of :class:`UnlockStatus`. A store failure is a 500
-(ERR_TRY_LOCK / ERR_UNLOCK), as in Dapr.
+Dapr reads the body with protojson (unknown fields ignored, an empty body is all defaults);
+then :class:`~tether.platform.lock.service.LockService` checks the request in Dapr's order.
+Lock answers ``{"success": bool}``; unlock answers ``{"status": n}`` with the number of
+:class:`~tether.platform.lock.store.UnlockStatus`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from tether.platform import errors
-from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
-from tether.platform.lock.keys import LockKeyError
-from tether.platform.lock.registry import LockConfigError, NamedLockStore, lock_stores
-from tether.platform.lock.store import LockStoreError
-
-log = logging.getLogger(__name__)
+from tether.platform.lock.service import LockService
 
 PREFIX = "/v1.0-alpha1"
 _INT32_MAX = 2**31 - 1
@@ -84,10 +78,10 @@ async def read_lock_request(request: web.Request) -> LockRequest:
 
 
 class LockApi:
-    """The lock block: its routes, and the stores it opens and closes."""
+    """The lock block's HTTP routes over its :class:`LockService`."""
 
-    def __init__(self, stores: Mapping[str, NamedLockStore]) -> None:
-        self.stores = dict(stores)
+    def __init__(self, service: LockService) -> None:
+        self.service = service
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [
@@ -96,64 +90,27 @@ class LockApi:
         ]
 
     async def start(self) -> None:
-        for named in self.stores.values():
-            await named.store.start()
+        await self.service.start()
 
     async def close(self) -> None:
-        for named in self.stores.values():
-            try:
-                await named.store.close()
-            except Exception:  # one store failing to close must not keep others open
-                log.exception("closing lock store %r failed", named.name)
-
-    def _store(self, name: str, req: LockRequest) -> NamedLockStore:
-        if not self.stores:
-            raise ApiError(500, errors.LOCK_STORE_NOT_CONFIGURED, "lock store is not configured")
-        if not req.resource_id:
-            raise ApiError(
-                400, errors.MALFORMED_REQUEST, f"ResourceId is empty in lock store {name}"
-            )
-        if not req.lock_owner:
-            raise ApiError(
-                400, errors.MALFORMED_REQUEST, f"LockOwner is empty in lock store {name}"
-            )
-        found = self.stores.get(name)
-        if found is None:
-            raise ApiError(400, errors.LOCK_STORE_NOT_FOUND, f"lock store {name} not found")
-        return found
+        await self.service.close()
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["store"]
         req = await read_lock_request(request)
-        if req.expiry_in_seconds <= 0:
-            raise ApiError(
-                400, errors.MALFORMED_REQUEST,
-                f"ExpiryInSeconds is not positive in lock store {name}",
-            )
-        named = self._store(name, req)
-        try:
-            key = named.prefix.key(req.resource_id)
-            taken = await named.store.try_lock(key, req.lock_owner, req.expiry_in_seconds)
-        except (LockKeyError, LockStoreError) as exc:
-            raise ApiError(500, errors.TRY_LOCK, f"failed to try acquiring lock: {exc}") from exc
+        taken = await self.service.try_lock(
+            request.match_info["store"], req.resource_id, req.lock_owner, req.expiry_in_seconds
+        )
         return web.json_response({"success": taken})
 
     async def unlock(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["store"]
         req = await read_lock_request(request)
-        named = self._store(name, req)
-        try:
-            key = named.prefix.key(req.resource_id)
-            status = await named.store.unlock(key, req.lock_owner)
-        except (LockKeyError, LockStoreError) as exc:
-            raise ApiError(500, errors.UNLOCK, f"failed to release lock: {exc}") from exc
+        status = await self.service.unlock(
+            request.match_info["store"], req.resource_id, req.lock_owner
+        )
         return web.json_response({"status": int(status)})
 
 
-def lock_block(context: BlockContext) -> LockApi | None:
+def lock_block(context: BlockContext) -> LockApi:
     """The lock API; present even without lock stores, so calls get Dapr's
     ERR_LOCK_STORE_NOT_CONFIGURED instead of a bare 404."""
-    try:
-        return LockApi(lock_stores(context.components, context.app_id))
-    except LockConfigError as exc:
-        raise BlockConfigError(str(exc)) from exc
+    return LockApi(LockService.from_context(context))

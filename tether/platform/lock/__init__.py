@@ -2,6 +2,8 @@
 
 A store holds one owner per key until the owner unlocks or the expiry passes
 (docs/lock.md). Stores: ``lock.redis`` and ``lock.sqlite`` (embedded, one machine).
+:mod:`.service` holds the API's operations for any front end (the sidecar's HTTP API is
+``tether.sidecar.lock``).
 """
 
 from tether.platform.lock.keys import KeyPrefix, LockKeyError

@@ -4,8 +4,8 @@
 - :mod:`.registry`: the app's secret store components turned into stores
 - :mod:`.resolve`: ``secretKeyRef`` values in other components' metadata, resolved at start
 - :mod:`.scoping`: the app configuration's secret scopes
-- :mod:`.api`: ``GET /v1.0/secrets/{store}/{name}`` and ``/bulk``, plugged into the sidecar
-  through ``tether.sidecar.blocks``
+- :mod:`.service`: get one secret or a store's secrets, as the scopes allow; any front end
+  calls it (the sidecar's HTTP API is ``tether.sidecar.secrets``)
 """
 
 from tether.platform.secrets.registry import SecretStores, build_store
