@@ -198,3 +198,16 @@ async def test_data_that_is_not_json_is_refused(tmp_path: Path) -> None:
             await app.publish("pubsub", "orders", {"when": object()})
         event = await app.publish("pubsub", "orders", {"n": 1})
     assert event.datacontenttype == "application/json"
+
+
+async def test_bad_ttl_is_refused_as_the_sidecar_refuses_it(tmp_path: Path) -> None:
+    app = tether.App("orders", broker=f"embedded://{tmp_path / 'broker.db'}", options=FAST)
+    for ttl in ("soon", "-5", "1.5"):
+        with pytest.raises(ValueError, match=f"ttlInSeconds '{ttl}' is not a whole number"):
+            app.event("pubsub", "orders", {"n": 1}, metadata={"ttlInSeconds": ttl})
+    event = app.event("pubsub", "orders", {"n": 1},
+                      metadata={"ttlInSeconds": "60", "partitionKey": "k"})
+    assert event.extensions["expiration"] and event.partitionkey == "k"
+    async with app.run():
+        with pytest.raises(ValueError, match="ttlInSeconds"):
+            await app.publish("pubsub", "orders", {"n": 1}, metadata={"ttlInSeconds": "x"})

@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 from tether.brokers import Broker, open_broker
 from tether.brokers.base import StartFrom
 from tether.platform.components import RouteRule, Subscription, load_resources
-from tether.platform.events import CloudEvent, format_time, utc_now
+from tether.platform.events import CloudEvent
+from tether.platform.events.envelope import envelope, metadata_extensions
+from tether.platform.events.json_format import event_from_attributes
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.delivery_time import due_from
 from tether.platform.pubsub.scheduled import publish_at
@@ -33,7 +35,6 @@ from tether.workers.scheduler import Schedulers
 
 H = TypeVar("H", bound=Handler)
 
-DAPR_EVENT_TYPE = "com.dapr.event.sent"
 DEFAULT_PUBSUB = "pubsub"
 
 
@@ -203,7 +204,9 @@ class App:
         """Publish ``data`` wrapped in a CloudEvent as the sidecar does; returns the event.
 
         ``deliver_after`` (a timedelta or seconds) or ``deliver_at`` (an aware datetime)
-        delays delivery durably (docs/sdk.md); a time already past publishes at once."""
+        delays delivery durably (docs/sdk.md); a time already past publishes at once.
+        A ``metadata["ttlInSeconds"]`` that is not a whole number >= 0 raises ValueError
+        (the sidecar answers 400 for it)."""
         due = due_from(deliver_after, deliver_at)
         # no JSON check here: the broker encodes the event anyway and raises the same
         # TypeError, so checking first would serialize the data twice
@@ -227,7 +230,7 @@ class App:
         metadata: Mapping[str, str] | None = None,
     ) -> CloudEvent:
         """The event :meth:`publish` would send; data that is not JSON (and not bytes or
-        str) raises TypeError here."""
+        str) raises TypeError here, a bad ``ttlInSeconds`` ValueError."""
         event = self._new_event(pubsub, topic, data, content_type=content_type,
                                 partition_key=partition_key, metadata=metadata)
         if content_type is None and event.datacontenttype == JSON_CONTENT_TYPE:
@@ -244,22 +247,11 @@ class App:
         partition_key: str | None,
         metadata: Mapping[str, str] | None,
     ) -> CloudEvent:
-        metadata = metadata or {}
-        extensions: dict[str, Any] = {"topic": topic, "pubsubname": pubsub}
-        key = partition_key or metadata.get("partitionKey")
-        if key:
-            extensions["partitionkey"] = key
-        ttl = metadata.get("ttlInSeconds")
-        if ttl:
-            extensions["expiration"] = format_time(utc_now() + timedelta(seconds=int(ttl)))
-        return CloudEvent(
-            id=str(uuid.uuid4()),
-            source=self.app_id,
-            type=DAPR_EVENT_TYPE,
-            datacontenttype=content_type or _content_type(data),
-            data=data,
-            extensions=extensions,
-        )
+        attributes = envelope(self.app_id, str(uuid.uuid4()), topic=topic, pubsub=pubsub)
+        attributes.update(metadata_extensions(metadata or {}))
+        if partition_key:  # the argument wins over metadata["partitionKey"]
+            attributes["partitionkey"] = partition_key
+        return event_from_attributes(attributes, data, content_type or _content_type(data))
 
     # --- running -----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -38,6 +38,7 @@ from tether.brokers import Subscription as BrokerSubscription
 from tether.brokers.base import DEFAULT_MAX_DELIVERIES, StartFrom
 from tether.platform.components import Subscription
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
+from tether.platform.events.envelope import DAPR_EVENT_TYPE, EXPIRATION
 from tether.platform.events.event import BINARY_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
 from tether.platform.pubsub.routing import RouteEvaluationError, RouteTable
@@ -49,10 +50,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENCY = 100
 #: how often a filling batch rechecks whether the broker still has anything to hand out
 STALL_POLL = 0.005
-EXPIRATION = "expiration"
-#: Dapr's attributes for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
+#: Dapr's source for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
 RAW_SOURCE = "Dapr"
-RAW_TYPE = "com.dapr.event.sent"
 _TRUTHY = ("1", "true", "t", "y", "yes", "on")
 
 
@@ -86,7 +85,7 @@ def raw_envelope(event: CloudEvent, topic: str, pubsub_name: str) -> CloudEvent:
     return CloudEvent(
         id=event.id,
         source=RAW_SOURCE,
-        type=RAW_TYPE,
+        type=DAPR_EVENT_TYPE,
         datacontenttype=BINARY_CONTENT_TYPE,
         data=raw,
         extensions=extensions,

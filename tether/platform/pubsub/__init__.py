@@ -1,5 +1,8 @@
-"""Pub/sub building block: Dapr pub/sub components mapped to Tether brokers."""
+"""Pub/sub building block: Dapr pub/sub components mapped to Tether brokers, and Dapr's
+publish through them."""
 
+from tether.platform.pubsub.bulk import BulkEntry, parse_bulk
+from tether.platform.pubsub.publishing import BulkFailure, Publisher, Target
 from tether.platform.pubsub.registry import (
     PUBSUB_TYPES,
     SECRET_REFS_UNSUPPORTED,
@@ -13,9 +16,14 @@ from tether.platform.pubsub.registry import (
 __all__ = [
     "PUBSUB_TYPES",
     "SECRET_REFS_UNSUPPORTED",
+    "BulkEntry",
+    "BulkFailure",
     "PubSubConfigError",
     "PubSubRegistry",
     "PubSubSpec",
+    "Publisher",
+    "Target",
     "broker_spec",
     "open_spec",
+    "parse_bulk",
 ]

@@ -1,10 +1,11 @@
 """Dapr's transactional outbox: a transaction's upserts published with the state or not at all.
 
 A state component turns it on with ``outboxPublishPubsub`` and ``outboxPublishTopic``. Every
-upsert of a ``/transaction`` call becomes a CloudEvent (Dapr's envelope: ``id`` ``outbox-<uuid>``,
-``source`` the app id, ``type`` ``com.dapr.event.sent``, ``topic``, ``pubsubname``, the trace
-ids) stored as an :class:`OutboxRecord` in the same store transaction as the state; the
-store's relay (:mod:`.relay`) publishes it after the commit. An upsert whose metadata has
+upsert of a ``/transaction`` call becomes a CloudEvent (Dapr's envelope,
+:mod:`tether.platform.events.envelope`: ``id`` ``outbox-<uuid>``, ``source`` the app id,
+``type`` ``com.dapr.event.sent``, ``topic``, ``pubsubname``, the trace ids) stored as an
+:class:`OutboxRecord` in the same store transaction as the state; the store's relay
+(:mod:`.relay`) publishes it after the commit. An upsert whose metadata has
 ``outbox.projection: "true"`` is not saved: its value replaces the published payload of the
 upsert with the same key.
 
@@ -26,6 +27,7 @@ from typing import Any
 from tether.platform.components import Component
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.events import CloudEvent, format_time, utc_now
+from tether.platform.events.envelope import envelope
 from tether.platform.events.event import (
     CONTEXT_ATTRIBUTES,
     JSON_CONTENT_TYPE,
@@ -40,7 +42,6 @@ PUBLISH_TOPIC = "outboxPublishTopic"
 OUTBOX_PUBSUB = "outboxPubsub"
 DISCARD_WHEN_MISSING_STATE = "outboxDiscardWhenMissingState"
 PROJECTION = "outbox.projection"
-DAPR_EVENT_TYPE = "com.dapr.event.sent"
 CONTENT_TYPE = "contentType"
 #: operation metadata that may shape the event: context attributes Dapr lets it override
 _OVERRIDABLE = frozenset(CONTEXT_ATTRIBUTES) - {"specversion", "id"}
@@ -122,19 +123,10 @@ class Outbox:
     ) -> OutboxRecord:
         record_id = f"outbox-{uuid.uuid4()}"
         content_type, data = _payload(payload)
-        attributes: dict[str, Any] = {
-            "specversion": "1.0",
-            "id": record_id,
-            "source": app_id,
-            "type": DAPR_EVENT_TYPE,
-            "time": format_time(utc_now()),
-            "topic": self.topic,
-            "pubsubname": self.pubsub,
-            "partitionkey": upsert.stored_key,
-        }
-        if "traceparent" in trace:
-            attributes["traceid"] = trace["traceparent"]
-        attributes.update(trace)
+        attributes = envelope(
+            app_id, record_id, topic=self.topic, pubsub=self.pubsub,
+            time=format_time(utc_now()), partition_key=upsert.stored_key, trace=trace,
+        )
         # Dapr copies the operation's metadata into the envelope; names that are not
         # CloudEvents attribute names (ttlInSeconds, contentType, ...) cannot travel there
         for name, value in upsert.metadata.items():
