@@ -37,6 +37,7 @@ from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
 from tether.brokers.base import DEFAULT_MAX_DELIVERIES, StartFrom
 from tether.platform.components import Subscription
+from tether.platform.components.metadata import is_truthy
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
 from tether.platform.events.envelope import DAPR_EVENT_TYPE, EXPIRATION
 from tether.platform.events.event import BINARY_CONTENT_TYPE
@@ -52,7 +53,6 @@ DEFAULT_MAX_CONCURRENCY = 100
 STALL_POLL = 0.005
 #: Dapr's source for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
 RAW_SOURCE = "Dapr"
-_TRUTHY = ("1", "true", "t", "y", "yes", "on")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class DeliveryOptions:
 
 
 def is_raw(subscription: Subscription) -> bool:
-    return subscription.metadata.get("rawPayload", "").strip().lower() in _TRUTHY
+    return is_truthy(subscription.metadata.get("rawPayload"))
 
 
 def raw_envelope(event: CloudEvent, topic: str, pubsub_name: str) -> CloudEvent:

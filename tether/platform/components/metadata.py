@@ -45,6 +45,13 @@ _UNIT_SECONDS = {
 # strconv.ParseBool's spellings, which Dapr's metadata decoding uses
 _TRUE = ("true", "t", "1")
 _FALSE = ("false", "f", "0")
+# utils.IsTruthy's, which Dapr uses for per-call flags (rawPayload, outbox.projection)
+_TRUTHY = ("1", "true", "t", "y", "yes", "on")
+
+
+def is_truthy(value: str | None) -> bool:
+    """A per-call metadata flag as Dapr reads it: anything but a truthy word is false."""
+    return value is not None and value.strip().lower() in _TRUTHY
 
 
 def parse_duration(text: str) -> float:

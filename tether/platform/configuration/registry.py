@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.registry import ComponentTypes
 from tether.platform.configuration.store import ConfigurationStore
-from tether.platform.errors import ConfigError
 
 BLOCK = "configuration"
 
 
-class ConfigurationConfigError(ConfigError):
+class ConfigurationConfigError(BlockConfigError):
     """A configuration component that cannot be used; the message names it."""
 
 

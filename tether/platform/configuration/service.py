@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tether.platform import errors
-from tether.platform.blocks import BlockConfigError, BlockContext
-from tether.platform.configuration.registry import ConfigurationConfigError, configuration_stores
+from tether.platform.blocks import BlockContext
+from tether.platform.configuration.registry import configuration_stores
 from tether.platform.configuration.store import (
     ConfigurationStore,
     ConfigurationStoreError,
@@ -70,10 +70,7 @@ class ConfigurationService:
         """The service over the app's ``configuration.*`` components (none is fine: calls
         then get Dapr's ERR_CONFIGURATION_STORE_NOT_CONFIGURED); BlockConfigError names a
         bad component."""
-        try:
-            return cls(configuration_stores(context.components))
-        except ConfigurationConfigError as exc:
-            raise BlockConfigError(str(exc)) from exc
+        return cls(configuration_stores(context.components))
 
     async def start(self) -> None:
         for store in self.stores.values():

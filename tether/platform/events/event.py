@@ -140,21 +140,26 @@ class CloudEvent:
         attrs.update(self.extensions)
         return attrs
 
+    def replace(self, **changes: Any) -> CloudEvent:
+        """A copy with ``changes`` (any of the constructor's arguments) applied and checked
+        as the constructor checks them; the original is left alone."""
+        fields: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time,
+            "datacontenttype": self.datacontenttype,
+            "dataschema": self.dataschema,
+            "data": self.data,
+            "extensions": self.extensions,
+        }
+        fields.update(changes)
+        return CloudEvent(**fields)
+
     def with_extensions(self, **extensions: Any) -> CloudEvent:
         """A copy with extra (or replaced) extensions; the original is left alone."""
-        merged = dict(self.extensions)
-        merged.update(extensions)
-        return CloudEvent(
-            id=self.id,
-            type=self.type,
-            source=self.source,
-            subject=self.subject,
-            time=self.time,
-            datacontenttype=self.datacontenttype,
-            dataschema=self.dataschema,
-            data=self.data,
-            extensions=merged,
-        )
+        return self.replace(extensions={**self.extensions, **extensions})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CloudEvent):

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.registry import ComponentTypes
-from tether.platform.errors import ConfigError
 from tether.platform.lock.keys import KeyPrefix, LockKeyError
 from tether.platform.lock.store import LockStore
 
 BLOCK = "lock"
 
 
-class LockConfigError(ConfigError):
+class LockConfigError(BlockConfigError):
     """A lock component that cannot be used; the message names it."""
 
 

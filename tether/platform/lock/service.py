@@ -12,10 +12,10 @@ import logging
 from collections.abc import Mapping
 
 from tether.platform import errors
-from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.lock.keys import LockKeyError
-from tether.platform.lock.registry import LockConfigError, NamedLockStore, lock_stores
+from tether.platform.lock.registry import NamedLockStore, lock_stores
 from tether.platform.lock.store import LockStoreError, UnlockStatus
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,7 @@ class LockService:
     def from_context(cls, context: BlockContext) -> LockService:
         """The service over the app's ``lock.*`` components (none is fine: calls then get
         Dapr's ERR_LOCK_STORE_NOT_CONFIGURED); BlockConfigError names a bad component."""
-        try:
-            return cls(lock_stores(context.components, context.app_id))
-        except LockConfigError as exc:
-            raise BlockConfigError(str(exc)) from exc
+        return cls(lock_stores(context.components, context.app_id))
 
     async def start(self) -> None:
         for named in self.stores.values():

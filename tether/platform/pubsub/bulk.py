@@ -11,7 +11,13 @@ from typing import Any
 from tether.platform import errors
 from tether.platform.errors import ApiError
 from tether.platform.events.event import is_json_content_type
-from tether.platform.pubsub.publish_event import UNPARSED
+
+
+class _Unparsed:
+    """No parsed JSON value is at hand: read the body."""
+
+
+UNPARSED = _Unparsed()
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,17 +73,7 @@ def unwrap(record: CloudEvent) -> Scheduled:
     extensions.pop("partitionkey", None)
     if key is not None:
         extensions["partitionkey"] = key
-    original = CloudEvent(
-        id=record.id,
-        type=record.type,
-        source=record.source,
-        subject=record.subject,
-        time=record.time,
-        datacontenttype=record.datacontenttype,
-        dataschema=record.dataschema,
-        data=record.data,
-        extensions=extensions,
-    )
+    original = record.replace(extensions=extensions)
     return Scheduled(original, topic, when)
 
 

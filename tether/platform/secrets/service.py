@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tether.platform import errors
-from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.secrets.registry import SecretStores
 from tether.platform.secrets.scoping import SecretScopes
 from tether.platform.secrets.stores import (
     Secret,
-    SecretConfigError,
     SecretNotFoundError,
     SecretStore,
     SecretStoreError,
@@ -38,12 +37,8 @@ class SecretsService:
         """The service over the app's ``secretstores.*`` components and the scopes of its
         configuration (no store is fine: calls then get Dapr's
         ERR_SECRET_STORES_NOT_CONFIGURED); BlockConfigError names what is wrong."""
-        try:
-            stores = SecretStores.from_components(context.components)
-            scopes = SecretScopes.from_spec(context.configuration)
-        except SecretConfigError as exc:
-            raise BlockConfigError(str(exc)) from exc
-        return cls(stores, scopes)
+        return cls(SecretStores.from_components(context.components),
+                   SecretScopes.from_spec(context.configuration))
 
     async def start(self) -> None:
         """Nothing to open: the stores were built (and their files read) at startup."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.platform.components import Component
+from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.events import CloudEvent, format_time, utc_now
 from tether.platform.events.envelope import envelope
@@ -46,7 +47,6 @@ CONTENT_TYPE = "contentType"
 #: operation metadata that may shape the event: context attributes Dapr lets it override
 _OVERRIDABLE = frozenset(CONTEXT_ATTRIBUTES) - {"specversion", "id"}
 _EXTENSION = re.compile(r"^[a-z0-9]{1,20}$")
-_TRUTHY = ("1", "true", "t", "y", "yes", "on")
 
 
 class OutboxConfigError(ConfigError):
@@ -55,10 +55,6 @@ class OutboxConfigError(ConfigError):
 
 class ProjectionError(TetherError, ValueError):
     """An ``outbox.projection`` upsert with no upsert of the same key to project."""
-
-
-def is_truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _TRUTHY
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from tether.platform.errors import ConfigError, TetherError
+from tether.platform.blocks import BlockConfigError
+from tether.platform.errors import TetherError
 
 Secret = dict[str, str]
 
@@ -28,7 +29,7 @@ class SecretStoreError(TetherError):
     """A store that cannot answer (an unreadable file); the message holds no secret value."""
 
 
-class SecretConfigError(ConfigError):
+class SecretConfigError(BlockConfigError):
     """Secrets set up wrongly (a store, a reference, a scope): the sidecar does not start."""
 
 
