@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tether.platform import errors
+from tether.platform.aio import cancel_task
 from tether.platform.blocks import BlockContext
 from tether.platform.configuration.registry import configuration_stores
 from tether.platform.configuration.store import (
@@ -142,12 +143,7 @@ class ConfigurationService:
     async def _stop(self, sub_id: str) -> None:
         """Stop delivering (an in-flight delivery is cancelled) and release the watch."""
         sub = self._subscriptions.pop(sub_id)
-        if sub.task is not None:
-            sub.task.cancel()
-            try:
-                await sub.task
-            except asyncio.CancelledError:
-                pass
+        await cancel_task(sub.task)
         await sub.watch.close()  # closing twice is harmless; the pump may not have run
 
     async def _pump(self, sub_id: str, sub: Subscription) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from tether.brokers import Broker, Delivery, SubscribeOptions, Subscription
-from tether.platform.aio import cancel_task
+from tether.platform.aio import Grouped, cancel_task
 from tether.platform.events import CloudEvent
 from tether.platform.workflows.activity import run_activity
 from tether.platform.workflows.authoring import WorkflowRegistry
@@ -26,55 +27,6 @@ from tether.platform.workflows.errors import InvalidHistoryError
 log = logging.getLogger(__name__)
 
 
-class BatchPublisher:
-    """``await publish(event)`` returns once the event is on ``topic``; events published
-    while a batch is in flight go out together in the next one."""
-
-    def __init__(self, broker: Broker, topic: str) -> None:
-        self.broker = broker
-        self.topic = topic
-        self._queue: list[tuple[CloudEvent, asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="workflow-results")
-
-    async def stop(self) -> None:
-        await cancel_task(self._task)
-        self._task = None
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(asyncio.CancelledError())
-        self._queue = []
-
-    async def publish(self, event: CloudEvent) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, future))
-        self._wake.set()
-        await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self.broker.publish_batch(self.topic, [e for e, _ in batch])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-
-
 class ActivityWorker:
     def __init__(self, broker: Broker, names: Names, registry: WorkflowRegistry, *,
                  concurrency: int = 256, retry_delay: float = 1.0) -> None:
@@ -83,7 +35,8 @@ class ActivityWorker:
         self.registry = registry
         self.concurrency = concurrency
         self.retry_delay = retry_delay
-        self._results = BatchPublisher(broker, names.orchestrations)
+        # results of concurrent activities go out as one publish_batch
+        self._results: Grouped[CloudEvent, None] = Grouped(self._publish_results)
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -93,7 +46,6 @@ class ActivityWorker:
     async def start(self) -> None:
         await self.broker.create_topic(self.names.activities)
         await self.broker.create_topic(self.names.orchestrations)
-        self._results.start()
         sub = self.broker.subscribe(self.names.activities, self.names.activities_group,
                                     SubscribeOptions(max_in_flight=self.concurrency))
         await sub.start()
@@ -110,7 +62,11 @@ class ActivityWorker:
         sub, self._subscription = self._subscription, None
         if sub is not None:
             await sub.close(drain_timeout)
-        await self._results.stop()
+        await self._results.close()
+
+    async def _publish_results(self, events: Sequence[CloudEvent]) -> list[None]:
+        await self.broker.publish_batch(self.names.orchestrations, list(events))
+        return [None] * len(events)
 
     async def _run(self, sub: Subscription) -> None:
         async for delivery in sub:
@@ -127,7 +83,7 @@ class ActivityWorker:
         try:
             result = await run_activity(self.registry, instance_id, task)
             self.executed += 1
-            await self._results.publish(orchestration_event(
+            await self._results.submit(orchestration_event(
                 instance_id, result, f"{instance_id}/result/{task.task_id}"))
             await delivery.ack()
         except asyncio.CancelledError:
