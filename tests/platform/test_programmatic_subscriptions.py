@@ -15,9 +15,9 @@ from tether.platform.components import (
     ProgrammaticSubscriptionError,
     ResourceError,
     RouteRule,
-    fetch_programmatic_subscriptions,
     parse_programmatic,
 )
+from tether.workers.app_channel import fetch_programmatic_subscriptions
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

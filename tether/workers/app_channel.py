@@ -14,6 +14,7 @@ answers ``success`` means it).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -23,6 +24,12 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from tether.platform.components import (
+    ProgrammaticSubscriptionError,
+    Subscription,
+    parse_programmatic,
+)
+from tether.platform.components.programmatic import SUBSCRIBE_PATH
 from tether.platform.events import CloudEvent, InvalidCloudEventError
 from tether.platform.events.json_format import CONTENT_TYPE, event_object, to_json
 
@@ -197,3 +204,53 @@ class HttpAppChannel:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("delivering %s to %s failed, will retry: %r", what, url, exc)
             return None
+
+
+DEFAULT_SUBSCRIBE_TIMEOUT = 5.0
+#: a subscription list is small; a bigger reply is a wrong endpoint, not a list
+MAX_SUBSCRIBE_BODY = 4 * 1024 * 1024
+
+
+async def fetch_programmatic_subscriptions(
+    session: aiohttp.ClientSession,
+    app_base_url: str,
+    *,
+    app_id: str | None = None,
+    timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+    api_token: str | None = None,
+) -> list[Subscription]:
+    """Ask the app for its subscriptions (``GET {app_base_url}/dapr/subscribe``).
+
+    404 or an empty body means none (Dapr). Any other failure (connection refused, timeout,
+    non-2xx, non-JSON, wrong shape, oversized reply) raises ProgrammaticSubscriptionError; the
+    caller decides whether to retry while the app is starting. ``timeout`` bounds the whole
+    exchange. ``api_token`` is sent as ``dapr-api-token`` (APP_API_TOKEN).
+    """
+    url = app_base_url.rstrip("/") + SUBSCRIBE_PATH
+    origin = f"GET {url}"
+    headers = {"dapr-api-token": api_token} if api_token else {}
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.get(url, headers=headers) as response:
+                if response.status == 404:
+                    return []
+                if not 200 <= response.status < 300:
+                    raise ProgrammaticSubscriptionError(
+                        origin, f"the app answered HTTP {response.status}", status=response.status
+                    )
+                body = await response.content.read(MAX_SUBSCRIBE_BODY + 1)
+    except TimeoutError as exc:
+        raise ProgrammaticSubscriptionError(
+            origin, f"the app did not answer within {timeout:g} s"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ProgrammaticSubscriptionError(origin, f"request failed: {exc}") from exc
+    if len(body) > MAX_SUBSCRIBE_BODY:
+        raise ProgrammaticSubscriptionError(origin, f"reply is over {MAX_SUBSCRIBE_BODY} bytes")
+    if not body.strip():
+        return []
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProgrammaticSubscriptionError(origin, f"reply is not JSON: {exc}") from exc
+    return parse_programmatic(payload, app_id, origin=origin)

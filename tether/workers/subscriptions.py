@@ -18,16 +18,12 @@ import aiohttp
 
 from tether.brokers import BrokerError
 from tether.platform import env
-from tether.platform.components import (
-    ProgrammaticSubscriptionError,
-    Subscription,
-    fetch_programmatic_subscriptions,
-)
+from tether.platform.components import ProgrammaticSubscriptionError, Subscription
 from tether.platform.errors import TetherError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
 from tether.platform.pubsub.routing import RoutingError
-from tether.workers.app_channel import HttpAppChannel
+from tether.workers.app_channel import HttpAppChannel, fetch_programmatic_subscriptions
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from tether.platform.components.model import (
 )
 from tether.platform.components.programmatic import (
     ProgrammaticSubscriptionError,
-    fetch_programmatic_subscriptions,
     parse_programmatic,
 )
 from tether.platform.components.subscriptions import BulkSubscribe, RouteRule, Subscription
@@ -41,7 +40,6 @@ __all__ = [
     "Templates",
     "TopicScopes",
     "default_components",
-    "fetch_programmatic_subscriptions",
     "load_documents",
     "load_resources",
     "parse_programmatic",

@@ -8,21 +8,15 @@ decodes with Go's encoding/json, which does; unknown fields are ignored, as ther
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from tether.platform.components.model import Fields, ResourceError, Source
 from tether.platform.components.subscriptions import RouteRule, Subscription, _bulk, _metadata
 
+#: where an app answers with its subscriptions (Dapr's app channel)
 SUBSCRIBE_PATH = "/dapr/subscribe"
-DEFAULT_TIMEOUT = 5.0
-#: a subscription list is small; a bigger reply is a wrong endpoint, not a list
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # canonical spellings per nesting level, for the case-insensitive key lookup
 _ENTRY_KEYS = (
@@ -94,51 +88,6 @@ def parse_programmatic(
         seen[key] = index
         out.append(sub)
     return out
-
-
-async def fetch_programmatic_subscriptions(
-    session: aiohttp.ClientSession,
-    app_base_url: str,
-    *,
-    app_id: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    api_token: str | None = None,
-) -> list[Subscription]:
-    """Ask the app for its subscriptions (``GET {app_base_url}/dapr/subscribe``).
-
-    404 or an empty body means none (Dapr). Any other failure (connection refused, timeout,
-    non-2xx, non-JSON, wrong shape, oversized reply) raises ProgrammaticSubscriptionError; the
-    caller decides whether to retry while the app is starting. ``timeout`` bounds the whole
-    exchange. ``api_token`` is sent as ``dapr-api-token`` (APP_API_TOKEN).
-    """
-    url = app_base_url.rstrip("/") + SUBSCRIBE_PATH
-    origin = f"GET {url}"
-    headers = {"dapr-api-token": api_token} if api_token else {}
-    try:
-        async with asyncio.timeout(timeout):
-            async with session.get(url, headers=headers) as response:
-                if response.status == 404:
-                    return []
-                if not 200 <= response.status < 300:
-                    raise ProgrammaticSubscriptionError(
-                        origin, f"the app answered HTTP {response.status}", status=response.status
-                    )
-                body = await response.content.read(MAX_BODY_BYTES + 1)
-    except TimeoutError as exc:
-        raise ProgrammaticSubscriptionError(
-            origin, f"the app did not answer within {timeout:g} s"
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise ProgrammaticSubscriptionError(origin, f"request failed: {exc}") from exc
-    if len(body) > MAX_BODY_BYTES:
-        raise ProgrammaticSubscriptionError(origin, f"reply is over {MAX_BODY_BYTES} bytes")
-    if not body.strip():
-        return []
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProgrammaticSubscriptionError(origin, f"reply is not JSON: {exc}") from exc
-    return parse_programmatic(payload, app_id, origin=origin)
 
 
 def _entry(entry: Fields, app_id: str | None) -> Subscription:
