@@ -13,10 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.secrets import SecretStoreError
 from tether.platform.secrets.scoping import SecretScopes
 from tether.platform.secrets.service import SecretsService
-from tether.platform.secrets.stores import Secret
+from tether.platform.secrets.stores import Secret, SecretStoreError
 from tether.sidecar import create_app
 from tether.sidecar.secrets import SecretsApi, secrets_block
 

@@ -9,7 +9,8 @@ import pytest
 
 from tether.platform.components import Component, SecretKeyRef, Templates, load_documents
 from tether.platform.pubsub import PubSubRegistry
-from tether.platform.secrets import SecretRefError, SecretStoreConfigError, resolve_app_secrets
+from tether.platform.secrets import SecretRefError, resolve_app_secrets
+from tether.platform.secrets.stores import SecretStoreConfigError
 
 SECRETS = {"redis": {"password": "p@ss/word", "user": "app"}, "plain": "x"}
 

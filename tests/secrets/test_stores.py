@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from tether.platform.components import Component, SecretKeyRef
-from tether.platform.secrets import (
+from tether.platform.secrets import SecretStores, build_store
+from tether.platform.secrets.stores import (
     LocalEnvStore,
     LocalFileStore,
     SecretNotFoundError,
     SecretStoreConfigError,
-    SecretStores,
-    build_store,
 )
 from tether.platform.secrets.stores.local_file import parse_secrets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tether.platform.components import Component
-from tether.platform.state.keys import InvalidKeyError, KeyScheme
+from tether.platform.components.keys import InvalidKeyError, KeyScheme
 
 
 def scheme(prefix: str | None, app_id: str = "shop") -> KeyScheme:

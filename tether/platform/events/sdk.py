@@ -30,21 +30,9 @@ from tether.platform.events.event import (
 
 def to_sdk(event: CloudEvent) -> SDKCloudEvent:
     """The same event as the SDK's ``cloudevents.core.v1.event.CloudEvent``."""
-    attributes: dict[str, Any] = {
-        "specversion": event.specversion,
-        "id": event.id,
-        "source": event.source,
-        "type": event.type,
-    }
-    if event.subject is not None:
-        attributes["subject"] = event.subject
+    attributes: dict[str, Any] = event.attributes()
     if event.time is not None:
-        attributes["time"] = event.time
-    if event.datacontenttype is not None:
-        attributes["datacontenttype"] = event.datacontenttype
-    if event.dataschema is not None:
-        attributes["dataschema"] = event.dataschema
-    attributes.update(event.extensions)
+        attributes["time"] = event.time  # the SDK takes a datetime, not its text
     try:
         converted = SDKCloudEvent(attributes, event.data)
     except BaseCloudEventException as exc:

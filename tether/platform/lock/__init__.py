@@ -6,7 +6,7 @@ A store holds one owner per key until the owner unlocks or the expiry passes
 ``tether.sidecar.lock``).
 """
 
-from tether.platform.lock.keys import KeyPrefix, LockKeyError
+from tether.platform.lock.keys import lock_key
 from tether.platform.lock.store import LockStore, LockStoreError, UnlockStatus
 
-__all__ = ["KeyPrefix", "LockKeyError", "LockStore", "LockStoreError", "UnlockStatus"]
+__all__ = ["LockStore", "LockStoreError", "UnlockStatus", "lock_key"]

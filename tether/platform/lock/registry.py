@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
+from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.components.registry import ComponentTypes
-from tether.platform.lock.keys import KeyPrefix, LockKeyError
 from tether.platform.lock.store import LockStore
 
 BLOCK = "lock"
@@ -22,7 +22,7 @@ class LockConfigError(BlockConfigError):
 class NamedLockStore:
     name: str
     store: LockStore
-    prefix: KeyPrefix
+    prefix: KeyScheme
 
 
 def _redis(component: Component) -> LockStore:
@@ -49,8 +49,8 @@ def _sqlite(component: Component) -> LockStore:
 
 def _named(component: Component, store: LockStore, app_id: str) -> NamedLockStore:
     try:
-        prefix = KeyPrefix.from_metadata(component.value("keyPrefix"), component.name, app_id)
-    except LockKeyError as exc:
+        prefix = KeyScheme.for_component(component, app_id)
+    except InvalidKeyError as exc:
         raise LOCK_TYPES.fail(component, str(exc)) from exc
     return NamedLockStore(component.name, store, prefix)
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 from tether.platform import errors
 from tether.platform.blocks import BlockContext
+from tether.platform.components.keys import InvalidKeyError
 from tether.platform.errors import ApiError
-from tether.platform.lock.keys import LockKeyError
+from tether.platform.lock.keys import lock_key
 from tether.platform.lock.registry import NamedLockStore, lock_stores
 from tether.platform.lock.store import LockStoreError, UnlockStatus
 
@@ -55,18 +56,18 @@ class LockService:
             )
         named = self._store(store, resource_id, owner)
         try:
-            key = named.prefix.key(resource_id)
+            key = lock_key(named.prefix, resource_id)
             return await named.store.try_lock(key, owner, expiry_seconds)
-        except (LockKeyError, LockStoreError) as exc:
+        except (InvalidKeyError, LockStoreError) as exc:
             raise ApiError(500, errors.TRY_LOCK, f"failed to try acquiring lock: {exc}") from exc
 
     async def unlock(self, store: str, resource_id: str, owner: str) -> UnlockStatus:
         """Release ``resource_id`` if ``owner`` holds it; otherwise say why not."""
         named = self._store(store, resource_id, owner)
         try:
-            key = named.prefix.key(resource_id)
+            key = lock_key(named.prefix, resource_id)
             return await named.store.unlock(key, owner)
-        except (LockKeyError, LockStoreError) as exc:
+        except (InvalidKeyError, LockStoreError) as exc:
             raise ApiError(500, errors.UNLOCK, f"failed to release lock: {exc}") from exc
 
     def _store(self, name: str, resource_id: str, owner: str) -> NamedLockStore:

@@ -1,6 +1,6 @@
 """Dapr's secrets building block (docs/secrets.md).
 
-- :mod:`.stores`: ``secretstores.local.file`` and ``secretstores.local.env``
+- :mod:`.stores`: the store contract, ``secretstores.local.file`` and ``.local.env``
 - :mod:`.registry`: the app's secret store components turned into stores
 - :mod:`.resolve`: ``secretKeyRef`` values in other components' metadata, resolved at start
 - :mod:`.scoping`: the app configuration's secret scopes
@@ -11,33 +11,13 @@
 from tether.platform.secrets.registry import SecretStores, build_store
 from tether.platform.secrets.resolve import SecretRefError, resolve_app_secrets, resolve_secret_refs
 from tether.platform.secrets.scoping import ScopeConfigError, SecretScope, SecretScopes
-from tether.platform.secrets.stores import (
-    LocalEnvStore,
-    LocalFileStore,
-    Secret,
-    SecretConfigError,
-    SecretNotFoundError,
-    SecretStore,
-    SecretStoreConfigError,
-    SecretStoreError,
-    SecretText,
-)
 
 __all__ = [
-    "LocalEnvStore",
-    "LocalFileStore",
     "ScopeConfigError",
-    "Secret",
-    "SecretConfigError",
-    "SecretNotFoundError",
     "SecretRefError",
     "SecretScope",
     "SecretScopes",
-    "SecretStore",
-    "SecretStoreConfigError",
-    "SecretStoreError",
     "SecretStores",
-    "SecretText",
     "build_store",
     "resolve_app_secrets",
     "resolve_secret_refs",

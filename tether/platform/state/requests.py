@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.platform import errors
+from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import TetherError
-from tether.platform.state.keys import InvalidKeyError, KeyScheme
 from tether.platform.state.store import DeleteOperation, SetOperation
 
 FIRST_WRITE = "first-write"
@@ -127,19 +127,13 @@ def save_request(
 ) -> SaveRequest:
     """One ``{key, value, etag, metadata, options}`` object; ``shared`` metadata (query
     parameters, a transaction's metadata) is merged over the item's own, as Dapr does."""
-    if not isinstance(item, dict):
-        raise BadRequest(f"{what} must be an object")
-    key, stored = store_key(keys, item.get("key"), what)
-    metadata = metadata_of(item.get("metadata"), f"{what}.metadata")
-    metadata.update(shared)
-    concurrency, _ = options_of(item.get("options"), f"{what}.options")
-    etag = _text(item.get("etag"), f"{what}.etag")
+    item, key, stored, metadata, etag, first_write = _item(item, keys, shared, what)
     value = item.get("value")
     op = SetOperation(
         key=stored,
         value=encode_value(value),
-        etag=etag or None,
-        first_write=concurrency == FIRST_WRITE,
+        etag=etag,
+        first_write=first_write,
         ttl_seconds=ttl_of(metadata),
         content_type=metadata.get(CONTENT_TYPE) or None,
     )
@@ -149,6 +143,16 @@ def save_request(
 def delete_request(
     item: Any, keys: KeyScheme, shared: Mapping[str, str], what: str
 ) -> DeleteRequest:
+    _, key, stored, metadata, etag, first_write = _item(item, keys, shared, what)
+    op = DeleteOperation(key=stored, etag=etag, first_write=first_write)
+    return DeleteRequest(key, op, metadata)
+
+
+def _item(
+    item: Any, keys: KeyScheme, shared: Mapping[str, str], what: str
+) -> tuple[dict[str, Any], str, str, dict[str, str], str | None, bool]:
+    """What a save and a delete item share: the object, its key (as given and as stored),
+    its metadata (``shared`` merged over it), its ETag and whether it is a first write."""
     if not isinstance(item, dict):
         raise BadRequest(f"{what} must be an object")
     key, stored = store_key(keys, item.get("key"), what)
@@ -156,8 +160,7 @@ def delete_request(
     metadata.update(shared)
     concurrency, _ = options_of(item.get("options"), f"{what}.options")
     etag = _text(item.get("etag"), f"{what}.etag")
-    op = DeleteOperation(key=stored, etag=etag or None, first_write=concurrency == FIRST_WRITE)
-    return DeleteRequest(key, op, metadata)
+    return item, key, stored, metadata, etag or None, concurrency == FIRST_WRITE
 
 
 def save_requests(body: bytes, keys: KeyScheme, shared: Mapping[str, str]) -> list[SaveRequest]:

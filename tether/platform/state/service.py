@@ -19,10 +19,10 @@ from typing import Any
 
 from tether.platform import errors
 from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.state.changes import DELETE, UPSERT, ChangeFeed, ChangeFeedConfigError
-from tether.platform.state.keys import InvalidKeyError, KeyScheme
 from tether.platform.state.outbox import Outbox, OutboxConfigError, ProjectionError, Upsert
 from tether.platform.state.registry import state_store_spec
 from tether.platform.state.relay import OutboxRelay

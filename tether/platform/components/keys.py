@@ -1,4 +1,5 @@
-"""Dapr's key scheme: ``<prefix>||<key>``, the prefix chosen by the component's ``keyPrefix``.
+"""Dapr's key scheme: ``<prefix>||<key>``, the prefix chosen by the component's ``keyPrefix``
+(state stores; lock stores put ``lock||`` before it).
 
 ``appid`` (the default) gives every app its own keys in a shared store, ``name`` shares the
 keys of one store among every app that uses it, ``namespace`` prefixes with
@@ -39,12 +40,17 @@ class KeyScheme:
 
     @classmethod
     def for_component(cls, component: Component, app_id: str) -> KeyScheme:
-        raw = component.value(KEY_PREFIX) or APPID
+        return cls.from_prefix(component.value(KEY_PREFIX), component.name, app_id)
+
+    @classmethod
+    def from_prefix(cls, value: str | None, store_name: str, app_id: str) -> KeyScheme:
+        """The scheme a ``keyPrefix`` value (None: appid) picks for store ``store_name``."""
+        raw = value or APPID
         strategy = raw.lower()
         if strategy == NONE:
             return cls("")
         if strategy == NAME:
-            return cls(component.name + SEPARATOR)
+            return cls(store_name + SEPARATOR)
         if strategy == APPID:
             return cls(app_id + SEPARATOR if app_id else "")
         if strategy == NAMESPACE:
