@@ -12,7 +12,8 @@ from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar import create_app
-from tether.sidecar.blocks import ApiBlock, build_blocks
+from tether.sidecar.api_block import ApiBlock
+from tether.sidecar.blocks import build_blocks
 
 
 class EchoBlock:

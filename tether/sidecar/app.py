@@ -14,7 +14,7 @@ from tether.platform import errors
 from tether.platform.components import Component
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
-from tether.sidecar.blocks import ApiBlock
+from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.publish import PublishApi
 
 log = logging.getLogger(__name__)

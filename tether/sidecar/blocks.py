@@ -11,24 +11,14 @@ assembly code.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
-from aiohttp import web
-
-from tether.platform.blocks import Block, BlockContext
+from tether.platform.blocks import BlockContext
+from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.configuration import configuration_block
 from tether.sidecar.lock import lock_block
 from tether.sidecar.secrets import secrets_block
 from tether.sidecar.state import state_block
 from tether.sidecar.workflows import workflow_block
-
-
-class ApiBlock(Block, Protocol):
-    """One building block's HTTP API and the resources it holds."""
-
-    def routes(self) -> Sequence[web.RouteDef]:
-        """The block's routes (full paths, e.g. ``/v1.0/state/{store}``)."""
-
 
 BlockFactory = Callable[[BlockContext], ApiBlock | None]
 

@@ -35,6 +35,7 @@ from tether.platform.configuration.service import (
 )
 from tether.platform.configuration.store import Items
 from tether.platform.errors import ApiError
+from tether.sidecar.api_block import ServiceRoutes
 from tether.sidecar.request import request_metadata
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST
 
@@ -86,7 +87,7 @@ class AppPush:
             self._session = None
 
 
-class ConfigurationApi:
+class ConfigurationApi(ServiceRoutes[ConfigurationService]):
     """The configuration block's HTTP routes over its :class:`ConfigurationService`, and
     the pushes of its subscriptions to the app (none without an app port)."""
 
@@ -98,7 +99,7 @@ class ConfigurationApi:
         app_host: str = DEFAULT_HOST,
         api_token: str | None = None,
     ) -> None:
-        self.service = service
+        super().__init__(service)
         self.app_push = (
             None if app_port is None
             else AppPush(app_port, app_host=app_host, api_token=api_token)
@@ -115,11 +116,8 @@ class ConfigurationApi:
             ]
         return routes
 
-    async def start(self) -> None:
-        await self.service.start()
-
     async def close(self) -> None:
-        await self.service.close()  # ends the subscriptions: nothing pushes after this
+        await super().close()  # ends the subscriptions: nothing pushes after this
         if self.app_push is not None:
             await self.app_push.close()
 

@@ -19,6 +19,7 @@ from tether.platform import errors
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.lock.service import LockService
+from tether.sidecar.api_block import ServiceRoutes
 
 PREFIX = "/v1.0-alpha1"
 _INT32_MAX = 2**31 - 1
@@ -77,23 +78,14 @@ async def read_lock_request(request: web.Request) -> LockRequest:
     )
 
 
-class LockApi:
+class LockApi(ServiceRoutes[LockService]):
     """The lock block's HTTP routes over its :class:`LockService`."""
-
-    def __init__(self, service: LockService) -> None:
-        self.service = service
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [
             web.post(PREFIX + "/lock/{store}", self.lock),
             web.post(PREFIX + "/unlock/{store}", self.unlock),
         ]
-
-    async def start(self) -> None:
-        await self.service.start()
-
-    async def close(self) -> None:
-        await self.service.close()
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
         req = await read_lock_request(request)

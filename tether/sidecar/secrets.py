@@ -16,14 +16,12 @@ from aiohttp import web
 
 from tether.platform.blocks import BlockContext
 from tether.platform.secrets.service import SecretsService
+from tether.sidecar.api_block import ServiceRoutes
 from tether.sidecar.request import request_metadata
 
 
-class SecretsApi:
+class SecretsApi(ServiceRoutes[SecretsService]):
     """The secrets block's HTTP routes over its :class:`SecretsService`."""
-
-    def __init__(self, service: SecretsService) -> None:
-        self.service = service
 
     def routes(self) -> Sequence[web.RouteDef]:
         # bulk first: a secret named "bulk" is shadowed, as in Dapr
@@ -31,12 +29,6 @@ class SecretsApi:
             web.get("/v1.0/secrets/{store}/bulk", self.bulk),
             web.get("/v1.0/secrets/{store}/{name}", self.get),
         ]
-
-    async def start(self) -> None:
-        await self.service.start()
-
-    async def close(self) -> None:
-        await self.service.close()
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         secret = await self.service.get(

@@ -32,6 +32,7 @@ from tether.platform.state.requests import (
 )
 from tether.platform.state.service import StateBinding, StateService, query_failed
 from tether.platform.state.store import DeleteOperation, Query, StateItem
+from tether.sidecar.api_block import ServiceRoutes
 from tether.sidecar.request import request_metadata, trace_headers
 
 _STORE = "{store:[^/]+}"
@@ -99,11 +100,8 @@ def _query(body: Any) -> Query:
                  token=token or None)
 
 
-class StateApi:
+class StateApi(ServiceRoutes[StateService]):
     """The state building block's HTTP routes over its service."""
-
-    def __init__(self, service: StateService) -> None:
-        self.service = service
 
     @property
     def bindings(self) -> Mapping[str, StateBinding]:
@@ -124,12 +122,6 @@ class StateApi:
                               (f"/v1.0-alpha1/state/{_STORE}/query", self.query)):
             routes += [web.post(path, handler), web.put(path, handler)]
         return routes
-
-    async def start(self) -> None:
-        await self.service.start()
-
-    async def close(self) -> None:
-        await self.service.close()
 
     def capabilities(self) -> dict[str, list[str]]:
         """Dapr's feature names per state component, for ``/v1.0/metadata``."""

@@ -27,7 +27,7 @@ The GET of one instance answers Dapr's ``GetWorkflowResponse`` as protojson writ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from tether.platform.workflows.durable.client import WorkflowState
 from tether.platform.workflows.durable.instances import InstanceMeta
 from tether.platform.workflows.durable.service import WorkflowService
 from tether.platform.workflows.history import RuntimeStatus
+from tether.sidecar.api_block import ServiceRoutes
 
 PREFIXES = ("/v1.0", "/v1.0-beta1", "/v1.0-alpha1")
 _BASE = "/workflows/{component}/{instance:[^/]*}"
@@ -53,13 +54,11 @@ CUSTOM_STATUS = "dapr.workflow.custom_status"
 FAILURE_TYPE = "dapr.workflow.failure.error_type"
 FAILURE_MESSAGE = "dapr.workflow.failure.error_message"
 FAILURE_STACK = "dapr.workflow.failure.stack_trace"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class WorkflowApi:
-    """The block: the service's routes, start and close."""
-
-    def __init__(self, service: WorkflowService) -> None:
-        self.service = service
+class WorkflowApi(ServiceRoutes[WorkflowService]):
+    """The workflow block's HTTP routes over its :class:`WorkflowService`."""
 
     def routes(self) -> Sequence[web.RouteDef]:
         # Tether's reads first: Dapr's GET of an instance would match them
@@ -73,18 +72,14 @@ class WorkflowApi:
                 web.post(prefix + "/workflows/{component}/{name:[^/]*}/start", self.start_workflow),
                 web.get(base, self.get),
                 web.post(base + "/raiseEvent/{event:[^/]*}", self.raise_event),
-                web.post(base + "/terminate", self.terminate),
-                web.post(base + "/pause", self.pause),
-                web.post(base + "/resume", self.resume),
-                web.post(base + "/purge", self.purge),
             ]
+            routes += [web.post(f"{base}/{name}", _accepting(action)) for name, action in (
+                ("terminate", self.service.terminate_workflow),
+                ("pause", self.service.pause_workflow),
+                ("resume", self.service.resume_workflow),
+                ("purge", self.service.purge_workflow),
+            )]
         return routes
-
-    async def start(self) -> None:
-        await self.service.start()
-
-    async def close(self) -> None:
-        await self.service.close()
 
     # --- Dapr's routes ----------------------------------------------------------------------
     async def start_workflow(self, request: web.Request) -> web.StreamResponse:
@@ -105,21 +100,6 @@ class WorkflowApi:
                                        await request.read())
         return _accepted()
 
-    async def terminate(self, request: web.Request) -> web.StreamResponse:
-        await self.service.terminate_workflow(*_instance(request))
-        return _accepted()
-
-    async def pause(self, request: web.Request) -> web.StreamResponse:
-        await self.service.pause_workflow(*_instance(request))
-        return _accepted()
-
-    async def resume(self, request: web.Request) -> web.StreamResponse:
-        await self.service.resume_workflow(*_instance(request))
-        return _accepted()
-
-    async def purge(self, request: web.Request) -> web.StreamResponse:
-        await self.service.purge_workflow(*_instance(request))
-        return _accepted()
 
     # --- Tether's reads ---------------------------------------------------------------------
     async def list_instances(self, request: web.Request) -> web.StreamResponse:
@@ -232,6 +212,17 @@ def list_item(meta: InstanceMeta) -> dict[str, Any]:
     if meta.parent is not None:
         item["parentInstanceID"] = meta.parent.instance_id
     return item
+
+
+def _accepting(action: Callable[[str, str], Awaitable[None]]) -> Handler:
+    """A handler for an instance action with no body and no answer but 202 (terminate,
+    pause, resume, purge)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await action(*_instance(request))
+        return _accepted()
+
+    return handler
 
 
 def workflow_block(context: BlockContext) -> WorkflowApi:
