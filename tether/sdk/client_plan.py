@@ -37,7 +37,8 @@ class Pause:
 
 
 class _Block:
-    """The step of a :func:`context_operation` where the with-block runs."""
+    """The step of a context operation (``client_core.context_operation``) where the
+    with-block runs."""
 
 
 #: the with-block runs here; the plan gets back True if the block raised
