@@ -1,34 +1,30 @@
 """``tether.Client`` and ``tether.AsyncClient``: thin HTTP clients for a process that talks
 to a Tether (or Dapr) sidecar (docs/client.md).
 
-Each building block is a mixin in its own module over one request core
-(``client_core.py``): pub/sub in ``client_pubsub.py``, health/metadata/shutdown in
-``client_meta.py``, secrets in ``client_secrets.py``, the lock in ``client_lock.py``,
-configuration in ``client_configuration.py``, state in ``client_state.py``, workflows in
-``client_workflow.py``. A new block adds its module and one base class below per client.
+Each building block is a mixin in its own module, its methods written once for both
+clients over one request core (``client_core.py``): pub/sub in ``client_pubsub.py``,
+health/metadata/shutdown in ``client_meta.py``, secrets in ``client_secrets.py``, the lock
+in ``client_lock.py``, configuration in ``client_configuration.py``, state in
+``client_state.py``, workflows in ``client_workflow.py``. A new block adds its module and
+its mixin to ``_Blocks`` below.
 """
 
 from __future__ import annotations
 
-from tether.sdk.client_configuration import (
-    AsyncConfigurationMixin,
-    ConfigurationItem,
-    ConfigurationMixin,
-)
+from tether.sdk.client_configuration import ConfigurationItem, ConfigurationMixin
+from tether.sdk.client_core import AsyncCore, SyncCore
 from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
 from tether.sdk.client_lock import (
-    AsyncLockMixin,
     LockLostError,
     LockMixin,
     LockNotAcquiredError,
     UnlockStatus,
 )
-from tether.sdk.client_meta import AsyncMetaMixin, MetaMixin
-from tether.sdk.client_pubsub import AsyncPubSubMixin, FailedEntry, PublishEntry, PubSubMixin
-from tether.sdk.client_secrets import AsyncSecretsMixin, SecretsMixin
+from tether.sdk.client_meta import MetaMixin
+from tether.sdk.client_pubsub import FailedEntry, PublishEntry, PubSubMixin
+from tether.sdk.client_secrets import SecretsMixin
 from tether.sdk.client_settings import ClientSettings, resolve_settings
 from tether.sdk.client_state import (
-    AsyncStateMixin,
     BulkStateItem,
     StateItem,
     StateMixin,
@@ -36,7 +32,6 @@ from tether.sdk.client_state import (
     TransactionalStateOperation,
 )
 from tether.sdk.client_workflow import (
-    AsyncWorkflowMixin,
     GetWorkflowResponse,
     StartWorkflowResponse,
     WorkflowList,
@@ -67,10 +62,14 @@ __all__ = [
 ]
 
 
-class Client(
+class _Blocks(
     PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
     WorkflowMixin,
 ):
+    """The methods of both clients."""
+
+
+class Client(_Blocks, SyncCore):
     """A blocking client on one kept-alive HTTP connection.
 
     ``Client()`` finds the sidecar from the environment (``DAPR_HTTP_ENDPOINT``, else
@@ -81,9 +80,6 @@ class Client(
     """
 
 
-class AsyncClient(
-    AsyncPubSubMixin, AsyncMetaMixin, AsyncSecretsMixin, AsyncLockMixin, AsyncConfigurationMixin,
-    AsyncStateMixin, AsyncWorkflowMixin,
-):
+class AsyncClient(_Blocks, AsyncCore):
     """The asyncio client (aiohttp), with the same methods as :class:`Client`, awaited.
     Use ``async with AsyncClient() as client:``, or ``await client.close()``."""

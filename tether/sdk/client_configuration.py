@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
 from tether.sdk.client_errors import TetherApiError
+from tether.sdk.client_http import Call, Reply, metadata_params, segment
+from tether.sdk.client_plan import Plan, Send
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ def _path(store: str, tail: str, keys: str | Sequence[str],
     # the query goes into the path, quoted here
     names = [keys] if isinstance(keys, str) else list(keys)
     pairs = [("key", name) for name in names]
-    pairs += [(f"metadata.{k}", str(v)) for k, v in (metadata or {}).items()]
+    pairs += metadata_params(metadata).items()
     query = urlencode(pairs, quote_via=quote)
     return f"/v1.0/configuration/{segment(store)}{tail}" + (f"?{query}" if query else "")
 
@@ -88,49 +90,30 @@ def unsubscribed(reply: Reply) -> bool:
     return True
 
 
-class ConfigurationMixin(SyncCore):
-    """Configuration methods for :class:`tether.Client`."""
+class ConfigurationMixin(ClientBase):
+    """Configuration methods for both clients."""
 
+    @operation
     def get_configuration(
         self, store: str, keys: str | Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> dict[str, ConfigurationItem]:
+    ) -> Plan[dict[str, ConfigurationItem]]:
         """``GET /v1.0/configuration/{store}?key=...``: ``{key: ConfigurationItem}`` for
         the keys found (no keys: every key); {} when none is found."""
-        return items_of(self._request(get_call(store, keys, metadata)))
+        return items_of((yield get_call(store, keys, metadata)))
 
+    @operation
     def subscribe_configuration(
         self, store: str, keys: str | Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> str:
+    ) -> Plan[str]:
         """``GET /v1.0/configuration/{store}/subscribe``: the subscription's id. The sidecar
         then POSTs each change to the app at ``/configuration/{store}/{key}`` (the sidecar
         needs an app port: without one, 500 ``ERR_APP_CHANNEL_NIL``)."""
-        return subscription_id_of(self._request(subscribe_call(store, keys, metadata)))
+        return subscription_id_of((yield subscribe_call(store, keys, metadata)))
 
-    def unsubscribe_configuration(self, store: str, subscription_id: str) -> bool:
+    @operation
+    def unsubscribe_configuration(self, store: str, subscription_id: str) -> Plan[bool]:
         """``GET /v1.0/configuration/{store}/{id}/unsubscribe``: True once stopped, False
         for an unknown id."""
-        return unsubscribed(self._send(unsubscribe_call(store, subscription_id)))
-
-
-class AsyncConfigurationMixin(AsyncCore):
-    """Configuration methods for :class:`tether.AsyncClient`."""
-
-    async def get_configuration(
-        self, store: str, keys: str | Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-    ) -> dict[str, ConfigurationItem]:
-        """As :meth:`tether.Client.get_configuration`."""
-        return items_of(await self._request(get_call(store, keys, metadata)))
-
-    async def subscribe_configuration(
-        self, store: str, keys: str | Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
-        """As :meth:`tether.Client.subscribe_configuration`."""
-        return subscription_id_of(await self._request(subscribe_call(store, keys, metadata)))
-
-    async def unsubscribe_configuration(self, store: str, subscription_id: str) -> bool:
-        """As :meth:`tether.Client.unsubscribe_configuration`."""
-        return unsubscribed(await self._send(unsubscribe_call(store, subscription_id)))
+        return unsubscribed((yield Send(unsubscribe_call(store, subscription_id))))

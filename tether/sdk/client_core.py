@@ -1,72 +1,43 @@
-"""The one request path every :class:`tether.Client` method goes through.
+"""The two clients' cores and the methods written once for both.
 
-A building block is a mixin (``client_pubsub.py``, ``client_meta.py``, ...) whose methods
-describe a request as a :class:`Call`, send it with ``_request`` and read the
-:class:`Reply`. Building the call and reading the reply are plain functions shared by the
-sync and the async client; only ``_request`` differs: :class:`SyncCore` on ``http.client``
-with one kept-alive connection, :class:`AsyncCore` on an aiohttp session.
+:func:`operation` makes a plan (``client_plan.py``) a method of both clients: a blocking one
+on :class:`SyncCore` (``http.client``, one kept-alive connection) and a coroutine on
+:class:`AsyncCore` (an aiohttp session). Each core performs a plan's steps on its transport;
+nothing else differs between :class:`tether.Client` and :class:`tether.AsyncClient`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import http.client
-import json
+import inspect
 import ssl
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote, urlencode
+import time
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import MethodType, TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError
+from tether.sdk.client_errors import SidecarUnavailableError
+from tether.sdk.client_http import Call, Reply
+from tether.sdk.client_plan import Pause, Plan, PlanRun
 from tether.sdk.client_settings import ClientSettings, resolve_settings
 
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One HTTP request to the sidecar; ``path`` is already quoted."""
-
-    method: str
-    path: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-
-    def target(self, base_path: str) -> str:
-        query = urlencode(self.params, quote_via=quote) if self.params else ""
-        return base_path + self.path + ("?" + query if query else "")
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+A = TypeVar("A")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    reason: str
-    body: bytes
-    #: the response headers, looked up case-insensitively (``ETag``, ``metadata.*``)
-    headers: Mapping[str, str] = field(default_factory=CIMultiDict)
+class ClientBase:
+    """What the block mixins see of either client: its settings."""
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def error(self) -> TetherApiError:
-        return TetherApiError.from_response(self.status, self.reason, self.body)
-
-
-def segment(value: str) -> str:
-    """One path segment (a component or key name), quoted so that it stays one segment."""
-    return quote(value, safe="")
-
-
-class _Base:
     def __init__(
         self,
         address: str | None = None,
@@ -77,10 +48,17 @@ class _Base:
         self.settings: ClientSettings = resolve_settings(
             address, api_token=api_token, timeout=timeout
         )
+        self._setup()
+
+    def _setup(self) -> None:
+        """Set up the core's transport state (each core fills this in)."""
 
     @property
     def address(self) -> str:
         return self.settings.base_url
+
+    def _unavailable(self, exc: object) -> SidecarUnavailableError:
+        return SidecarUnavailableError(f"cannot reach the sidecar at {self.address}: {exc}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address!r})"
@@ -92,20 +70,24 @@ class _Base:
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
-class SyncCore(_Base):
-    """The blocking transport: one HTTP/1.1 connection, reused, one request at a time
-    (a lock makes a client safe to share between threads)."""
+class SyncCore(ClientBase):
+    """The blocking core: plans run on one HTTP/1.1 connection, reused, one request at a
+    time (a lock makes a client safe to share between threads)."""
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        api_token: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(address, api_token=api_token, timeout=timeout)
+    def _setup(self) -> None:
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+
+    def _drive(self, run: PlanRun[Any]) -> None:
+        """Perform the plan's steps until it returns or reaches its BLOCK."""
+        while (step := run.next_step()) is not None:
+            try:
+                if isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                else:
+                    run.give(self._send(step.call, step.timeout))
+            except Exception as exc:  # raised in the plan, which may catch it
+                run.fail(exc)
 
     def _connect(self) -> http.client.HTTPConnection:
         s = self.settings
@@ -114,13 +96,6 @@ class SyncCore(_Base):
                 s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
             )
         return http.client.HTTPConnection(s.host, s.port, timeout=s.timeout)
-
-    def _request(self, call: Call, *, timeout: float | None = None) -> Reply:
-        """Send ``call``; a non-2xx answer raises :class:`TetherApiError`."""
-        reply = self._send(call, timeout)
-        if not reply.ok:
-            raise reply.error()
-        return reply
 
     def _send(self, call: Call, timeout: float | None = None) -> Reply:
         headers = {**self.settings.headers(), **call.headers}
@@ -151,9 +126,6 @@ class SyncCore(_Base):
                              CIMultiDict(response.getheaders()))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _unavailable(self, exc: BaseException) -> SidecarUnavailableError:
-        return SidecarUnavailableError(f"cannot reach the sidecar at {self.address}: {exc}")
-
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -176,19 +148,23 @@ class SyncCore(_Base):
         self.close()
 
 
-class AsyncCore(_Base):
-    """The asyncio transport: an aiohttp session (its pool keeps connections alive),
-    created on first use inside the running loop."""
+class AsyncCore(ClientBase):
+    """The asyncio core: plans run on an aiohttp session (its pool keeps connections
+    alive), created on first use inside the running loop."""
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        api_token: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(address, api_token=api_token, timeout=timeout)
+    def _setup(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+
+    async def _drive(self, run: PlanRun[Any]) -> None:
+        """Perform the plan's steps until it returns or reaches its BLOCK."""
+        while (step := run.next_step()) is not None:
+            try:
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                else:
+                    run.give(await self._send(step.call, step.timeout))
+            except Exception as exc:  # raised in the plan, which may catch it
+                run.fail(exc)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -199,13 +175,6 @@ class AsyncCore(_Base):
                 skip_auto_headers=("Content-Type",),
             )
         return self._session
-
-    async def _request(self, call: Call, *, timeout: float | None = None) -> Reply:
-        """Send ``call``; a non-2xx answer raises :class:`TetherApiError`."""
-        reply = await self._send(call, timeout)
-        if not reply.ok:
-            raise reply.error()
-        return reply
 
     async def _send(self, call: Call, timeout: float | None = None) -> Reply:
         session = self._open()
@@ -221,9 +190,7 @@ class AsyncCore(_Base):
                 body = await response.read()
                 return Reply(response.status, response.reason or "", body, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SidecarUnavailableError(
-                f"cannot reach the sidecar at {self.address}: {exc!r}"
-            ) from exc
+            raise self._unavailable(repr(exc)) from exc
 
     async def close(self) -> None:
         """Close the session and its connections."""
@@ -241,3 +208,117 @@ class AsyncCore(_Base):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+# --- methods written once ------------------------------------------------------------------
+class ClientMethod(Generic[P, S, A]):
+    """A method of both clients: ``blocking`` serves :class:`SyncCore`, ``asynchronous``
+    :class:`AsyncCore` (each takes the client first)."""
+
+    def __init__(self, blocking: Callable[Concatenate[SyncCore, P], S],
+                 asynchronous: Callable[Concatenate[AsyncCore, P], A]) -> None:
+        self.__doc__ = blocking.__doc__
+        self._blocking = blocking
+        self._asynchronous = asynchronous
+
+    @overload
+    def __get__(
+        self, client: None, owner: type[SyncCore]
+    ) -> Callable[Concatenate[SyncCore, P], S]: ...
+    @overload
+    def __get__(
+        self, client: None, owner: type[AsyncCore]
+    ) -> Callable[Concatenate[AsyncCore, P], A]: ...
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, client: SyncCore, owner: type[Any]) -> Callable[P, S]: ...
+    @overload
+    def __get__(self, client: AsyncCore, owner: type[Any]) -> Callable[P, A]: ...
+    def __get__(self, client: ClientBase | None, owner: type[Any]) -> Any:
+        if client is None:  # on a client class, the function (what help() shows)
+            if issubclass(owner, AsyncCore):
+                return self._asynchronous
+            return self._blocking if issubclass(owner, SyncCore) else self
+        method = self._asynchronous if isinstance(client, AsyncCore) else self._blocking
+        return MethodType(method, client)
+
+
+def _like(function: Callable[P, R], plan: Callable[..., Any], returns: object) -> Callable[P, R]:
+    """``function`` with the name, docstring and arguments of ``plan``, returning ``returns``
+    (for help() and inspect.signature())."""
+    functools.update_wrapper(function, plan)
+    signature = inspect.signature(plan).replace(return_annotation=returns)
+    function.__dict__["__signature__"] = signature
+    return function
+
+
+def operation(
+    plan: Callable[Concatenate[Any, P], Plan[R]],
+) -> ClientMethod[P, R, Coroutine[Any, Any, R]]:
+    """``plan`` (a generator method) as a method of both clients: it returns the plan's
+    result on :class:`tether.Client` and is a coroutine on :class:`tether.AsyncClient`."""
+
+    def blocking(client: SyncCore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        run = PlanRun(plan(client, *args, **kwargs))
+        client._drive(run)
+        return run.result
+
+    async def asynchronous(client: AsyncCore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        run = PlanRun(plan(client, *args, **kwargs))
+        await client._drive(run)
+        return run.result
+
+    # the plan is annotated "Plan[T]" (a string: the modules use postponed annotations);
+    # the method returns T
+    planned = str(plan.__annotations__.get("return", ""))
+    returns = planned[5:-1] if planned.startswith("Plan[") else inspect.Signature.empty
+    return ClientMethod(_like(blocking, plan, returns), _like(asynchronous, plan, returns))
+
+
+def context_operation(
+    plan: Callable[Concatenate[Any, P], Plan[None]],
+) -> ClientMethod[P, AbstractContextManager[None], AbstractAsyncContextManager[None]]:
+    """``plan`` as a method returning a context manager (``with`` on :class:`tether.Client`,
+    ``async with`` on :class:`tether.AsyncClient`): the plan's steps up to its
+    :data:`BLOCK` run on entering the block, the rest on leaving it."""
+
+    def blocking(client: SyncCore, /, *args: P.args,
+                 **kwargs: P.kwargs) -> AbstractContextManager[None]:
+        return _Held(client, PlanRun(plan(client, *args, **kwargs)))
+
+    def asynchronous(client: AsyncCore, /, *args: P.args,
+                     **kwargs: P.kwargs) -> AbstractAsyncContextManager[None]:
+        return _AsyncHeld(client, PlanRun(plan(client, *args, **kwargs)))
+
+    return ClientMethod(_like(blocking, plan, "AbstractContextManager[None]"),
+                        _like(asynchronous, plan, "AbstractAsyncContextManager[None]"))
+
+
+class _Held(AbstractContextManager[None]):
+    """A context operation on :class:`SyncCore`: the plan runs up to its BLOCK on entry,
+    and on exit on to its end, told whether the block raised."""
+
+    def __init__(self, client: SyncCore, run: PlanRun[None]) -> None:
+        self._client, self._run = client, run
+
+    def __enter__(self) -> None:
+        self._client._drive(self._run)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._run.give(exc_type is not None)
+        self._client._drive(self._run)
+
+
+class _AsyncHeld(AbstractAsyncContextManager[None]):
+    """:class:`_Held` on :class:`AsyncCore`."""
+
+    def __init__(self, client: AsyncCore, run: PlanRun[None]) -> None:
+        self._client, self._run = client, run
+
+    async def __aenter__(self) -> None:
+        await self._client._drive(self._run)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._run.give(exc_type is not None)
+        await self._client._drive(self._run)

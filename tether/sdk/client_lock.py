@@ -5,12 +5,12 @@ docs/lock.md). ``try_lock`` and ``unlock`` are named as in Dapr's Python SDK."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 
 from tether.platform.lock.store import UnlockStatus
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, context_operation, operation
 from tether.sdk.client_errors import TetherApiError, TetherClientError
+from tether.sdk.client_http import Call, Reply, segment
+from tether.sdk.client_plan import BLOCK, Plan
 
 __all__ = ["LockLostError", "LockNotAcquiredError", "UnlockStatus"]
 
@@ -79,69 +79,36 @@ def status_of(reply: Reply) -> UnlockStatus:
                              f"unexpected unlock answer {reply.body!r}") from None
 
 
-class LockMixin(SyncCore):
-    """``try_lock``, ``unlock`` and ``lock`` for :class:`tether.Client`."""
+class LockMixin(ClientBase):
+    """``try_lock``, ``unlock`` and ``lock`` for both clients."""
 
+    @operation
     def try_lock(
         self, store: str, resource_id: str, lock_owner: str, expiry_in_seconds: int
-    ) -> bool:
+    ) -> Plan[bool]:
         """``POST /v1.0-alpha1/lock/{store}``: True if ``lock_owner`` now holds the lock
         for ``expiry_in_seconds``; False if it is held (by anyone, the same owner included:
         locks are not reentrant). Does not wait."""
-        return locked_of(self._request(lock_call(store, resource_id, lock_owner,
-                                                 expiry_in_seconds)))
+        return locked_of((yield lock_call(store, resource_id, lock_owner, expiry_in_seconds)))
 
-    def unlock(self, store: str, resource_id: str, lock_owner: str) -> UnlockStatus:
+    @operation
+    def unlock(self, store: str, resource_id: str, lock_owner: str) -> Plan[UnlockStatus]:
         """``POST /v1.0-alpha1/unlock/{store}``: ``UnlockStatus.SUCCESS``,
         ``LOCK_DOES_NOT_EXIST`` (expired or never taken) or ``LOCK_BELONGS_TO_OTHERS``."""
-        return status_of(self._request(unlock_call(store, resource_id, lock_owner)))
+        return status_of((yield unlock_call(store, resource_id, lock_owner)))
 
-    @contextmanager
+    @context_operation
     def lock(
         self, store: str, resource_id: str, lock_owner: str, expiry_in_seconds: int
-    ) -> Iterator[None]:
-        """``with client.lock(...):`` runs the block holding the lock and releases it
-        after. Raises :class:`LockNotAcquiredError` if the lock is held, and
-        :class:`LockLostError` after a block that outlived the lock's expiry."""
-        if not self.try_lock(store, resource_id, lock_owner, expiry_in_seconds):
+    ) -> Plan[None]:
+        """``with client.lock(...):`` (``async with`` on the async client) runs the block
+        holding the lock and releases it after. Raises :class:`LockNotAcquiredError` if the
+        lock is held, and :class:`LockLostError` after a block that outlived the lock's
+        expiry."""
+        if not locked_of((yield lock_call(store, resource_id, lock_owner, expiry_in_seconds))):
             raise LockNotAcquiredError(store, resource_id)
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            status = self.unlock(store, resource_id, lock_owner)
+        failed = yield BLOCK
+        status = status_of((yield unlock_call(store, resource_id, lock_owner)))
         # only a block that ended normally reports the loss (not over its own exception)
-        if not failed and status is not UnlockStatus.SUCCESS:
-            raise LockLostError(store, resource_id, status)
-
-
-class AsyncLockMixin(AsyncCore):
-    """``try_lock``, ``unlock`` and ``lock`` for :class:`tether.AsyncClient`."""
-
-    async def try_lock(
-        self, store: str, resource_id: str, lock_owner: str, expiry_in_seconds: int
-    ) -> bool:
-        """As :meth:`tether.Client.try_lock`."""
-        return locked_of(await self._request(lock_call(store, resource_id, lock_owner,
-                                                       expiry_in_seconds)))
-
-    async def unlock(self, store: str, resource_id: str, lock_owner: str) -> UnlockStatus:
-        """As :meth:`tether.Client.unlock`."""
-        return status_of(await self._request(unlock_call(store, resource_id, lock_owner)))
-
-    @asynccontextmanager
-    async def lock(
-        self, store: str, resource_id: str, lock_owner: str, expiry_in_seconds: int
-    ) -> AsyncIterator[None]:
-        """``async with client.lock(...):``, as :meth:`tether.Client.lock`."""
-        if not await self.try_lock(store, resource_id, lock_owner, expiry_in_seconds):
-            raise LockNotAcquiredError(store, resource_id)
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            status = await self.unlock(store, resource_id, lock_owner)
         if not failed and status is not UnlockStatus.SUCCESS:
             raise LockLostError(store, resource_id, status)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
 from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError
+from tether.sdk.client_http import Call, Reply, segment
+from tether.sdk.client_plan import Backoff, Plan, Send
 
 HEALTHZ = Call("GET", "/v1.0/healthz")
 # what Dapr's SDKs poll at startup: it answers once the sidecar's components are ready
@@ -36,88 +36,51 @@ def _timeout_error(address: str, timeout: float, last: BaseException | None) -> 
     return TimeoutError(f"the sidecar at {address} was not ready within {timeout:g}s{detail}")
 
 
-class MetaMixin(SyncCore):
-    """Health, metadata and shutdown for :class:`tether.Client`."""
+class MetaMixin(ClientBase):
+    """Health, metadata and shutdown for both clients."""
 
-    def healthz(self, *, outbound: bool = False) -> bool:
+    @operation
+    def healthz(self, *, outbound: bool = False) -> Plan[bool]:
         """True if the sidecar answers its health probe with 2xx; False if it answers
         otherwise or cannot be reached. ``outbound`` probes ``/v1.0/healthz/outbound``."""
         try:
-            reply = self._send(OUTBOUND if outbound else HEALTHZ, PROBE_TIMEOUT)
+            reply: Reply = yield Send(OUTBOUND if outbound else HEALTHZ, PROBE_TIMEOUT)
         except SidecarUnavailableError:
             return False
         return reply.ok
 
-    def wait_for_sidecar(self, timeout: float | None = None) -> None:
+    @operation
+    def wait_for_sidecar(self, timeout: float | None = None) -> Plan[None]:
         """Poll ``/v1.0/healthz/outbound`` until it answers 2xx, as Dapr's SDK does at
         startup; raise TimeoutError after ``timeout`` seconds (``DAPR_HEALTH_TIMEOUT``,
         60 s by default)."""
         limit = self.settings.health_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        interval, last = POLL_INTERVAL, None
+        backoff = Backoff(limit, POLL_INTERVAL, 2, MAX_POLL_INTERVAL)
+        last = None
         while True:
             try:
-                if self._send(OUTBOUND, min(PROBE_TIMEOUT, max(limit, 0.1))).ok:
+                if (yield Send(OUTBOUND, min(PROBE_TIMEOUT, max(limit, 0.1)))).ok:
                     return
             except SidecarUnavailableError as exc:
                 last = exc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            pause = backoff.pause()
+            if pause is None:
                 raise _timeout_error(self.address, limit, last)
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 2, MAX_POLL_INTERVAL)
+            yield pause
 
-    def metadata(self) -> dict[str, Any]:
+    @operation
+    def metadata(self) -> Plan[dict[str, Any]]:
         """``GET /v1.0/metadata``: app id, runtime version, components, subscriptions,
         extended metadata, as Dapr lists them."""
-        return metadata_of(self._request(METADATA))
+        return metadata_of((yield METADATA))
 
-    def set_metadata(self, key: str, value: str) -> None:
+    @operation
+    def set_metadata(self, key: str, value: str) -> Plan[None]:
         """``PUT /v1.0/metadata/{key}``: shows as ``extended[key]`` in ``metadata()``."""
-        self._request(set_metadata_call(key, value))
+        yield set_metadata_call(key, value)
 
-    def shutdown(self) -> None:
+    @operation
+    def shutdown(self) -> Plan[None]:
         """``POST /v1.0/shutdown``: ask the sidecar (and under ``tether run`` its app) to
         stop gracefully."""
-        self._request(SHUTDOWN)
-
-
-class AsyncMetaMixin(AsyncCore):
-    """Health, metadata and shutdown for :class:`tether.AsyncClient`."""
-
-    async def healthz(self, *, outbound: bool = False) -> bool:
-        """As :meth:`tether.Client.healthz`."""
-        try:
-            reply = await self._send(OUTBOUND if outbound else HEALTHZ, PROBE_TIMEOUT)
-        except SidecarUnavailableError:
-            return False
-        return reply.ok
-
-    async def wait_for_sidecar(self, timeout: float | None = None) -> None:
-        """As :meth:`tether.Client.wait_for_sidecar`."""
-        limit = self.settings.health_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        interval, last = POLL_INTERVAL, None
-        while True:
-            try:
-                if (await self._send(OUTBOUND, min(PROBE_TIMEOUT, max(limit, 0.1)))).ok:
-                    return
-            except SidecarUnavailableError as exc:
-                last = exc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _timeout_error(self.address, limit, last)
-            await asyncio.sleep(min(interval, remaining))
-            interval = min(interval * 2, MAX_POLL_INTERVAL)
-
-    async def metadata(self) -> dict[str, Any]:
-        """As :meth:`tether.Client.metadata`."""
-        return metadata_of(await self._request(METADATA))
-
-    async def set_metadata(self, key: str, value: str) -> None:
-        """As :meth:`tether.Client.set_metadata`."""
-        await self._request(set_metadata_call(key, value))
-
-    async def shutdown(self) -> None:
-        """As :meth:`tether.Client.shutdown`."""
-        await self._request(SHUTDOWN)
+        yield SHUTDOWN

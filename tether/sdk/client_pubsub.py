@@ -1,8 +1,8 @@
 """Pub/sub on :class:`tether.Client`: ``publish`` and ``publish_bulk`` over the sidecar's
 ``/v1.0/publish`` API (docs/client.md, docs/http-api.md).
 
-The request is built and the answer read by the functions here, shared by the sync and the
-async mixin, so both send the same bytes.
+The request is built and the answer read by the functions here; each method is written
+once, for both clients (``client_core.py``), so both send the same bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 from tether.platform.events import CloudEvent
 from tether.platform.events.json_format import CONTENT_TYPE as CLOUDEVENTS_JSON
 from tether.platform.events.json_format import event_object, to_json
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
+from tether.sdk.client_http import Call, Reply, metadata_params, segment
+from tether.sdk.client_plan import Plan, Send
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -82,60 +84,18 @@ def encode_body(data: Any, content_type: str | None) -> tuple[bytes, str]:
     return _json_bytes(data), content_type or JSON
 
 
-def metadata_params(
-    metadata: Mapping[str, str] | None = None,
-    *,
-    partition_key: str | None = None,
-    raw_payload: bool = False,
-    ttl_seconds: int | None = None,
-    deliver_after: timedelta | float | None = None,
-    deliver_at: datetime | None = None,
-) -> dict[str, str]:
-    """``metadata.*`` query parameters; the keyword arguments win over ``metadata``.
-
-    The values are passed as they are; the sidecar checks them (a negative delay or a time
-    without an offset is its 400), so the client and curl users get the same answers."""
-    params = {f"metadata.{name}": str(value) for name, value in (metadata or {}).items()}
-    if partition_key is not None:
-        params["metadata.partitionKey"] = partition_key
-    if raw_payload:
-        params["metadata.rawPayload"] = "true"
-    if ttl_seconds is not None:
-        params["metadata.ttlInSeconds"] = str(ttl_seconds)
-    if deliver_after is not None:
-        seconds = (deliver_after.total_seconds() if isinstance(deliver_after, timedelta)
-                   else float(deliver_after))
-        # plain seconds, fixed-point: the sidecar reads no exponent (1e+08)
-        params["metadata.deliverAfter"] = f"{seconds:.6f}".rstrip("0").rstrip(".")
-    if deliver_at is not None:
-        params["metadata.deliverAt"] = deliver_at.isoformat()
-    return params
-
-
-def publish_call(
-    pubsub: str,
-    topic: str,
-    data: Any,
-    *,
-    content_type: str | None,
-    metadata: Mapping[str, str] | None,
-    partition_key: str | None,
-    raw_payload: bool,
-    ttl_seconds: int | None,
-    deliver_after: timedelta | float | None = None,
-    deliver_at: datetime | None = None,
-) -> Call:
-    body, media = encode_body(data, content_type)
-    params = metadata_params(metadata, partition_key=partition_key, raw_payload=raw_payload,
-                             ttl_seconds=ttl_seconds, deliver_after=deliver_after,
-                             deliver_at=deliver_at)
-    # a topic may hold slashes (the sidecar's route takes the rest of the path)
-    path = f"/v1.0/publish/{segment(pubsub)}/{_topic(topic)}"
-    return Call("POST", path, params, {"Content-Type": media}, body)
+def _seconds(delay: timedelta | float) -> str:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    # plain seconds, fixed-point: the sidecar reads no exponent (1e+08)
+    return f"{seconds:.6f}".rstrip("0").rstrip(".")
 
 
 def _topic(topic: str) -> str:
     return "/".join(segment(part) for part in topic.split("/"))
+
+
+def _raw(metadata: Mapping[str, str] | None) -> bool:
+    return str((metadata or {}).get("rawPayload", "")).lower() == "true"
 
 
 def bulk_entry(entry: PublishEntry, entry_id: str, raw: bool) -> dict[str, Any]:
@@ -149,8 +109,7 @@ def bulk_entry(entry: PublishEntry, entry_id: str, raw: bool) -> dict[str, Any]:
     if isinstance(data, CloudEvent):
         item.update(event=event_object(data), contentType=CLOUDEVENTS_JSON)
     elif isinstance(data, (bytes, bytearray, memoryview)):
-        raw = raw or str((entry.metadata or {}).get("rawPayload", "")).lower() == "true"
-        if raw:
+        if raw or _raw(entry.metadata):
             try:
                 item.update(event=bytes(data).decode(), contentType=content_type or BINARY)
             except UnicodeDecodeError:
@@ -192,7 +151,7 @@ def bulk_call(
     """The request, and the entries by id (to hand failed ones back)."""
     sent: dict[str, PublishEntry] = {}
     items: list[dict[str, Any]] = []
-    raw = raw_payload or str((metadata or {}).get("rawPayload", "")).lower() == "true"
+    raw = raw_payload or _raw(metadata)
     for index, given in enumerate(entries):
         entry = given if isinstance(given, PublishEntry) else PublishEntry(given)
         entry_id = entry.entry_id if entry.entry_id is not None else str(index)
@@ -200,7 +159,9 @@ def bulk_call(
             raise ValueError(f"entry id {entry_id!r} is used twice")
         sent[entry_id] = entry
         items.append(bulk_entry(entry, entry_id, raw))
-    params = metadata_params(metadata, raw_payload=raw_payload)
+    params = metadata_params(metadata)
+    if raw_payload:
+        params["metadata.rawPayload"] = "true"
     path = f"/v1.0/publish/bulk/{segment(pubsub)}/{_topic(topic)}"
     return Call("POST", path, params, {"Content-Type": JSON}, _json_bytes(items)), sent
 
@@ -228,10 +189,11 @@ def bulk_result(reply: Reply, sent: Mapping[str, PublishEntry]) -> list[FailedEn
     return result
 
 
-# --- the mixins ---------------------------------------------------------------------------
-class PubSubMixin(SyncCore):
-    """``publish`` and ``publish_bulk`` for :class:`tether.Client`."""
+# --- the methods --------------------------------------------------------------------------
+class PubSubMixin(ClientBase):
+    """``publish`` and ``publish_bulk`` for both clients."""
 
+    @operation
     def publish(
         self,
         pubsub: str,
@@ -245,17 +207,31 @@ class PubSubMixin(SyncCore):
         ttl_seconds: int | None = None,
         deliver_after: timedelta | float | None = None,
         deliver_at: datetime | None = None,
-    ) -> None:
+    ) -> Plan[None]:
         """Publish ``data`` to ``topic`` on the ``pubsub`` component; the sidecar wraps it
         in a CloudEvent (unless ``raw_payload``). ``deliver_after`` (a timedelta or seconds)
         or ``deliver_at`` (an aware datetime) delays delivery (docs/delivery.md). Raises
         :class:`TetherApiError`."""
-        self._request(publish_call(
-            pubsub, topic, data, content_type=content_type, metadata=metadata,
-            partition_key=partition_key, raw_payload=raw_payload, ttl_seconds=ttl_seconds,
-            deliver_after=deliver_after, deliver_at=deliver_at,
-        ))
+        body, media = encode_body(data, content_type)
+        # the keyword arguments win over ``metadata``. The values are passed as they are;
+        # the sidecar checks them (a negative delay or a time without an offset is its
+        # 400), so the client and curl users get the same answers
+        params = metadata_params(metadata)
+        if partition_key is not None:
+            params["metadata.partitionKey"] = partition_key
+        if raw_payload:
+            params["metadata.rawPayload"] = "true"
+        if ttl_seconds is not None:
+            params["metadata.ttlInSeconds"] = str(ttl_seconds)
+        if deliver_after is not None:
+            params["metadata.deliverAfter"] = _seconds(deliver_after)
+        if deliver_at is not None:
+            params["metadata.deliverAt"] = deliver_at.isoformat()
+        # a topic may hold slashes (the sidecar's route takes the rest of the path)
+        path = f"/v1.0/publish/{segment(pubsub)}/{_topic(topic)}"
+        yield Call("POST", path, params, {"Content-Type": media}, body)
 
+    @operation
     def publish_bulk(
         self,
         pubsub: str,
@@ -264,48 +240,9 @@ class PubSubMixin(SyncCore):
         *,
         metadata: Mapping[str, str] | None = None,
         raw_payload: bool = False,
-    ) -> list[FailedEntry]:
+    ) -> Plan[list[FailedEntry]]:
         """Publish several events in one request; returns the entries that failed (empty
         when all were published). A request the sidecar refuses as a whole raises."""
         call, sent = bulk_call(pubsub, topic, entries, metadata=metadata,
                                raw_payload=raw_payload)
-        return bulk_result(self._send(call), sent)
-
-
-class AsyncPubSubMixin(AsyncCore):
-    """``publish`` and ``publish_bulk`` for :class:`tether.AsyncClient`."""
-
-    async def publish(
-        self,
-        pubsub: str,
-        topic: str,
-        data: Any,
-        *,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        partition_key: str | None = None,
-        raw_payload: bool = False,
-        ttl_seconds: int | None = None,
-        deliver_after: timedelta | float | None = None,
-        deliver_at: datetime | None = None,
-    ) -> None:
-        """As :meth:`tether.Client.publish`."""
-        await self._request(publish_call(
-            pubsub, topic, data, content_type=content_type, metadata=metadata,
-            partition_key=partition_key, raw_payload=raw_payload, ttl_seconds=ttl_seconds,
-            deliver_after=deliver_after, deliver_at=deliver_at,
-        ))
-
-    async def publish_bulk(
-        self,
-        pubsub: str,
-        topic: str,
-        entries: Iterable[PublishEntry | Any],
-        *,
-        metadata: Mapping[str, str] | None = None,
-        raw_payload: bool = False,
-    ) -> list[FailedEntry]:
-        """As :meth:`tether.Client.publish_bulk`."""
-        call, sent = bulk_call(pubsub, topic, entries, metadata=metadata,
-                               raw_payload=raw_payload)
-        return bulk_result(await self._send(call), sent)
+        return bulk_result((yield Send(call)), sent)

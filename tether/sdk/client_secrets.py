@@ -6,20 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
 from tether.sdk.client_errors import TetherApiError
-
-
-def _params(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    return {f"metadata.{name}": str(value) for name, value in (metadata or {}).items()}
+from tether.sdk.client_http import Call, Reply, metadata_params, segment
+from tether.sdk.client_plan import Plan
 
 
 def secret_call(store: str, name: str, metadata: Mapping[str, str] | None) -> Call:
-    return Call("GET", f"/v1.0/secrets/{segment(store)}/{segment(name)}", _params(metadata))
+    return Call("GET", f"/v1.0/secrets/{segment(store)}/{segment(name)}", metadata_params(metadata))
 
 
 def bulk_secret_call(store: str, metadata: Mapping[str, str] | None) -> Call:
-    return Call("GET", f"/v1.0/secrets/{segment(store)}/bulk", _params(metadata))
+    return Call("GET", f"/v1.0/secrets/{segment(store)}/bulk", metadata_params(metadata))
 
 
 def _strings(value: object, what: str, reply: Reply) -> dict[str, str]:
@@ -41,37 +39,23 @@ def bulk_secret_of(reply: Reply) -> dict[str, dict[str, str]]:
     return {name: _strings(secret, f"secret {name!r}", reply) for name, secret in body.items()}
 
 
-class SecretsMixin(SyncCore):
-    """``get_secret`` and ``get_bulk_secret`` for :class:`tether.Client`."""
+class SecretsMixin(ClientBase):
+    """``get_secret`` and ``get_bulk_secret`` for both clients."""
 
+    @operation
     def get_secret(
         self, store: str, name: str, metadata: Mapping[str, str] | None = None
-    ) -> dict[str, str]:
+    ) -> Plan[dict[str, str]]:
         """``GET /v1.0/secrets/{store}/{name}``: the secret's ``{key: value}`` (one entry
         ``{name: value}`` for a single-valued secret). ``metadata`` goes to the store as
         ``metadata.*`` parameters. Denied by scope: 403 ``ERR_PERMISSION_DENIED``; an
         unknown name: 404 ``ERR_SECRET_GET`` (both :class:`TetherApiError`)."""
-        return secret_of(self._request(secret_call(store, name, metadata)))
+        return secret_of((yield secret_call(store, name, metadata)))
 
+    @operation
     def get_bulk_secret(
         self, store: str, metadata: Mapping[str, str] | None = None
-    ) -> dict[str, dict[str, str]]:
+    ) -> Plan[dict[str, dict[str, str]]]:
         """``GET /v1.0/secrets/{store}/bulk``: every secret the app's scopes allow, as
         ``{name: {key: value}}``."""
-        return bulk_secret_of(self._request(bulk_secret_call(store, metadata)))
-
-
-class AsyncSecretsMixin(AsyncCore):
-    """``get_secret`` and ``get_bulk_secret`` for :class:`tether.AsyncClient`."""
-
-    async def get_secret(
-        self, store: str, name: str, metadata: Mapping[str, str] | None = None
-    ) -> dict[str, str]:
-        """As :meth:`tether.Client.get_secret`."""
-        return secret_of(await self._request(secret_call(store, name, metadata)))
-
-    async def get_bulk_secret(
-        self, store: str, metadata: Mapping[str, str] | None = None
-    ) -> dict[str, dict[str, str]]:
-        """As :meth:`tether.Client.get_bulk_secret`."""
-        return bulk_secret_of(await self._request(bulk_secret_call(store, metadata)))
+        return bulk_secret_of((yield bulk_secret_call(store, metadata)))

@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
 from tether.sdk.client_errors import TetherApiError
+from tether.sdk.client_http import Call, Reply, metadata_params, segment
+from tether.sdk.client_plan import Plan
 
 __all__ = ["BulkStateItem", "StateItem", "StateResponse", "TransactionalStateOperation"]
 
@@ -82,10 +84,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _params(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    return {f"metadata.{k}": str(v) for k, v in (metadata or {}).items()}
-
-
 def _options(concurrency: str | None, consistency: str | None) -> dict[str, str] | None:
     options = {k: v for k, v in (("concurrency", concurrency), ("consistency", consistency)) if v}
     return options or None
@@ -111,11 +109,11 @@ def save_call(store: str, items: Sequence[StateItem], metadata: Mapping[str, str
               ) -> Call:
     body = [_item(i.key, i.value, i.etag, i.metadata, _options(i.concurrency, i.consistency))
             for i in items]
-    return _post(f"/v1.0/state/{segment(store)}", body, _params(metadata))
+    return _post(f"/v1.0/state/{segment(store)}", body, metadata_params(metadata))
 
 
 def get_call(store: str, key: str, metadata: Mapping[str, str] | None) -> Call:
-    return Call("GET", f"/v1.0/state/{segment(store)}/{segment(key)}", _params(metadata))
+    return Call("GET", f"/v1.0/state/{segment(store)}/{segment(key)}", metadata_params(metadata))
 
 
 def state_of(key: str, reply: Reply) -> StateResponse:
@@ -132,7 +130,7 @@ def state_of(key: str, reply: Reply) -> StateResponse:
 def bulk_call(store: str, keys: Sequence[str], parallelism: int,
               metadata: Mapping[str, str] | None) -> Call:
     return _post(f"/v1.0/state/{segment(store)}/bulk",
-                 {"keys": list(keys), "parallelism": parallelism}, _params(metadata))
+                 {"keys": list(keys), "parallelism": parallelism}, metadata_params(metadata))
 
 
 def bulk_of(reply: Reply) -> list[BulkStateItem]:
@@ -149,7 +147,7 @@ def bulk_of(reply: Reply) -> list[BulkStateItem]:
 
 def delete_call(store: str, key: str, etag: str | None, concurrency: str | None,
                 metadata: Mapping[str, str] | None) -> Call:
-    params = _params(metadata)
+    params = metadata_params(metadata)
     if concurrency:
         params["concurrency"] = concurrency
     headers = {"If-Match": etag} if etag is not None else {}
@@ -173,7 +171,7 @@ def transaction_call(store: str, operations: Sequence[TransactionalStateOperatio
 def query_call(store: str, query: str | Mapping[str, Any],
                metadata: Mapping[str, str] | None) -> Call:
     body = query.encode() if isinstance(query, str) else json.dumps(query).encode()
-    return Call("POST", f"/v1.0-alpha1/state/{segment(store)}/query", _params(metadata),
+    return Call("POST", f"/v1.0-alpha1/state/{segment(store)}/query", metadata_params(metadata),
                 JSON_HEADERS, body)
 
 
@@ -184,88 +182,53 @@ def query_of(reply: Reply) -> tuple[list[BulkStateItem], str | None]:
     return items, body.get("token")
 
 
-class StateMixin(SyncCore):
-    """The state API for :class:`tether.Client`."""
+class StateMixin(ClientBase):
+    """The state API for both clients."""
 
+    @operation
     def save_state(self, store_name: str, key: str, value: Any, etag: str | None = None,
                    concurrency: str | None = None, state_metadata: Mapping[str, str] | None
-                   = None) -> None:
+                   = None) -> Plan[None]:
         """Save one value; with ``etag`` only if it still matches (409
         ``ERR_STATE_SAVE`` otherwise, a :class:`TetherApiError`)."""
         item = StateItem(key, value, etag, state_metadata, concurrency)
-        self._request(save_call(store_name, [item], None))
+        yield save_call(store_name, [item], None)
 
+    @operation
     def save_bulk_state(self, store_name: str, states: Sequence[StateItem],
-                        metadata: Mapping[str, str] | None = None) -> None:
-        self._request(save_call(store_name, states, metadata))
+                        metadata: Mapping[str, str] | None = None) -> Plan[None]:
+        yield save_call(store_name, states, metadata)
 
+    @operation
     def get_state(self, store_name: str, key: str,
-                  state_metadata: Mapping[str, str] | None = None) -> StateResponse:
+                  state_metadata: Mapping[str, str] | None = None) -> Plan[StateResponse]:
         """The value as stored; ``found`` is False (empty ``data``) when the key is absent."""
-        return state_of(key, self._request(get_call(store_name, key, state_metadata)))
+        return state_of(key, (yield get_call(store_name, key, state_metadata)))
 
+    @operation
     def get_bulk_state(self, store_name: str, keys: Sequence[str], parallelism: int = 1,
                        states_metadata: Mapping[str, str] | None = None
-                       ) -> list[BulkStateItem]:
+                       ) -> Plan[list[BulkStateItem]]:
         """One item per key, in order; an absent key has empty ``data`` and no ETag."""
-        return bulk_of(self._request(bulk_call(store_name, keys, parallelism,
-                                               states_metadata)))
+        return bulk_of((yield bulk_call(store_name, keys, parallelism, states_metadata)))
 
+    @operation
     def delete_state(self, store_name: str, key: str, etag: str | None = None,
                      concurrency: str | None = None,
-                     state_metadata: Mapping[str, str] | None = None) -> None:
-        self._request(delete_call(store_name, key, etag, concurrency, state_metadata))
+                     state_metadata: Mapping[str, str] | None = None) -> Plan[None]:
+        yield delete_call(store_name, key, etag, concurrency, state_metadata)
 
+    @operation
     def execute_state_transaction(
         self, store_name: str, operations: Sequence[TransactionalStateOperation],
         transactional_metadata: Mapping[str, str] | None = None,
-    ) -> None:
+    ) -> Plan[None]:
         """All operations or none (409 ``ERR_STATE_TRANSACTION`` on an ETag conflict)."""
-        self._request(transaction_call(store_name, operations, transactional_metadata))
+        yield transaction_call(store_name, operations, transactional_metadata)
 
+    @operation
     def query_state(self, store_name: str, query: str | Mapping[str, Any],
                     states_metadata: Mapping[str, str] | None = None
-                    ) -> tuple[list[BulkStateItem], str | None]:
+                    ) -> Plan[tuple[list[BulkStateItem], str | None]]:
         """Dapr's query API: (results, token for the next page or None)."""
-        return query_of(self._request(query_call(store_name, query, states_metadata)))
-
-
-class AsyncStateMixin(AsyncCore):
-    """The state API for :class:`tether.AsyncClient` (as :class:`StateMixin`, awaited)."""
-
-    async def save_state(self, store_name: str, key: str, value: Any, etag: str | None = None,
-                         concurrency: str | None = None,
-                         state_metadata: Mapping[str, str] | None = None) -> None:
-        item = StateItem(key, value, etag, state_metadata, concurrency)
-        await self._request(save_call(store_name, [item], None))
-
-    async def save_bulk_state(self, store_name: str, states: Sequence[StateItem],
-                              metadata: Mapping[str, str] | None = None) -> None:
-        await self._request(save_call(store_name, states, metadata))
-
-    async def get_state(self, store_name: str, key: str,
-                        state_metadata: Mapping[str, str] | None = None) -> StateResponse:
-        return state_of(key, await self._request(get_call(store_name, key,
-                                                              state_metadata)))
-
-    async def get_bulk_state(self, store_name: str, keys: Sequence[str], parallelism: int = 1,
-                             states_metadata: Mapping[str, str] | None = None
-                             ) -> list[BulkStateItem]:
-        return bulk_of(await self._request(bulk_call(store_name, keys, parallelism,
-                                                     states_metadata)))
-
-    async def delete_state(self, store_name: str, key: str, etag: str | None = None,
-                           concurrency: str | None = None,
-                           state_metadata: Mapping[str, str] | None = None) -> None:
-        await self._request(delete_call(store_name, key, etag, concurrency, state_metadata))
-
-    async def execute_state_transaction(
-        self, store_name: str, operations: Sequence[TransactionalStateOperation],
-        transactional_metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        await self._request(transaction_call(store_name, operations, transactional_metadata))
-
-    async def query_state(self, store_name: str, query: str | Mapping[str, Any],
-                          states_metadata: Mapping[str, str] | None = None
-                          ) -> tuple[list[BulkStateItem], str | None]:
-        return query_of(await self._request(query_call(store_name, query, states_metadata)))
+        return query_of((yield query_call(store_name, query, states_metadata)))

@@ -12,9 +12,7 @@ defaults to ``"dapr"``, so Dapr code calling them with keywords ports. Tether ad
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +20,10 @@ from typing import Any
 
 from tether.platform.workflows.errors import FailureDetails
 from tether.platform.workflows.history import HistoryEvent, event_from_dict
-from tether.sdk.client_core import AsyncCore, Call, Reply, SyncCore, segment
+from tether.sdk.client_core import ClientBase, operation
 from tether.sdk.client_errors import TetherApiError
+from tether.sdk.client_http import Call, Reply, segment
+from tether.sdk.client_plan import Backoff, Plan
 
 __all__ = ["GetWorkflowResponse", "StartWorkflowResponse", "WorkflowList"]
 
@@ -206,147 +206,92 @@ def _finished(state: GetWorkflowResponse) -> bool:
     return state.is_finished
 
 
-class WorkflowMixin(SyncCore):
-    """Workflow management for :class:`tether.Client`."""
+def _get(instance_id: str, component: str) -> Plan[GetWorkflowResponse]:
+    return GetWorkflowResponse.from_json((yield get_call(instance_id, component)).json())
 
+
+def _wait(instance_id: str, done: Done, timeout: float) -> Plan[GetWorkflowResponse]:
+    backoff = Backoff(timeout, _POLL_FIRST, 1.5, _POLL_MAX)
+    while True:
+        state = yield from _get(instance_id, COMPONENT)
+        if done(state):
+            return state
+        pause = backoff.pause()
+        if pause is None:
+            raise _timeout_error(instance_id, state, timeout)
+        yield pause
+
+
+class WorkflowMixin(ClientBase):
+    """Workflow management for both clients."""
+
+    @operation
     def start_workflow(self, workflow_name: str, input: Any = None,
                        instance_id: str | None = None, *, workflow_component: str = COMPONENT,
-                       send_raw_bytes: bool = False) -> StartWorkflowResponse:
+                       send_raw_bytes: bool = False) -> Plan[StartWorkflowResponse]:
         """``POST /v1.0/workflows/dapr/{name}/start``: start an instance (``input`` is sent
         as JSON, or as is with ``send_raw_bytes``); a 409 TetherApiError if an unfinished
         instance has ``instance_id``, a 400 if no running worker hosts the workflow."""
-        return started(self._request(start_call(workflow_name, input, instance_id,
-                                                workflow_component, send_raw_bytes)))
+        return started((yield start_call(workflow_name, input, instance_id,
+                                         workflow_component, send_raw_bytes)))
 
+    @operation
     def get_workflow(self, instance_id: str, *,
-                     workflow_component: str = COMPONENT) -> GetWorkflowResponse:
+                     workflow_component: str = COMPONENT) -> Plan[GetWorkflowResponse]:
         """``GET /v1.0/workflows/dapr/{instanceID}``; a 404 TetherApiError if unknown."""
-        return GetWorkflowResponse.from_json(
-            self._request(get_call(instance_id, workflow_component)).json())
+        return (yield from _get(instance_id, workflow_component))
 
+    @operation
     def raise_workflow_event(self, instance_id: str, event_name: str, event_data: Any = None,
                              *, workflow_component: str = COMPONENT,
-                             send_raw_bytes: bool = False) -> None:
-        self._request(event_call(instance_id, event_name, event_data, workflow_component,
-                                 send_raw_bytes))
+                             send_raw_bytes: bool = False) -> Plan[None]:
+        yield event_call(instance_id, event_name, event_data, workflow_component,
+                         send_raw_bytes)
 
+    @operation
     def terminate_workflow(self, instance_id: str, *,
-                           workflow_component: str = COMPONENT) -> None:
+                           workflow_component: str = COMPONENT) -> Plan[None]:
         """Terminate the instance and its running child workflows."""
-        self._request(op_call(instance_id, "terminate", workflow_component))
+        yield op_call(instance_id, "terminate", workflow_component)
 
-    def pause_workflow(self, instance_id: str, *, workflow_component: str = COMPONENT) -> None:
-        self._request(op_call(instance_id, "pause", workflow_component))
+    @operation
+    def pause_workflow(self, instance_id: str, *,
+                       workflow_component: str = COMPONENT) -> Plan[None]:
+        yield op_call(instance_id, "pause", workflow_component)
 
-    def resume_workflow(self, instance_id: str, *, workflow_component: str = COMPONENT) -> None:
-        self._request(op_call(instance_id, "resume", workflow_component))
+    @operation
+    def resume_workflow(self, instance_id: str, *,
+                        workflow_component: str = COMPONENT) -> Plan[None]:
+        yield op_call(instance_id, "resume", workflow_component)
 
-    def purge_workflow(self, instance_id: str, *, workflow_component: str = COMPONENT) -> None:
+    @operation
+    def purge_workflow(self, instance_id: str, *,
+                       workflow_component: str = COMPONENT) -> Plan[None]:
         """Delete a finished instance's state and history (409 if it has not finished)."""
-        self._request(op_call(instance_id, "purge", workflow_component))
+        yield op_call(instance_id, "purge", workflow_component)
 
+    @operation
     def wait_for_workflow_start(self, instance_id: str, *,
                                 timeout_in_seconds: float = DEFAULT_WAIT
-                                ) -> GetWorkflowResponse:
+                                ) -> Plan[GetWorkflowResponse]:
         """Poll until the instance left PENDING; TimeoutError after the timeout."""
-        return self._wait(instance_id, _left_pending, timeout_in_seconds)
+        return (yield from _wait(instance_id, _left_pending, timeout_in_seconds))
 
+    @operation
     def wait_for_workflow_completion(self, instance_id: str, *,
                                      timeout_in_seconds: float = DEFAULT_WAIT
-                                     ) -> GetWorkflowResponse:
+                                     ) -> Plan[GetWorkflowResponse]:
         """Poll until COMPLETED, FAILED or TERMINATED; TimeoutError after the timeout."""
-        return self._wait(instance_id, _finished, timeout_in_seconds)
+        return (yield from _wait(instance_id, _finished, timeout_in_seconds))
 
-    def _wait(self, instance_id: str, done: Done, timeout: float) -> GetWorkflowResponse:
-        deadline = time.monotonic() + timeout
-        pause = _POLL_FIRST
-        while True:
-            state = self.get_workflow(instance_id)
-            if done(state):
-                return state
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _timeout_error(instance_id, state, timeout)
-            time.sleep(min(pause, left))
-            pause = min(pause * 1.5, _POLL_MAX)
-
+    @operation
     def list_workflows(self, *, status: str | list[str] | None = None, name: str | None = None,
                        limit: int | None = None, continuation_token: str | None = None
-                       ) -> WorkflowList:
+                       ) -> Plan[WorkflowList]:
         """Tether only: one page of instances, newest first."""
-        return listed(self._request(list_call(status, name, limit, continuation_token)))
+        return listed((yield list_call(status, name, limit, continuation_token)))
 
-    def get_workflow_history(self, instance_id: str) -> list[HistoryEvent]:
+    @operation
+    def get_workflow_history(self, instance_id: str) -> Plan[list[HistoryEvent]]:
         """Tether only: the instance's history events (current run)."""
-        return history_of(self._request(history_call(instance_id)))
-
-
-class AsyncWorkflowMixin(AsyncCore):
-    """Workflow management for :class:`tether.AsyncClient` (as :class:`WorkflowMixin`)."""
-
-    async def start_workflow(self, workflow_name: str, input: Any = None,
-                             instance_id: str | None = None, *,
-                             workflow_component: str = COMPONENT,
-                             send_raw_bytes: bool = False) -> StartWorkflowResponse:
-        return started(await self._request(start_call(workflow_name, input, instance_id,
-                                                      workflow_component, send_raw_bytes)))
-
-    async def get_workflow(self, instance_id: str, *,
-                           workflow_component: str = COMPONENT) -> GetWorkflowResponse:
-        reply = await self._request(get_call(instance_id, workflow_component))
-        return GetWorkflowResponse.from_json(reply.json())
-
-    async def raise_workflow_event(self, instance_id: str, event_name: str,
-                                   event_data: Any = None, *,
-                                   workflow_component: str = COMPONENT,
-                                   send_raw_bytes: bool = False) -> None:
-        await self._request(event_call(instance_id, event_name, event_data, workflow_component,
-                                       send_raw_bytes))
-
-    async def terminate_workflow(self, instance_id: str, *,
-                                 workflow_component: str = COMPONENT) -> None:
-        await self._request(op_call(instance_id, "terminate", workflow_component))
-
-    async def pause_workflow(self, instance_id: str, *,
-                             workflow_component: str = COMPONENT) -> None:
-        await self._request(op_call(instance_id, "pause", workflow_component))
-
-    async def resume_workflow(self, instance_id: str, *,
-                              workflow_component: str = COMPONENT) -> None:
-        await self._request(op_call(instance_id, "resume", workflow_component))
-
-    async def purge_workflow(self, instance_id: str, *,
-                             workflow_component: str = COMPONENT) -> None:
-        await self._request(op_call(instance_id, "purge", workflow_component))
-
-    async def wait_for_workflow_start(self, instance_id: str, *,
-                                      timeout_in_seconds: float = DEFAULT_WAIT
-                                      ) -> GetWorkflowResponse:
-        return await self._wait(instance_id, _left_pending, timeout_in_seconds)
-
-    async def wait_for_workflow_completion(self, instance_id: str, *,
-                                           timeout_in_seconds: float = DEFAULT_WAIT
-                                           ) -> GetWorkflowResponse:
-        return await self._wait(instance_id, _finished, timeout_in_seconds)
-
-    async def _wait(self, instance_id: str, done: Done, timeout: float) -> GetWorkflowResponse:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pause = _POLL_FIRST
-        while True:
-            state = await self.get_workflow(instance_id)
-            if done(state):
-                return state
-            left = deadline - loop.time()
-            if left <= 0:
-                raise _timeout_error(instance_id, state, timeout)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 1.5, _POLL_MAX)
-
-    async def list_workflows(self, *, status: str | list[str] | None = None,
-                             name: str | None = None, limit: int | None = None,
-                             continuation_token: str | None = None) -> WorkflowList:
-        return listed(await self._request(list_call(status, name, limit, continuation_token)))
-
-    async def get_workflow_history(self, instance_id: str) -> list[HistoryEvent]:
-        return history_of(await self._request(history_call(instance_id)))
+        return history_of((yield history_call(instance_id)))
