@@ -18,6 +18,7 @@ from aiohttp import web
 from tether.platform import errors
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
+from tether.platform.json_body import JsonBodyError, read_json
 from tether.platform.lock.service import LockService
 from tether.sidecar.api_block import ServiceRoutes
 
@@ -62,15 +63,10 @@ def _int32(body: Mapping[str, Any], name: str) -> int:
 
 
 async def read_lock_request(request: web.Request) -> LockRequest:
-    raw = await request.read()
-    body: Any = {}
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise _malformed(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _malformed("the body must be a JSON object")
+    try:
+        body = read_json(await request.read(), dict, empty={})
+    except JsonBodyError as exc:
+        raise _malformed(str(exc)) from None
     return LockRequest(
         resource_id=_text(body, "resourceId"),
         lock_owner=_text(body, "lockOwner"),

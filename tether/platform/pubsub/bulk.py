@@ -11,6 +11,7 @@ from typing import Any
 from tether.platform import errors
 from tether.platform.errors import ApiError
 from tether.platform.events.event import is_json_content_type
+from tether.platform.json_body import JsonBodyError, read_json
 
 
 class _Unparsed:
@@ -45,11 +46,9 @@ def parse_bulk(body: bytes) -> list[BulkEntry]:
     """Dapr's bulk body: ``[{entryId, event, contentType, metadata?}]``; entry ids are
     required and unique (Dapr answers 400 ERR_PUBSUB_EVENTS_SER otherwise)."""
     try:
-        items = json.loads(body)
-    except ValueError as exc:
-        raise _bulk_error(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(items, list):
-        raise _bulk_error("the body must be a JSON array of entries")
+        items = read_json(body, list)
+    except JsonBodyError as exc:
+        raise _bulk_error(str(exc)) from exc
     entries: list[BulkEntry] = []
     seen: set[str] = set()
     for index, item in enumerate(items):

@@ -38,6 +38,7 @@ from tether.platform.events.event import (
 )
 from tether.platform.events.json_format import CONTENT_TYPE as CLOUDEVENTS_JSON
 from tether.platform.events.json_format import event_from_attributes, from_object
+from tether.platform.json_body import JsonBodyError, read_json
 from tether.platform.pubsub.bulk import UNPARSED, BulkEntry, new_ids
 from tether.platform.pubsub.delivery_time import DeliveryTimeError, due_time
 from tether.platform.pubsub.registry import PubSubRegistry, PubSubSpec
@@ -113,16 +114,16 @@ def delivery_due(metadata: Mapping[str, str]) -> datetime | None:
 
 
 def _callers_event(body: bytes, parsed: Any = UNPARSED) -> dict[str, Any]:
-    if parsed is not UNPARSED:
-        obj = parsed
-    else:
+    if parsed is UNPARSED:
         try:
-            obj = json.loads(body)
-        except ValueError as exc:
-            raise InvalidCloudEventError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(obj, dict):
+            callers: dict[str, Any] = read_json(
+                body, dict, what="an application/cloudevents+json body")
+        except JsonBodyError as exc:
+            raise InvalidCloudEventError(str(exc)) from exc
+        return callers
+    if not isinstance(parsed, dict):
         raise InvalidCloudEventError("an application/cloudevents+json body must be an object")
-    return obj
+    return parsed
 
 
 def _fill(

@@ -15,6 +15,7 @@ from typing import Any
 from tether.platform import errors
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import TetherError
+from tether.platform.json_body import JsonBodyError, read_json
 from tether.platform.state.store import DeleteOperation, SetOperation
 
 FIRST_WRITE = "first-write"
@@ -52,8 +53,8 @@ class DeleteRequest:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except ValueError as exc:  # UnicodeDecodeError too
+        return read_json(body)
+    except JsonBodyError as exc:
         raise BadRequest(f"failed deserializing HTTP body: {exc}") from None
 
 

@@ -16,7 +16,6 @@ unknown id). Instance ids are checked as Dapr checks them on start
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Collection
@@ -26,6 +25,7 @@ from typing import Any
 from tether.platform import errors
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
+from tether.platform.json_body import JsonBodyError, read_json
 from tether.platform.state.store import Query, QueryNotSupportedError
 from tether.platform.workflows.durable.backend import choose_backend, open_backend
 from tether.platform.workflows.durable.client import AsyncWorkflowClient, WorkflowState
@@ -254,13 +254,10 @@ def _json_payload(raw: bytes, what: str) -> Any:
     """An input or event data as the JSON value it holds (empty: None). Dapr carries them as
     bytes; the engine keeps them as JSON, so bytes that are not JSON are refused here rather
     than failing the instance later."""
-    if not raw.strip():
-        return None
     try:
-        return json.loads(raw)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-        raise ApiError(400, errors.MALFORMED_REQUEST,
-                       f"{what} must be JSON: {exc}") from None
+        return read_json(raw, what=what, empty=None)
+    except JsonBodyError as exc:
+        raise ApiError(400, errors.MALFORMED_REQUEST, str(exc)) from None
 
 
 async def _act(call: Awaitable[None], instance_id: str, code: str, what: str) -> None:
