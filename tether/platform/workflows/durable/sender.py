@@ -27,14 +27,7 @@ from tether.platform.events.json_format import to_json
 from tether.platform.pubsub.scheduled import publish_at, schedules_natively, unwrap, wrap
 from tether.platform.state.relay import Relay
 from tether.platform.state.store import OutboxRecord, StateStore
-from tether.platform.workflows.actions import (
-    Action,
-    CompleteOrchestration,
-    CreateSubOrchestration,
-    CreateTimer,
-    ScheduleTask,
-    TerminateOrchestration,
-)
+from tether.platform.workflows import actions as act
 from tether.platform.workflows.durable.codec import activity_task, orchestration_event
 from tether.platform.workflows.durable.names import Names
 from tether.platform.workflows.history import (
@@ -88,32 +81,32 @@ class Sender:
             return self.record(self.names.orchestrations, cloud)
         return self.record(self.names.timers, wrap(cloud, self.names.orchestrations, due))
 
-    def records_for(self, instance_id: str, actions: Sequence[Action],
+    def records_for(self, instance_id: str, actions: Sequence[act.Action],
                     now: datetime) -> list[OutboxRecord]:
         """The records that carry out one step's actions. Ids of events sent to instances
         are deterministic where a repeat must be dropped (timers, results)."""
         out: list[OutboxRecord] = []
         for action in actions:
-            if isinstance(action, ScheduleTask):
+            if isinstance(action, act.ScheduleTask):
                 out.append(self.record(self.names.activities, activity_task(
                     instance_id, action, f"{instance_id}/task/{action.task_id}")))
-            elif isinstance(action, CreateTimer):
+            elif isinstance(action, act.CreateTimer):
                 out.append(self.timer(
                     instance_id, TimerFired(task_id=action.task_id, fire_at=action.fire_at,
                                             timestamp=now),
                     action.fire_at, f"{instance_id}/timer/{action.task_id}", now))
-            elif isinstance(action, CreateSubOrchestration):
+            elif isinstance(action, act.CreateSubOrchestration):
                 out.append(self.to_instance(action.instance_id, action.start_event(now),
                                             f"{action.instance_id}/start/{instance_id}"
                                             f"/{action.task_id}"))
-            elif isinstance(action, CompleteOrchestration):
+            elif isinstance(action, act.CompleteOrchestration):
                 event = action.parent_event(now)
                 if event is not None and action.parent is not None:
                     parent = action.parent
                     out.append(self.to_instance(
                         parent.instance_id, event,
                         f"{parent.instance_id}/child/{parent.task_id}"))
-            elif isinstance(action, TerminateOrchestration):
+            elif isinstance(action, act.TerminateOrchestration):
                 out.append(self.to_instance(action.instance_id, ExecutionTerminated(
                     output=action.output, recursive=action.recursive, timestamp=now)))
             else:  # a new action type the runtime does not know yet: fail loudly
