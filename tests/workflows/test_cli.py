@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -226,3 +227,34 @@ async def test_address_from_the_environment_and_unreachable_sidecar(env: Env) ->
     assert r.code == 0 and wid in r.out
     r = await tether("status", wid, port=free_port())
     assert r.code == 1 and "cannot reach the sidecar" in r.err
+
+
+async def test_every_command_prints_times_in_one_format(env: Env) -> None:
+    port = port_of(env)
+    wid = iid()
+    await tether("start", "greet", "--id", wid, "--input", '"t"', "--wait", port=port)
+    one = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    status = (await tether("status", wid, "-o", "json", port=port)).json()
+    listed = (await tether("list", "-o", "json", port=port)).json()["instances"]
+    history = (await tether("history", wid, "-o", "json", port=port)).json()["events"]
+    times = [status["createdAt"], status["lastUpdatedAt"]]
+    times += [i[k] for i in listed for k in ("createdAt", "lastUpdatedAt")]
+    times += [e["timestamp"] for e in history]
+    assert times and all(one.match(t) for t in times), times
+    table = (await tether("list", port=port)).out.splitlines()[1:]
+    assert all(one.match(row.split()[3]) and one.match(row.split()[4]) for row in table), table
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    # `tether ... -o json | head`: the pipe closes before the output is written
+    script = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        "from tether.cli.main import main\n"
+        "sys.exit(main(['broker', 'check', '--broker', 'memory://pipe', '--count', '1',"
+        " '--json']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr

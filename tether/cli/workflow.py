@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tether.platform.errors import TetherError
+from tether.platform.events.event import parse_time
 from tether.platform.workflows.history import (
     HistoryEvent,
     OrchestratorStarted,
@@ -36,6 +37,8 @@ from tether.sdk.client import Client, GetWorkflowResponse, TetherClientError
 
 COMMANDS = ("start", "status", "list", "history", "raise", "terminate", "pause", "resume",
             "purge")
+_LIST_TIMES = ("createdAt", "lastUpdatedAt")
+_EVENT_TIMES = ("timestamp", "fire_at", "scheduled_start")
 
 
 class UsageError(TetherError):
@@ -111,9 +114,17 @@ def _print_json(value: Any) -> None:
 
 # --- views ---------------------------------------------------------------------------------------
 
-def _when(value: datetime) -> str:
+def _when(value: datetime | str) -> str:
+    """Every time the command prints, in one format: UTC, milliseconds, ``Z``."""
+    if isinstance(value, str):
+        value = parse_time(value)
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _with_times(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``record`` with its time ``fields`` (those present) in :func:`_when`'s format."""
+    return {k: _when(v) if k in fields and isinstance(v, str) else v for k, v in record.items()}
 
 
 def _payload(value: str | None) -> str:
@@ -177,6 +188,7 @@ def history_lines(events: list[HistoryEvent], width: int = 60) -> list[str]:
 
 def list_lines(instances: list[dict[str, Any]]) -> list[str]:
     rows = [("INSTANCE", "WORKFLOW", "STATUS", "CREATED", "UPDATED")]
+    instances = [_with_times(i, _LIST_TIMES) for i in instances]
     rows += [(str(i.get("instanceID", "")), str(i.get("workflowName", "")),
               str(i.get("runtimeStatus", "")), str(i.get("createdAt", "")),
               str(i.get("lastUpdatedAt", ""))) for i in instances]
@@ -219,7 +231,8 @@ def _list(client: Client, args: argparse.Namespace) -> None:
     page = client.list_workflows(status=args.status, name=args.name, limit=args.limit,
                                  continuation_token=args.continuation_token)
     if args.output == "json":
-        body: dict[str, Any] = {"instances": page.instances}
+        body: dict[str, Any] = {
+            "instances": [_with_times(i, _LIST_TIMES) for i in page.instances]}
         if page.continuation_token:
             body["continuationToken"] = page.continuation_token
         _print_json(body)
@@ -232,7 +245,8 @@ def _list(client: Client, args: argparse.Namespace) -> None:
 def _history(client: Client, args: argparse.Namespace) -> None:
     events = client.get_workflow_history(args.instance_id)
     if args.output == "json":
-        _print_json({"instanceID": args.instance_id, "events": [e.to_dict() for e in events]})
+        _print_json({"instanceID": args.instance_id,
+                     "events": [_with_times(e.to_dict(), _EVENT_TIMES) for e in events]})
     else:
         print("\n".join(history_lines(events, args.width)))
 

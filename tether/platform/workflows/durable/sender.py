@@ -92,8 +92,9 @@ class Sender:
                     instance_id, action, f"{instance_id}/task/{action.task_id}")))
             elif isinstance(action, act.CreateTimer):
                 out.append(self.timer(
+                    # stamped with when it fires (it is delivered then), not when it was set
                     instance_id, TimerFired(task_id=action.task_id, fire_at=action.fire_at,
-                                            timestamp=now),
+                                            timestamp=max(now, action.fire_at)),
                     action.fire_at, f"{instance_id}/timer/{action.task_id}", now))
             elif isinstance(action, act.CreateSubOrchestration):
                 out.append(self.to_instance(action.instance_id, action.start_event(now),
