@@ -598,3 +598,32 @@ async def test_under_tether_run(tmp_path: Path) -> None:
     assert "expiration" in two.extensions
     assert got[repr({"n": 3})].extensions["pubsubname"] == "pubsub"
     assert got[repr(b"\x00\xff")].datacontenttype == "application/octet-stream"
+
+
+@pytest.mark.parametrize("variable", [None, "DAPR_HTTP_PORT"])
+def test_an_unreachable_sidecar_says_where_the_address_came_from(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None
+) -> None:
+    for name in ("DAPR_HTTP_ENDPOINT", "TETHER_HTTP_PORT", "DAPR_HTTP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()  # nothing listens there
+    if variable is None:
+        client = tether.Client(f"127.0.0.1:{port}")
+        hint = "the address passed to the client"
+    else:
+        monkeypatch.setenv(variable, str(port))
+        client = tether.Client()
+        hint = "the port from DAPR_HTTP_PORT"
+    with client, pytest.raises(tether.sdk.client.SidecarUnavailableError) as caught:
+        client.get_state("statestore", "k")
+    assert f"127.0.0.1:{port}" in str(caught.value) and hint in str(caught.value)
+    assert caught.value.__cause__ is None  # one error, not a chain of socket internals
+
+
+def test_the_default_address_says_how_to_point_the_client_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("DAPR_HTTP_ENDPOINT", "TETHER_HTTP_PORT", "DAPR_HTTP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = tether.Client().settings
+    assert settings.source == "default" and settings.port == 3500

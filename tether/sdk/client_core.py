@@ -58,11 +58,23 @@ class ClientBase:
         return self.settings.base_url
 
     def _unavailable(self, exc: object) -> SidecarUnavailableError:
-        return SidecarUnavailableError(f"cannot reach the sidecar at {self.address}: {exc}")
+        return SidecarUnavailableError(
+            f"cannot reach the sidecar at {self.address}: {exc} ({_HINTS[self.settings.source]})"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address!r})"
 
+
+#: how to point a client elsewhere, by where its address came from
+_HINTS = {
+    "given": "the address passed to the client",
+    "DAPR_HTTP_ENDPOINT": "from DAPR_HTTP_ENDPOINT",
+    "TETHER_HTTP_PORT": "the port from TETHER_HTTP_PORT",
+    "DAPR_HTTP_PORT": "the port from DAPR_HTTP_PORT; is the sidecar's --dapr-http-port the same?",
+    "default": "the default port: pass address=... or set DAPR_HTTP_PORT to the sidecar's "
+               "--dapr-http-port",
+}
 
 # errors of a kept-alive connection the server closed while idle: the request never got an
 # answer, so it is sent once more on a fresh connection (at-least-once tolerates the rare
@@ -116,10 +128,10 @@ class SyncCore(ClientBase):
                     self._drop()
                     if reused and attempt == 1:
                         continue
-                    raise self._unavailable(exc) from exc
+                    raise self._unavailable(exc) from None
                 except (OSError, http.client.HTTPException) as exc:
                     self._drop()
-                    raise self._unavailable(exc) from exc
+                    raise self._unavailable(exc) from None
                 if response.will_close:
                     self._drop()
                 return Reply(response.status, response.reason, body,
@@ -190,7 +202,7 @@ class AsyncCore(ClientBase):
                 body = await response.read()
                 return Reply(response.status, response.reason or "", body, response.headers)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise self._unavailable(repr(exc)) from exc
+            raise self._unavailable(repr(exc)) from None
 
     async def close(self) -> None:
         """Close the session and its connections."""

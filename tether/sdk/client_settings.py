@@ -38,6 +38,8 @@ class ClientSettings:
     api_token: str | None
     timeout: float
     health_timeout: float
+    #: where the address came from, for error messages ("given", "DAPR_HTTP_PORT", ...)
+    source: str = "given"
 
     @property
     def origin(self) -> str:
@@ -70,12 +72,15 @@ def resolve_settings(
     ``DAPR_API_TOKEN``, the timeout to ``DAPR_HTTP_TIMEOUT_SECONDS`` (60 s).
     """
     env = os.environ if environ is None else environ  # DAPR_* as Dapr's SDK reads them
-    if address is None:
-        address = env.get("DAPR_HTTP_ENDPOINT") or None
+    source = "given"
+    if address is None and env.get("DAPR_HTTP_ENDPOINT"):
+        address, source = env["DAPR_HTTP_ENDPOINT"], "DAPR_HTTP_ENDPOINT"
     if address is None:
         host = env.get("DAPR_RUNTIME_HOST") or DEFAULT_HOST
-        port = _port(env.get("TETHER_HTTP_PORT") or env.get("DAPR_HTTP_PORT") or DEFAULT_PORT)
+        named = next((n for n in ("TETHER_HTTP_PORT", "DAPR_HTTP_PORT") if env.get(n)), None)
+        port = _port(env[named] if named else DEFAULT_PORT)
         address = f"http://{host}:{port}"
+        source = named or "default"
     if "://" not in address:
         address = "http://" + address
     parts = urlsplit(address)
@@ -96,6 +101,7 @@ def resolve_settings(
         api_token=api_token if api_token is not None else (env.get("DAPR_API_TOKEN") or None),
         timeout=timeout if timeout is not None else _seconds(
             env.get("DAPR_HTTP_TIMEOUT_SECONDS"), DEFAULT_TIMEOUT),
+        source=source,
         health_timeout=_seconds(env.get("DAPR_HEALTH_TIMEOUT"), DEFAULT_HEALTH_TIMEOUT),
     )
 
