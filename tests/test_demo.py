@@ -7,6 +7,7 @@ temporary folder so the embedded broker file is fresh, and checks the summary it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FILE = ROOT / "examples" / "orders" / "dapr.yaml"
 PREFIX = "== APP - order-publisher == "
+PROCESSOR = "== APP - order-processor == "
+WHOLE_LINE = re.compile(r"/orders/\w+: order \d+ \([^)]*\) -> [A-Z]+( \(.*\))?")
 
 
 def _run_demo(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,6 +52,10 @@ def test_demo_routes_retries_and_dead_letters(tmp_path: Path) -> None:
     assert any("dead letter from orders" in line and "/orders/invalid" in line
                for line in lines), output
     assert lines[-1] == "all orders settled", output
+    # the processor handles deliveries on several threads: each prints one whole line
+    processor = [line.removeprefix(PROCESSOR) for line in result.stdout.splitlines()
+                 if line.startswith(PROCESSOR) and "/orders/" in line]
+    assert processor and all(WHOLE_LINE.fullmatch(line) for line in processor), processor
 
 
 def test_demo_rerun_sees_only_its_own_orders(tmp_path: Path) -> None:

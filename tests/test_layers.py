@@ -24,3 +24,12 @@ def test_a_block_service_loads_no_http_server() -> None:
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_package_metadata_uses_an_spdx_license() -> None:
+    # a TOML table made every install warn "project.license as a TOML table is deprecated"
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"

@@ -48,10 +48,11 @@ _attempts: dict[tuple[str, int], list[dict[str, Any]]] = {}
 def _record(event: dict[str, Any], route: str, status: str, note: str = "") -> None:
     data = event.get("data") or {}
     key = (str(data.get("run", "")), int(data.get("id", 0)))
-    with _lock:
+    line = (f"{route}: order {key[1]} ({event.get('type')}, amount {data.get('amount')}) -> "
+            f"{status}" + (f" ({note})" if note else ""))
+    with _lock:  # handlers run on several threads: one whole line at a time
         _attempts.setdefault(key, []).append({"route": route, "status": status, "note": note})
-    print(f"{route}: order {key[1]} ({event.get('type')}, amount {data.get('amount')}) -> {status}"
-          + (f" ({note})" if note else ""))
+        print(line, flush=True)
 
 
 def _attempt_count(event: dict[str, Any], route: str) -> int:
