@@ -11,10 +11,10 @@ from aiohttp import web
 
 from tether.platform import errors
 from tether.platform.errors import ApiError
+from tether.workers.app_channel import API_TOKEN_HEADER
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-TOKEN_HEADER = "dapr-api-token"
 #: what a caller may reach without the token, as Dapr (isRouteExcludedFromAPITokenAuth)
 TOKEN_EXEMPT = frozenset({("GET", "v1.0/healthz"), ("GET", "v1.0/healthz/outbound")})
 
@@ -55,7 +55,7 @@ def api_token_check(token: str) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         exempt = (request.method, request.path.strip("/")) in TOKEN_EXEMPT
-        given = _bytes(request.headers.get(TOKEN_HEADER, ""))
+        given = _bytes(request.headers.get(API_TOKEN_HEADER, ""))
         # constant time: how much of a guess matched must not show in the answer's timing
         if not hmac.compare_digest(given, expected) and not exempt:
             raise ApiError(401, errors.API_TOKEN_INVALID, "invalid api token")
