@@ -35,6 +35,7 @@ from tether.sdk.client import (
     resolve_settings,
 )
 from tether.sidecar import create_app
+from tether.sidecar.middlewares import api_token_check
 
 APP_ID = "client-app"
 WAIT = 60.0  # a ceiling for things that should happen, never an assertion about speed
@@ -472,22 +473,9 @@ def test_the_address_comes_from_daprs_environment(
         tether.Client("ftp://x")
 
 
-def _token_check(expected: str) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        # as daprd with DAPR_API_TOKEN set: every route but the health probes needs it
-        if (not request.path.startswith("/v1.0/healthz")
-                and request.headers.get("dapr-api-token") != expected):
-            return web.json_response(
-                {"errorCode": "ERR_API_TOKEN", "message": "invalid api token"}, status=401
-            )
-        response: web.StreamResponse = await handler(request)
-        return response
-    return check
-
-
 def test_the_api_token_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sidecar = Sidecar(tmp_path, middlewares=(_token_check("s3cret"),))
+    # the sidecar's own check, as create_app(api_token=...) installs it
+    sidecar = Sidecar(tmp_path, middlewares=(api_token_check("s3cret"),))
     try:
         monkeypatch.setenv("DAPR_API_TOKEN", "s3cret")
         with tether.Client(sidecar.url) as client:
@@ -495,7 +483,7 @@ def test_the_api_token_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         with tether.Client(sidecar.url, api_token="wrong") as client:
             with pytest.raises(TetherApiError) as caught:
                 client.publish("pubsub", "other", {"n": 2})
-            assert (caught.value.status, caught.value.error_code) == (401, "ERR_API_TOKEN")
+            assert (caught.value.status, caught.value.error_code) == (401, "ERR_API_TOKEN_INVALID")
 
         async def async_publish() -> None:
             async with tether.AsyncClient(sidecar.url) as client:  # the token from the env

@@ -19,6 +19,9 @@ APP_ID = "APP_ID"
 TETHER_APP_ID = "TETHER_APP_ID"
 #: the token the sidecar sends to the app (Dapr's ``dapr-api-token`` header on app calls)
 APP_API_TOKEN = "APP_API_TOKEN"
+#: the token every call to the sidecar's API must carry as ``dapr-api-token`` when set (the
+#: sidecar enforces it, ``tether.Client`` sends it; docs/security.md)
+DAPR_API_TOKEN = "DAPR_API_TOKEN"
 #: the broker URL of ``tether broker check`` and the embedded default
 TETHER_BROKER = "TETHER_BROKER"
 #: where a WorkflowRuntime outside ``tether run`` finds the app's resource files
@@ -51,3 +54,8 @@ def set_app_id(app_id: str) -> None:
 
 def app_api_token() -> str | None:
     return get(APP_API_TOKEN)
+
+
+def dapr_api_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The sidecar API token of ``environ`` (default: this process's environment)."""
+    return get(DAPR_API_TOKEN, environ)

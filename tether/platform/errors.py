@@ -51,8 +51,13 @@ PUBSUB_EVENTS_SER = "ERR_PUBSUB_EVENTS_SER"  # 400: a bulk body that cannot be r
 PUBSUB_REQUEST_METADATA = "ERR_PUBSUB_REQUEST_METADATA"  # 400
 PUBSUB_PUBLISH_MESSAGE = "ERR_PUBSUB_PUBLISH_MESSAGE"  # 500
 # Tether's own: Dapr's HTTP server answers an oversized body without a JSON error
-BODY_TOO_LARGE = "ERR_BODY_TOO_LARGE"  # 413
-METADATA_SET = "ERR_METADATA_SET"  # 400
+BODY_TOO_LARGE = "ERR_BODY_TOO_LARGE"  # 413, also a metadata value over its limit
+METADATA_SET = "ERR_METADATA_SET"  # 400: a value that is not UTF-8, or one key too many
+# Dapr answers these in plain text ("invalid api token", "404 page not found"); Tether in its
+# error shape with codes of its own (docs/security.md, docs/http-api.md)
+API_TOKEN_INVALID = "ERR_API_TOKEN_INVALID"  # 401: dapr-api-token missing or wrong
+NOT_FOUND = "ERR_NOT_FOUND"  # 404: no route for the path
+METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"  # 405: the path has no route for the method
 # the secrets API (pkg/messages/predefined.go)
 SECRET_STORES_NOT_CONFIGURED = "ERR_SECRET_STORES_NOT_CONFIGURED"  # 500
 SECRET_STORE_NOT_FOUND = "ERR_SECRET_STORE_NOT_FOUND"  # 401 (sic, as Dapr)

@@ -15,11 +15,16 @@ from tether.platform.components import Component
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar.api_block import ApiBlock
+from tether.sidecar.middlewares import api_token_check, dapr_errors
 from tether.sidecar.publish import PublishApi
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024  # Dapr's --max-body-size default
+# PUT /v1.0/metadata/{key}: what a caller can make the sidecar hold (and GET /v1.0/metadata
+# answer); Dapr sets no limit. docs/http-api.md
+MAX_METADATA_VALUE = 64 * 1024
+MAX_METADATA_KEYS = 1000
 ShutdownCallback = Callable[[], Awaitable[None] | None]
 #: the running subscriptions, as ``/v1.0/metadata`` lists them
 SubscriptionsView = Callable[[], Sequence[Mapping[str, Any]]]
@@ -33,25 +38,6 @@ def runtime_version() -> str:
         return f"tether-{version('tether')}"
     except PackageNotFoundError:
         return "tether-dev"
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def dapr_errors(max_body_size: int) -> Any:
-    """A middleware answering ApiError and aiohttp's own 413 as Dapr-shaped JSON errors."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return web.json_response(exc.body(), status=exc.status)
-        except web.HTTPRequestEntityTooLarge:
-            message = f"the request body is larger than the limit of {max_body_size} bytes"
-            return web.json_response(errors.error_body(errors.BODY_TOO_LARGE, message), status=413)
-
-    return middleware
 
 
 class MetadataApi:
@@ -95,9 +81,21 @@ class MetadataApi:
         return web.json_response(body)
 
     async def put_metadata(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
         body = await request.read()
+        if len(body) > MAX_METADATA_VALUE:
+            raise ApiError(
+                413, errors.BODY_TOO_LARGE,
+                f"the metadata value is larger than the limit of {MAX_METADATA_VALUE} bytes",
+            )
+        if key not in self.extended and len(self.extended) >= MAX_METADATA_KEYS:
+            raise ApiError(
+                400, errors.METADATA_SET,
+                f"the sidecar holds {MAX_METADATA_KEYS} metadata keys, the limit: a new key "
+                "cannot be added (an existing one can be replaced)",
+            )
         try:
-            self.extended[request.match_info["key"]] = body.decode()
+            self.extended[key] = body.decode()
         except UnicodeDecodeError:
             raise ApiError(400, errors.METADATA_SET, "the value must be UTF-8 text") from None
         return web.Response(status=204)
@@ -121,6 +119,7 @@ def create_app(
     close_registry: bool = True,
     subscriptions: SubscriptionsView | None = None,
     blocks: Sequence[ApiBlock] = (),
+    api_token: str | None = None,
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
@@ -128,9 +127,13 @@ def create_app(
     response goes out after it returns). The registry's brokers are closed on app cleanup
     unless ``close_registry`` is False. ``subscriptions`` lists the running subscriptions
     for ``/v1.0/metadata``. Each of ``blocks`` adds its routes; they are started with the
-    app and closed on its cleanup, before the brokers (an outbox may still publish).
+    app and closed on its cleanup, before the brokers (an outbox may still publish). With an
+    ``api_token`` (DAPR_API_TOKEN) every route but the health probes requires it.
     """
-    app = web.Application(client_max_size=max_body_size, middlewares=[dapr_errors(max_body_size)])
+    middlewares = [dapr_errors(max_body_size)]
+    if api_token:
+        middlewares.append(api_token_check(api_token))
+    app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
     publish = PublishApi(registry, app_id)
     meta = MetadataApi(app_id, components, on_shutdown, subscriptions)
     routes: list[web.RouteDef] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ class SidecarError(TetherError):
 class Sidecar:
     """Serves the Dapr HTTP API for ``app_id`` on ``http_port`` until :meth:`stop`.
 
+    It listens on each of ``listen_addresses`` (Dapr's ``--dapr-listen-addresses``); with an
+    ``api_token`` (DAPR_API_TOKEN) every call but the health probes must carry it.
     ``shutdown_requested`` is set by ``POST /v1.0/shutdown``; whoever runs the sidecar
     watches it and stops everything (the sidecar does not stop itself mid-response).
     """
@@ -42,9 +45,10 @@ class Sidecar:
         app_id: str,
         http_port: int,
         resources_paths: Sequence[str | Path] = (),
-        host: str = DEFAULT_HOST,
+        listen_addresses: Sequence[str] = (DEFAULT_HOST,),
         config_file: str | Path | None = None,
         app_port: int | None = None,
+        api_token: str | None = None,
     ) -> None:
         self.app_id = app_id
         #: where blocks push to the app (configuration changes); None: no app channel
@@ -52,7 +56,8 @@ class Sidecar:
         self.config_file = config_file
         self.http_port = http_port
         self.resources_paths = list(resources_paths)
-        self.host = host
+        self.listen_addresses = tuple(listen_addresses)
+        self.api_token = api_token
         self.shutdown_requested = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._registry: PubSubRegistry | None = None
@@ -83,27 +88,51 @@ class Sidecar:
             on_shutdown=self.shutdown_requested.set,
             subscriptions=self._subscriptions_metadata,
             blocks=blocks,
+            api_token=self.api_token,
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.http_port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise SidecarError(
-                f"cannot serve the HTTP API of app {self.app_id!r} on "
-                f"{self.host}:{self.http_port}: {exc.strerror or exc}"
-            ) from exc
+        served = await self._listen(runner)
         self._runner = runner
         # delayed publish: forward this app's components' scheduled events when due
         self._schedulers = Schedulers(registry.names, registry.broker)
         self._schedulers.start()
         names = ", ".join(c.name for c in components) or "none"
         log.info(
-            "sidecar for app %r: HTTP API on http://%s:%d, components: %s",
-            self.app_id, self.host, self.http_port, names,
+            "sidecar for app %r: HTTP API on %s (API token %s), components: %s",
+            self.app_id, ", ".join(f"http://{e}" for e in served),
+            "required" if self.api_token else "not set", names,
         )
+        exposed = [a for a in self.listen_addresses if not _is_loopback(a)]
+        if exposed and not self.api_token:
+            log.warning(
+                "the HTTP API of app %r listens on %s without DAPR_API_TOKEN: anyone who can "
+                "reach it can call every route (docs/security.md)",
+                self.app_id, ", ".join(exposed),
+            )
+
+    async def _listen(self, runner: web.AppRunner) -> list[str]:
+        """A site per listen address; as Dapr, an address that fails is skipped (with a
+        warning) if another one serves. The endpoints served."""
+        served: list[str] = []
+        failed: list[str] = []
+        for address in self.listen_addresses:
+            endpoint = _endpoint(address, self.http_port)
+            try:
+                await web.TCPSite(runner, address, self.http_port).start()
+            except OSError as exc:
+                failed.append(f"{endpoint}: {exc.strerror or exc}")
+            else:
+                served.append(endpoint)
+        if not served:
+            await runner.cleanup()
+            raise SidecarError(
+                f"cannot serve the HTTP API of app {self.app_id!r} on {'; '.join(failed)}"
+            )
+        for failure in failed:
+            log.warning("the HTTP API of app %r cannot listen on %s", self.app_id, failure)
+        return served
 
     def _subscriptions_metadata(self) -> list[dict[str, object]]:
         return [] if self.subscriptions is None else self.subscriptions.metadata()
@@ -138,3 +167,16 @@ class Sidecar:
         if runner is not None:
             await runner.cleanup()
             log.info("sidecar for app %r stopped", self.app_id)
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name: assume it reaches beyond this machine
+        return False

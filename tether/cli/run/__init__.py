@@ -23,8 +23,11 @@ from tether.cli.run.process import (
     AppSpec,
     app_environment,
     free_port,
+    listen_addresses,
 )
-from tether.sidecar.server import Sidecar, SidecarError
+from tether.platform import env
+from tether.platform.errors import ConfigError
+from tether.sidecar.server import DEFAULT_HOST, Sidecar, SidecarError
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -90,8 +93,11 @@ async def run_apps(
                 if signals.stopped.is_set():
                     return 0
                 sidecar = Sidecar(
-                    spec.app_id, spec.http_port, spec.resources_paths, config_file=spec.config_file,
+                    spec.app_id, spec.http_port, spec.resources_paths,
+                    listen_addresses=spec.listen_addresses, config_file=spec.config_file,
                     app_port=spec.app_port,
+                    # the token the app's SDK sends: its environment's (a run file's env too)
+                    api_token=env.dapr_api_token(app_environment(spec)),
                 )
                 await sidecar.start()
                 sidecars.append(sidecar)
@@ -210,6 +216,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the sidecar's HTTP API port (default %(default)s)",
     )
     parser.add_argument(
+        "--dapr-listen-addresses", dest="listen_addresses", type=_addresses,
+        default=(DEFAULT_HOST,), metavar="ADDRESSES",
+        help="comma-separated addresses the sidecar's HTTP API listens on (default "
+        f"{DEFAULT_HOST}; anything else exposes it: set DAPR_API_TOKEN, docs/security.md)",
+    )
+    parser.add_argument(
         "-G", "--grpc-port", "--dapr-grpc-port", dest="grpc_port", type=int,
         help="the port passed as DAPR_GRPC_PORT (no gRPC API yet; default: a free port)",
     )
@@ -233,6 +245,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "app_command", nargs="*", metavar="COMMAND", help="the app's command, after --"
     )
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    try:
+        return listen_addresses(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -261,6 +280,7 @@ def main(args: argparse.Namespace) -> int:
                 grpc_port=args.grpc_port or free_port(),
                 resources_paths=tuple(Path(p) for p in args.resources_path),
                 config_file=Path(args.config) if args.config else None,
+                listen_addresses=args.listen_addresses,
             )
         ]
     return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period)

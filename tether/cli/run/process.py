@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.cli.run.logs import AppOutput
-from tether.platform.errors import TetherError
+from tether.platform.errors import ConfigError, TetherError
+from tether.sidecar.server import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,17 @@ class AppSpec:
     resources_paths: tuple[Path, ...] = ()
     #: the app configuration (a Dapr Configuration resource), or None
     config_file: Path | None = None
+    #: where the sidecar's HTTP API listens (Dapr's --dapr-listen-addresses)
+    listen_addresses: tuple[str, ...] = (DEFAULT_HOST,)
+
+
+def listen_addresses(text: str) -> tuple[str, ...]:
+    """Dapr's ``--dapr-listen-addresses``: comma-separated, an IPv6 one with or without
+    brackets (``[::1]``). ConfigError if none is given."""
+    addresses = tuple(a.strip().removeprefix("[").removesuffix("]") for a in text.split(","))
+    if not all(addresses):
+        raise ConfigError(f"listen addresses must be comma-separated addresses, not {text!r}")
+    return addresses
 
 
 def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:

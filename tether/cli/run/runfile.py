@@ -1,23 +1,25 @@
 """Dapr's multi-app run file (``dapr run -f``), version 1, read into :class:`AppSpec` s.
 
-The fields Tether uses: ``common.resourcesPath(s)``, ``common.configFilePath`` and
-``common.env``; per app ``appID``, ``appDirPath`` (required; relative to the file),
-``appPort``, ``daprHTTPPort``, ``daprGRPCPort``, ``command``, ``env``, ``resourcesPath(s)``
-and ``configFilePath`` (relative to the app's folder; default ``.dapr/config.yaml`` there
-when it exists, as Dapr). Other fields (appProtocol, log destinations, ...) are accepted
-and ignored.
+The fields Tether uses: ``common.resourcesPath(s)``, ``common.configFilePath``,
+``common.apiListenAddresses`` and ``common.env``; per app ``appID``, ``appDirPath``
+(required; relative to the file), ``appPort``, ``daprHTTPPort``, ``daprGRPCPort``,
+``command``, ``env``, ``resourcesPath(s)``, ``apiListenAddresses`` and ``configFilePath``
+(relative to the app's folder; default ``.dapr/config.yaml`` there when it exists, as
+Dapr). Other fields (appProtocol, log destinations, ...) are accepted and ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tether.cli.run.process import AppSpec, free_port
+from tether.cli.run.process import AppSpec, free_port, listen_addresses
 from tether.platform.errors import ConfigError
+from tether.sidecar.server import DEFAULT_HOST
 
 DEFAULT_NAME = "dapr.yaml"
 
@@ -55,15 +57,17 @@ def parse_run_file(data: Any, file: Path) -> list[AppSpec]:
         raise fail("version", f"must be 1, not {data.get('version')!r}")
     base = file.parent
     common = _mapping(data.get("common"), "common", fail)
-    common_env = _env(common.get("env"), "common.env", fail)
-    common_resources = _resources(common, "common", base, fail)
-    common_config = _config(common, "common", base, fail)
+    shared = _Shared(
+        env=_env(common.get("env"), "common.env", fail),
+        resources=_resources(common, "common", base, fail),
+        config=_config(common, "common", base, fail),
+        addresses=_addresses(common, "common", fail) or (DEFAULT_HOST,),
+    )
     apps = data.get("apps")
     if not isinstance(apps, list) or not apps:
         raise fail("apps", "must be a non-empty list")
     specs = [
-        _app(_mapping(item, f"apps[{i}]", fail), f"apps[{i}]", base, common_env,
-             common_resources, fail, common_config)
+        _app(_mapping(item, f"apps[{i}]", fail), f"apps[{i}]", base, shared, fail)
         for i, item in enumerate(apps)
     ]
     _check_distinct(specs, fail)
@@ -73,14 +77,18 @@ def parse_run_file(data: Any, file: Path) -> list[AppSpec]:
 Fail = Callable[[str, str], RunFileError]
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What ``common`` gives every app that does not set it itself."""
+
+    env: dict[str, str]
+    resources: tuple[Path, ...]
+    config: Path | None
+    addresses: tuple[str, ...]
+
+
 def _app(
-    item: Mapping[str, Any],
-    where: str,
-    base: Path,
-    common_env: dict[str, str],
-    common_resources: tuple[Path, ...],
-    fail: Fail,
-    common_config: Path | None = None,
+    item: Mapping[str, Any], where: str, base: Path, shared: _Shared, fail: Fail
 ) -> AppSpec:
     dir_text = item.get("appDirPath")
     if not isinstance(dir_text, str) or not dir_text:
@@ -94,12 +102,13 @@ def _app(
     command = item.get("command") or []
     if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
         raise fail(f"{where}.command", "must be a list of strings")
-    resources = _resources(item, where, app_dir, fail) or common_resources
+    resources = _resources(item, where, app_dir, fail) or shared.resources
     if not resources and (app_dir / ".dapr" / "resources").is_dir():
         resources = ((app_dir / ".dapr" / "resources"),)
-    config = _config(item, where, app_dir, fail) or common_config
+    config = _config(item, where, app_dir, fail) or shared.config
     if config is None and (app_dir / ".dapr" / "config.yaml").is_file():
         config = app_dir / ".dapr" / "config.yaml"
+    addresses = _addresses(item, where, fail) or shared.addresses
     return AppSpec(
         app_id=app_id,
         command=tuple(command),
@@ -107,9 +116,10 @@ def _app(
         http_port=_port(item, "daprHTTPPort", where, fail) or free_port(),
         grpc_port=_port(item, "daprGRPCPort", where, fail) or free_port(),
         cwd=app_dir,
-        env={**common_env, **_env(item.get("env"), f"{where}.env", fail)},
+        env={**shared.env, **_env(item.get("env"), f"{where}.env", fail)},
         resources_paths=resources,
         config_file=config,
+        listen_addresses=addresses,
     )
 
 
@@ -150,6 +160,19 @@ def _config(item: Mapping[str, Any], where: str, base: Path, fail: Fail) -> Path
     if not isinstance(value, str):
         raise fail(f"{where}.configFilePath", "must be a path")
     return (base / value).resolve()
+
+
+def _addresses(item: Mapping[str, Any], where: str, fail: Fail) -> tuple[str, ...] | None:
+    """``apiListenAddresses``: Dapr's ``--dapr-listen-addresses``, comma-separated."""
+    value = item.get("apiListenAddresses")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(f"{where}.apiListenAddresses", "must be comma-separated addresses")
+    try:
+        return listen_addresses(value)
+    except ConfigError as exc:
+        raise fail(f"{where}.apiListenAddresses", str(exc)) from None
 
 
 def _port(item: Mapping[str, Any], key: str, where: str, fail: Fail) -> int | None:

@@ -1,0 +1,69 @@
+"""What runs around every route: Dapr's error shape for every answer, and the API token
+(docs/security.md)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from tether.platform import errors
+from tether.platform.errors import ApiError
+from tether.workers.app_channel import API_TOKEN_HEADER
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: what a caller may reach without the token, as Dapr (isRouteExcludedFromAPITokenAuth)
+TOKEN_EXEMPT = frozenset({("GET", "v1.0/healthz"), ("GET", "v1.0/healthz/outbound")})
+
+
+def dapr_errors(max_body_size: int) -> Any:
+    """Answer ApiError, and aiohttp's own 404, 405 and 413, as Dapr-shaped JSON errors."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+        except web.HTTPRequestEntityTooLarge:
+            message = f"the request body is larger than the limit of {max_body_size} bytes"
+            return web.json_response(errors.error_body(errors.BODY_TOO_LARGE, message), status=413)
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+            return web.json_response(
+                errors.error_body(errors.METHOD_NOT_ALLOWED, message), status=405,
+                headers={"Allow": allowed},
+            )
+        except web.HTTPNotFound:
+            message = f"no route for {request.method} {request.path}"
+            return web.json_response(errors.error_body(errors.NOT_FOUND, message), status=404)
+
+    return middleware
+
+
+def api_token_check(token: str) -> Any:
+    """Refuse, with 401, every request without ``dapr-api-token: token`` but the health probes.
+
+    Runs before routing's answers (an unknown path without the token is 401, as in Dapr).
+    """
+    expected = _bytes(token)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        exempt = (request.method, request.path.strip("/")) in TOKEN_EXEMPT
+        given = _bytes(request.headers.get(API_TOKEN_HEADER, ""))
+        # constant time: how much of a guess matched must not show in the answer's timing
+        if not hmac.compare_digest(given, expected) and not exempt:
+            raise ApiError(401, errors.API_TOKEN_INVALID, "invalid api token")
+        return await handler(request)
+
+    return middleware
+
+
+def _bytes(text: str) -> bytes:
+    # compare_digest takes ASCII str only; a header may hold any character, surrogates too
+    return text.encode("utf-8", "surrogatepass")
