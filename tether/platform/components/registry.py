@@ -9,6 +9,7 @@ own error class, prefixed with the component's name and file.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, Generic, ParamSpec, TypeVar
@@ -24,6 +25,20 @@ def describe(component: Component, what: str) -> str:
     """``<what> '<name>' (<file>, document <n>)``: how errors name a component."""
     where = f" ({component.source})" if component.source is not None else ""
     return f"{what} {component.name!r}{where}"
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Check that ``modules`` import; otherwise a ConfigError naming the pip extra that
+    provides them. Factories call it, so a component fails when it is built (at start)
+    instead of on first use."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"needs the {extra} client library, which is not installed: "
+                f"pip install 'tether[{extra}]' ({exc})"
+            ) from exc
 
 
 @dataclass(frozen=True)
