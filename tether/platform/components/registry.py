@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from tether.platform.components.model import Component
 from tether.platform.errors import ConfigError
@@ -72,8 +72,7 @@ class ComponentTypes(Generic[P, T]):
         factory = self.factories.get(component.type)
         if factory is None:
             error = self.unknown or self.error
-            raise error(f"{self.describe(component)}: type {component.type!r} is not "
-                        f"supported; supported: {', '.join(self.factories)}")
+            raise error(f"{self.describe(component)}: type {self.unsupported(component.type)}")
         if self.versions and component.version not in self.versions:
             raise self.fail(component, f"version {component.version!r} is not supported "
                                        f"({' or '.join(self.versions)})")
@@ -82,6 +81,23 @@ class ComponentTypes(Generic[P, T]):
         except ConfigError as exc:
             raise self.fail(component, str(exc)) from exc
 
+    def unsupported(self, type_: str) -> str:
+        """Why ``type_`` cannot be built: ``'<type>' is not supported; supported: ...``."""
+        return f"{type_!r} is not supported; supported: {', '.join(self.factories)}"
+
     def of(self, components: Iterable[Component]) -> list[Component]:
         """The components of this block, in order."""
         return [c for c in components if c.block == self.block]
+
+
+def unsupported_type(type_: str, blocks: Iterable[ComponentTypes[..., Any]]) -> str | None:
+    """Why no block of ``blocks`` builds a component of ``type_``; None when one does. A kind
+    no block serves at all (``bindings.*``, ``middleware.*``, ...) is named as such."""
+    by_block = {types.block: types for types in blocks}
+    block = type_.partition(".")[0]
+    found = by_block.get(block)
+    if found is None:
+        kinds = ", ".join(sorted(by_block))
+        return (f"{type_!r} is not supported: Tether has no {block} components yet "
+                f"(it supports {kinds}; docs/components.md)")
+    return None if type_ in found.factories else found.unsupported(type_)
