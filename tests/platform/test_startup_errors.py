@@ -5,14 +5,18 @@ errors"; docs/components.md, "Supported component types")."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.servers import free_port
+from tether.cli.run.logs import setup_logging
 from tether.platform.components import ResourceError, load_resources
 from tether.platform.configuration.registry import CONFIGURATION_TYPES
 from tether.platform.lock.registry import LOCK_TYPES
@@ -190,3 +194,30 @@ def test_the_docs_list_every_supported_type() -> None:
     for types in COMPONENT_TYPES:
         for type_ in types.types:
             assert f"`{type_}`" in docs, type_
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """setup_logging configures the process's loggers: put them back for the other tests."""
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate)
+             for logger in (logging.getLogger(), logging.getLogger("tether"))]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def test_library_lines_are_json_warnings_and_tethers_error_stays_the_one_error(
+    restored_logging: None,
+) -> None:
+    # aiokafka logs its own ERROR when it cannot connect, before Tether reports the start
+    # error: it must neither be a bare line in JSON logs nor a second ERROR
+    out = io.StringIO()
+    setup_logging("json", out)
+    logging.getLogger("aiokafka").error('Unable connect to "%s"', "10.0.0.1:9092")
+    logging.getLogger("tether.cli.run").error("cannot start the components of app 'a'")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["scope"], line["level"]) for line in lines] == [
+        ("aiokafka", "warning"), ("tether.cli.run", "error")
+    ]
