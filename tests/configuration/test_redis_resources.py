@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 
 from tests.configuration.conftest import RecordingApp, RedisBackend
 from tests.configuration.test_api import client_for, pushes
-from tests.servers import run_redis
+from tests.servers import free_port, run_redis
 from tether.platform.components import Component
 from tether.platform.configuration import ConfigurationItem, open_configuration_store
+from tether.platform.configuration.service import ConfigurationService
 
 #: more than redis-py's default pool (100 connections) holds
 SUBSCRIPTIONS = 200
@@ -131,3 +132,37 @@ async def test_unsubscribing_one_of_two_watches_of_a_key_keeps_the_other(
         await second.close()
     finally:
         await store.close()
+
+
+async def test_a_restarted_server_gets_its_notifications_back_and_changes_still_arrive() -> None:
+    """A restart resets notify-keyspace-events to the server's own (off): the store turns
+    them on again when its subscriptions reconnect."""
+    port = free_port()
+    got: list[dict[str, ConfigurationItem]] = []
+
+    async def deliver(sub_id: str, items: dict[str, ConfigurationItem]) -> None:
+        got.append(items)
+
+    with run_redis(port=port) as address:
+        service = ConfigurationService({"config": open_configuration_store(component(address))})
+        await service.start()
+    try:
+        k = key()
+        with run_redis(port=port):  # the same address, a new server: notifications off
+            host, _, _ = address.partition(":")
+            admin = aioredis.Redis(host=host, port=port, decode_responses=True)
+            try:
+                await service.subscribe("config", [k], {}, deliver)
+                # the first subscription of the new connection ran CONFIG SET again
+                flags = (await admin.config_get("notify-keyspace-events"))
+                assert "K" in flags["notify-keyspace-events"]
+                await admin.set(k, "after||2")
+                for _ in range(600):
+                    if got:
+                        break
+                    await asyncio.sleep(0.05)
+                assert got == [{k: ConfigurationItem("after", "2")}]
+            finally:
+                await admin.aclose()
+    finally:
+        await service.close()

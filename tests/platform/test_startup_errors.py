@@ -113,6 +113,7 @@ async def start_sidecar(resources: Path) -> str:
     ("state.postgresql",
      {"connectionString": "host=127.0.0.1 port={port} connect_timeout=2", "timeout": "2s"},
      "PostgreSQL state store"),
+    ("state.sqlite", {"connectionString": "/proc/no/such/dir/state.db"}, "state.db"),
     ("lock.redis", {"redisHost": "{closed}"}, "cannot reach Redis"),
     ("lock.sqlite", {"connectionString": "/proc/no/such/dir/locks.db"}, "locks.db"),
     ("configuration.redis", {"redisHost": "{closed}"}, "cannot reach Redis"),

@@ -137,6 +137,8 @@ def duration(component: Component, field: str, default: float) -> float:
 REDIS_MAX_CONNECTIONS = 100
 #: how long connecting to Redis may take (an unreachable host fails at start, not minutes later)
 REDIS_CONNECT_TIMEOUT = 5.0
+#: how often a command is retried on a broken connection (with a backoff under a second)
+REDIS_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,8 @@ class RedisSettings:
         pool fails with "Too many connections". redis-py is the ``redis`` extra, imported
         only here."""
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         connection_class: type[aioredis.Connection] = (
             aioredis.SSLConnection if self.tls else aioredis.Connection
@@ -198,5 +202,8 @@ class RedisSettings:
             connection_class=connection_class, max_connections=REDIS_MAX_CONNECTIONS,
             host=self.host, port=self.port, db=self.db, username=self.username,
             password=self.password, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+            # a pooled connection a server restart closed is replaced on the next call, as
+            # redis-py's own client does (a pool built here gets no retry otherwise)
+            retry=Retry(ExponentialBackoff(), REDIS_RETRIES),
         )
         return aioredis.Redis.from_pool(pool)  # the client closes the pool

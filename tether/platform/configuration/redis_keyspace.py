@@ -7,8 +7,9 @@ and unsubscribed when its last watch leaves. One task reads the connection and h
 key event to the watches of its channel; the watches read the values themselves.
 
 redis-py reconnects a dropped pub/sub connection and subscribes again by itself; changes
-made meanwhile were never notified, so the watches are told (``reconnected``) and read their
-keys again. When the connection cannot be re-established the listener fails every watch
+made meanwhile were never notified, so the store's hook runs (it turns the notifications on
+again: a restarted server lost them) and the watches are told (``reconnected``) and read
+their keys again. When the connection cannot be re-established the listener fails every watch
 (``failed``), and the store opens a new listener for the watches that come back.
 """
 
@@ -17,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tether.platform.aio import cancel_task
 from tether.platform.configuration.store import ConfigurationStoreError
@@ -54,8 +57,12 @@ def _text(value: Any) -> str:
 class KeyspaceListener:
     """Keyspace events of one Redis database, for any number of watches."""
 
-    def __init__(self, pubsub: PubSub, db: int) -> None:
+    def __init__(
+        self, pubsub: PubSub, db: int, on_reconnect: Callable[[], Awaitable[None]]
+    ) -> None:
         self._pubsub = pubsub
+        #: awaited when the connection is re-established, before the watches are told
+        self._reconnect_hook = on_reconnect
         self._prefix = f"__keyspace@{db}__:"
         self._pattern = self._prefix + "*"
         #: exact channel -> the watches of that key
@@ -96,11 +103,16 @@ class KeyspaceListener:
                     waits = self._awaited("psubscribe", [self._pattern], new)
                 self._start_reader()
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*waits)), CONFIRM_TIMEOUT)
-        except (RedisError, TimeoutError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError) as exc:
+            # the connection is gone (or stuck): every watch must move to a new listener
             await self.remove(watcher)
-            problem = "redis did not confirm the subscription" if isinstance(
-                exc, TimeoutError) else f"redis: {exc}"
+            await self._break(exc)
+            problem = f"redis: {exc}" if isinstance(exc, RedisError) else (
+                "redis did not confirm the subscription")
             raise ConfigurationStoreError(problem) from exc
+        except RedisError as exc:  # the server refused this subscription
+            await self.remove(watcher)
+            raise ConfigurationStoreError(f"redis: {exc}") from exc
         except BaseException:
             await self.remove(watcher)
             raise
@@ -154,7 +166,8 @@ class KeyspaceListener:
                 connection.register_connect_callback(self._on_reconnect)
             self._reader = asyncio.create_task(self._read(), name="redis keyspace listener")
 
-    def _on_reconnect(self, connection: object) -> None:
+    async def _on_reconnect(self, connection: object) -> None:
+        await self._reconnect_hook()
         for watcher in list(self._watched):
             watcher.reconnected()
 
@@ -170,6 +183,14 @@ class KeyspaceListener:
             log.warning("redis keyspace listener stopped: %s", exc)
             self._fail(exc)
             await self._close_pubsub()
+
+    async def _break(self, error: Exception) -> None:
+        """Give up on this connection: fail every watch, stop reading, close it."""
+        if self.error is None:
+            self._fail(error)
+        if self._reader is not asyncio.current_task():
+            await cancel_task(self._reader)
+        await self._close_pubsub()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = _text(message["type"])

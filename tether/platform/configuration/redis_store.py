@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from tether.platform.configuration.redis_keyspace import KeyspaceListener
 from tether.platform.configuration.store import (
@@ -58,6 +58,7 @@ class RedisConfigurationStore(ConfigurationStore):
         self._db = db
         self._address = address
         self._listener: KeyspaceListener | None = None
+        self._warned = False
 
     async def start(self) -> None:
         """Check that Redis answers (ConfigurationStoreError otherwise) and turn on the
@@ -68,18 +69,28 @@ class RedisConfigurationStore(ConfigurationStore):
             raise ConfigurationStoreError(
                 f"cannot reach Redis at {self._address}: {exc}"
             ) from exc
+        await self._enable_notifications()
+
+    async def _enable_notifications(self) -> None:
+        """Add the flags the watches need to the server's; again on every reconnection, as a
+        restarted server has its configured flags back. A refusal is one warning per store."""
         try:
             found = await self._client.config_get(NOTIFY)
             flags = str(found.get(NOTIFY, ""))
             wanted = with_needed_flags(flags)
             if wanted != flags:
                 await self._client.config_set(NOTIFY, wanted)
-        except RedisError as exc:
-            log.warning(
-                "configuration.redis at %s: cannot turn on keyspace notifications (%s); "
-                "configuration updates will not arrive unless the server's %s already "
-                "includes %s", self._address, exc, NOTIFY, NEEDED_FLAGS,
-            )
+        except ResponseError as exc:  # refused (CONFIG disabled or not allowed)
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "configuration.redis at %s: cannot turn on keyspace notifications (%s); "
+                    "configuration updates will not arrive unless the server's %s already "
+                    "includes %s", self._address, exc, NOTIFY, NEEDED_FLAGS,
+                )
+        except RedisError as exc:  # not reachable now: the watch that follows fails and retries
+            log.debug("configuration.redis at %s: cannot check %s: %s", self._address, NOTIFY,
+                      exc)
 
     async def get(self, keys: Sequence[str], metadata: Mapping[str, str]) -> Items:
         try:
@@ -95,7 +106,11 @@ class RedisConfigurationStore(ConfigurationStore):
         listener = self._listener
         if listener is None or listener.error is not None:
             # the first watch, or the connection of the previous listener is lost for good
-            listener = self._listener = KeyspaceListener(self._client.pubsub(), self._db)
+            # (the server may have restarted, with notifications off)
+            listener = self._listener = KeyspaceListener(
+                self._client.pubsub(), self._db, self._enable_notifications
+            )
+            await self._enable_notifications()
         watch = RedisWatch(self, listener, list(dict.fromkeys(keys)))
         await listener.add(watch, watch.keys)
         return watch
