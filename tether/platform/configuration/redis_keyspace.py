@@ -91,16 +91,12 @@ class KeyspaceListener:
                     new = [c for c in channels if not self._channels.get(c)]
                     for channel in channels:
                         self._channels.setdefault(channel, set()).add(watcher)
-                    if new:
-                        await self._pubsub.subscribe(*new)
-                    waits = self._awaited("subscribe", channels, new)
+                    waits = await self._send("subscribe", channels, new)
                 else:
                     self._watched[watcher] = None
                     new = [] if self._every else [self._pattern]
                     self._every.add(watcher)
-                    if new:
-                        await self._pubsub.psubscribe(self._pattern)
-                    waits = self._awaited("psubscribe", [self._pattern], new)
+                    waits = await self._send("psubscribe", [self._pattern], new)
                 self._start_reader()
             await asyncio.wait_for(asyncio.shield(asyncio.gather(*waits)), CONFIRM_TIMEOUT)
         except (RedisConnectionError, RedisTimeoutError, TimeoutError) as exc:
@@ -117,13 +113,15 @@ class KeyspaceListener:
             await self.remove(watcher)
             raise
 
-    def _awaited(
-        self, kind: str, names: list[str], sent: list[str]
+    async def _send(
+        self, kind: str, names: list[str], new: list[str]
     ) -> list[asyncio.Future[None]]:
-        """A new confirmation for each name just ``sent``; for the others, the last one
-        still awaited (a channel another watch subscribed a moment ago)."""
+        """Subscribe (``kind``) to the ``new`` names; the confirmations to wait for: one per
+        new name, and for the others the last one still awaited (a channel another watch
+        subscribed a moment ago). Each is registered before the command goes out, since
+        the reader may see the server's answer before this coroutine resumes."""
         loop = asyncio.get_running_loop()
-        fresh = set(sent)
+        fresh = set(new)
         waits = []
         for name in names:
             queue = self._confirms.get((kind, name))
@@ -132,6 +130,19 @@ class KeyspaceListener:
                 queue.append(loop.create_future())
             if queue:
                 waits.append(queue[-1])
+        if not new:
+            return waits
+        send = self._pubsub.subscribe if kind == "subscribe" else self._pubsub.psubscribe
+        try:
+            await send(*new)
+        except BaseException:  # refused or not sent: no answer will come for these
+            for name in new:
+                queue = self._confirms.get((kind, name))
+                if queue:
+                    queue.pop().cancel()
+                    if not queue:
+                        del self._confirms[(kind, name)]
+            raise
         return waits
 
     async def remove(self, watcher: KeyWatcher) -> None:
