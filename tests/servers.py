@@ -85,14 +85,14 @@ def run_tansu() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_redis(*options: str) -> Iterator[str]:
-    """A throw-away redis-server (no persistence) on a free port, with extra command-line
-    ``options`` (e.g. ``"--requirepass", "pw"``); yields ``host:port``."""
+def run_redis(*options: str, port: int | None = None) -> Iterator[str]:
+    """A throw-away redis-server (no persistence) on ``port`` (default: a free one), with
+    extra command-line ``options`` (e.g. ``"--requirepass", "pw"``); yields ``host:port``."""
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server is not on PATH (Debian package redis-server)")
     assert binary is not None
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="tether-redis-")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

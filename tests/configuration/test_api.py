@@ -17,7 +17,7 @@ from tests.configuration.conftest import (
     RedisBackend,
     subscribe_metadata,
 )
-from tests.servers import free_port
+from tests.servers import free_port, run_redis
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
@@ -58,8 +58,8 @@ async def test_get_returns_the_items_asked_for(
     resp = await client.get(f"/{version}/configuration/config", params=[("key", a), ("key", b)])
     assert resp.status == 200
     assert await resp.json() == {
-        a: {"value": "blue", "version": "1", "metadata": {}},
-        b: {"value": "42", "version": "7", "metadata": {}},
+        a: {"value": "blue", "version": "1"},
+        b: {"value": "42", "version": "7"},
     }
     resp = await client.get(f"/{version}/configuration/config", params={"key": a})
     assert list(await resp.json()) == [a]
@@ -104,14 +104,12 @@ async def test_subscribe_pushes_changes_to_the_app_until_unsubscribed(
     await app_server.wait_for(lambda got: len(pushes(got, sub_id)) >= 1)
     assert pushes(app_server.received, sub_id)[0] == (
         f"/configuration/config/{watched}",
-        {"id": sub_id, "items": {watched: {"value": "new", "version": "2", "metadata": {}}}},
+        {"id": sub_id, "items": {watched: {"value": "new", "version": "2"}}},
     )
 
     await backend.delete(watched)
     await app_server.wait_for(lambda got: len(pushes(got, sub_id)) >= 2)
-    assert pushes(app_server.received, sub_id)[1][1]["items"] == {
-        watched: {"value": "", "version": "", "metadata": {}}
-    }
+    assert pushes(app_server.received, sub_id)[1][1]["items"] == {watched: {"value": ""}}
 
     # a second subscription stays, as a witness that later changes do flow
     resp = await client.get(f"/{version}/configuration/config/subscribe", params=params)
@@ -184,17 +182,22 @@ async def test_postgresql_subscribe_needs_a_channel(
 
 
 async def test_a_store_failure_is_a_500() -> None:
-    down = Component(
-        name="config", type="configuration.redis",
-        metadata={"redisHost": f"127.0.0.1:{free_port()}"},
-    )
-    async with client_for([down], free_port()) as client:
+    with run_redis() as address:
+        component = Component(
+            name="config", type="configuration.redis", metadata={"redisHost": address}
+        )
+        client = client_for([component], free_port())
+        await client.start_server()
+    # the server is gone after the sidecar started
+    try:
         resp = await client.get("/v1.0/configuration/config?key=a")
         assert resp.status == 500
         assert (await resp.json())["errorCode"] == "ERR_CONFIGURATION_GET"
         resp = await client.get("/v1.0/configuration/config/subscribe?key=a")
         assert resp.status == 500
         assert (await resp.json())["errorCode"] == "ERR_CONFIGURATION_SUBSCRIBE"
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize(

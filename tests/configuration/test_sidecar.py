@@ -44,6 +44,6 @@ async def test_a_sidecar_pushes_configuration_changes_to_its_app(
         await app_server.wait_for(lambda got: any(b["id"] == sub_id for _, b in got))
         path, body = app_server.received[-1]
         assert path == f"/configuration/config/{key}"
-        assert body["items"] == {key: {"value": "v", "version": "1", "metadata": {}}}
+        assert body["items"] == {key: {"value": "v", "version": "1"}}
     finally:
         await sidecar.stop()

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.lock.conftest import lock_component
-from tests.servers import free_port
+from tests.servers import run_redis
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components import Component
 from tether.platform.pubsub import PubSubRegistry
@@ -149,13 +149,18 @@ async def test_no_lock_store_configured() -> None:
 
 
 async def test_a_store_failure_is_a_500(tmp_path: Path) -> None:
-    component = lock_component("redis", "down", f"127.0.0.1:{free_port()}", tmp_path)
-    async with client_for("app", [component]) as test_client:
+    with run_redis() as address:
+        test_client = client_for("app", [lock_component("redis", "down", address, tmp_path)])
+        await test_client.start_server()
+    # the server is gone after the sidecar started
+    try:
         status, answer = await call(test_client, LOCK + "down", lock_body("r", "a"))
         assert (status, answer["errorCode"]) == (500, "ERR_TRY_LOCK")
         unlock = {"resourceId": "r", "lockOwner": "a"}
         status, answer = await call(test_client, UNLOCK + "down", unlock)
         assert (status, answer["errorCode"]) == (500, "ERR_UNLOCK")
+    finally:
+        await test_client.close()
 
 
 async def test_lock_keys_are_scoped_by_app_id_by_default(

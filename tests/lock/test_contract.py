@@ -83,12 +83,22 @@ async def test_unlock_after_expiry_reports_no_lock(store: LockStore) -> None:
     assert status is UnlockStatus.LOCK_DOES_NOT_EXIST
 
 
+async def test_more_concurrent_calls_than_connections_all_succeed(store: LockStore) -> None:
+    # redis-py's default pool fails past 100 calls in flight ("Too many connections");
+    # the store's pool makes them wait for a connection instead
+    keys = [fresh_key() for _ in range(250)]
+    assert all(await asyncio.gather(*(store.try_lock(k, "alice", 30) for k in keys)))
+    statuses = await asyncio.gather(*(store.unlock(k, "alice") for k in keys))
+    assert set(statuses) == {UnlockStatus.SUCCESS}
+
+
 async def test_a_store_that_cannot_be_reached_raises() -> None:
     component = lock_component("redis", "down", f"127.0.0.1:{free_port()}", Path("-"))
     store = lock_stores([component], "app")["down"].store
     assert isinstance(store, RedisLockStore)
-    await store.start()
     try:
+        with pytest.raises(LockStoreError, match="cannot reach Redis"):
+            await store.start()  # at start, so the sidecar stops with the reason
         with pytest.raises(LockStoreError):
             await store.try_lock(fresh_key(), "alice", 5)
         with pytest.raises(LockStoreError):

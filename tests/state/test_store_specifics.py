@@ -87,7 +87,7 @@ async def test_redis_store_serves_more_concurrent_calls_than_its_pool_has_connec
     redis_address: str,
 ) -> None:
     # redis-py's default pool raised "Too many connections" past 100 calls in flight
-    from tether.platform.state.stores.redis import MAX_CONNECTIONS
+    from tether.platform.components.metadata import REDIS_MAX_CONNECTIONS as MAX_CONNECTIONS
 
     store = await open_state_store(Component(
         name=f"pool-{time.monotonic_ns()}", type="state.redis",

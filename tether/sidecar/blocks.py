@@ -11,8 +11,15 @@ assembly code.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tether.platform.blocks import BlockContext
+from tether.platform.components.registry import ComponentTypes
+from tether.platform.configuration.registry import CONFIGURATION_TYPES
+from tether.platform.lock.registry import LOCK_TYPES
+from tether.platform.pubsub.registry import PUBSUB_TYPES
+from tether.platform.secrets.registry import SECRET_STORE_TYPES
+from tether.platform.state.registry import STATE_TYPES
 from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.configuration import configuration_block
 from tether.sidecar.lock import lock_block
@@ -30,6 +37,17 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     configuration_block,
     workflow_block,
 ]
+
+
+#: every component type the sidecar builds, per block (the pub/sub registry's and each
+#: block's): a component of any other type is a load error (docs/components.md)
+COMPONENT_TYPES: tuple[ComponentTypes[..., Any], ...] = (
+    PUBSUB_TYPES,
+    STATE_TYPES,
+    SECRET_STORE_TYPES,
+    LOCK_TYPES,
+    CONFIGURATION_TYPES,
+)
 
 
 def build_blocks(

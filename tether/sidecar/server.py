@@ -17,7 +17,7 @@ from tether.platform.errors import ConfigError, TetherError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
-from tether.sidecar.blocks import build_blocks
+from tether.sidecar.blocks import COMPONENT_TYPES, build_blocks
 from tether.workers.delivery import DeliveryOptions
 from tether.workers.scheduler import Schedulers
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
@@ -67,7 +67,9 @@ class Sidecar:
 
     async def start(self) -> None:
         try:
-            resources = load_resources(self.resources_paths or None, self.app_id)
+            resources = load_resources(
+                self.resources_paths or None, self.app_id, types=COMPONENT_TYPES
+            )
             config = load_app_configuration(self.config_file) if self.config_file else {}
             # secretKeyRef values resolved first: the registry and the blocks see plain strings
             components = await resolve_app_secrets(resources.components_for(self.app_id))
@@ -92,7 +94,17 @@ class Sidecar:
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
+        try:
+            await runner.setup()  # starts the blocks: their stores connect
+            for name in registry.names:  # as do the brokers: an unreachable one stops the start
+                try:
+                    await registry.broker(name)
+                except TetherError as exc:
+                    raise SidecarError(f"pub/sub component {name!r}: {exc}") from exc
+        except TetherError as exc:
+            await runner.cleanup()
+            raise SidecarError(f"cannot start the components of app {self.app_id!r}: {exc}"
+                               ) from exc
         served = await self._listen(runner)
         self._runner = runner
         # delayed publish: forward this app's components' scheduled events when due

@@ -35,18 +35,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup_logging(fmt: LogFormat, stream: TextIO | None = None) -> None:
-    """Send the ``tether`` loggers to stderr (or ``stream``) in ``fmt``."""
+def _handler(fmt: LogFormat, stream: TextIO | None, text: str) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        text = logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S")
-        handler.setFormatter(text)
-    root = logging.getLogger(LOGGER)
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(text, "%H:%M:%S")
+    handler.setFormatter(formatter)
+    return handler
+
+
+def _as_warning(record: logging.LogRecord) -> bool:
+    """A library's error is detail: Tether logs the failure it acts on (a start error, a
+    retry) as its own ERROR, so an unreachable broker is one ERROR line, not one per
+    library complaint."""
+    if record.levelno == logging.ERROR:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+def setup_logging(fmt: LogFormat, stream: TextIO | None = None) -> None:
+    """Send the ``tether`` loggers (from INFO) to stderr (or ``stream``) in ``fmt``, and the
+    libraries' warnings and errors (aiokafka, psycopg, ...) too, named (their scope) and
+    as warnings: Python's bare fallback lines would break ``--log-format json``."""
+    tether = logging.getLogger(LOGGER)
+    tether.handlers[:] = [_handler(fmt, stream, "%(asctime)s %(levelname)-5s %(message)s")]
+    tether.setLevel(logging.INFO)
+    tether.propagate = False
+    libraries = logging.getLogger()
+    handler = _handler(fmt, stream, "%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    handler.addFilter(_as_warning)
+    libraries.handlers[:] = [handler]
+    libraries.setLevel(logging.WARNING)
 
 
 class AppOutput:

@@ -4,7 +4,8 @@ Like daprd's disk loader: every ``*.yaml`` / ``*.yml`` directly inside each fold
 sub-folders), files in name order, several documents per file. Unlike daprd, which logs bad
 manifests and carries on, a bad Component or Subscription stops the load with a
 :class:`ResourceError`: a component that silently fails to load surfaces much later as a
-confusing 404. Kinds Tether does not load yet are kept as :class:`OtherResource`.
+confusing 404. Kinds Tether does not load yet are kept as :class:`OtherResource`; so is a
+component of any type, unless the caller passes the types its blocks build.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tether.platform.components.model import (
     TopicScopes,
     scalar_text,
 )
+from tether.platform.components.registry import ComponentTypes, unsupported_type
 from tether.platform.components.subscriptions import API_VERSIONS as SUBSCRIPTION_API_VERSIONS
 from tether.platform.components.subscriptions import Subscription, parse_subscription
 
@@ -110,13 +112,17 @@ def load_resources(
     *,
     namespace: str | None = None,
     pod_name: str | None = None,
+    types: Iterable[ComponentTypes[..., Any]] | None = None,
 ) -> Resources:
     """Load every resource file in ``paths`` (folders, or single files) for ``app_id``.
 
     With no paths, the embedded defaults are returned. ``namespace`` defaults to the
     ``NAMESPACE`` environment variable, then ``default`` (as daprd in self-hosted mode);
-    ``pod_name`` defaults to the host name.
+    ``pod_name`` defaults to the host name. With ``types`` (the blocks' component types,
+    as the sidecar passes them), a component of a type none of them builds is a
+    ResourceError naming its file and type; without, any type is kept.
     """
+    known = None if types is None else list(types)
     folders = [] if paths is None else [paths] if isinstance(paths, str | Path) else list(paths)
     if not folders:
         return Resources(components=default_components(app_id))
@@ -132,6 +138,7 @@ def load_resources(
         text = _read(file)
         for item in load_documents(text, str(file), templates):
             if isinstance(item, Component):
+                _check_type(item, known)
                 _check_unique(item, components)
                 components.append(item)
             elif isinstance(item, Subscription):
@@ -298,6 +305,14 @@ def _read(file: Path) -> str:
         return file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ResourceError(str(file), f"cannot be read: {exc}") from exc
+
+
+def _check_type(component: Component, known: list[ComponentTypes[..., Any]] | None) -> None:
+    """Refuse a type no block builds: it would load and then do nothing at all."""
+    problem = None if known is None else unsupported_type(component.type, known)
+    if problem is not None:
+        assert component.source is not None
+        raise component.source.error("spec.type", problem)
 
 
 def _check_unique(new: Component, loaded: list[Component]) -> None:

@@ -133,6 +133,14 @@ def duration(component: Component, field: str, default: float) -> float:
     return seconds
 
 
+#: connections one Redis component's client opens at most
+REDIS_MAX_CONNECTIONS = 100
+#: how long connecting to Redis may take (an unreachable host fails at start, not minutes later)
+REDIS_CONNECT_TIMEOUT = 5.0
+#: how often a command is retried on a broken connection (with a backoff under a second)
+REDIS_RETRIES = 3
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """Where a Redis component connects: Dapr's ``redisHost`` (``host:port``, required),
@@ -172,12 +180,30 @@ class RedisSettings:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{self.port}/{self.db}"
 
-    def client(self) -> aioredis.Redis:
-        """A redis-py asyncio client (connects lazily, on the first command); redis-py is
-        the ``redis`` extra, imported only here."""
-        import redis.asyncio as aioredis
+    @property
+    def address(self) -> str:
+        """``host:port``, for messages (no credentials)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-        return aioredis.Redis(
-            host=self.host, port=self.port, db=self.db, username=self.username,
-            password=self.password, ssl=self.tls,
+    def client(self) -> aioredis.Redis:
+        """A redis-py asyncio client over a blocking pool of at most
+        :data:`REDIS_MAX_CONNECTIONS` (connects lazily, on the first command). Past that
+        many calls in flight a call waits for a free connection, where redis-py's default
+        pool fails with "Too many connections". redis-py is the ``redis`` extra, imported
+        only here."""
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        connection_class: type[aioredis.Connection] = (
+            aioredis.SSLConnection if self.tls else aioredis.Connection
         )
+        pool = aioredis.BlockingConnectionPool(
+            connection_class=connection_class, max_connections=REDIS_MAX_CONNECTIONS,
+            host=self.host, port=self.port, db=self.db, username=self.username,
+            password=self.password, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+            # a pooled connection a server restart closed is replaced on the next call, as
+            # redis-py's own client does (a pool built here gets no retry otherwise)
+            retry=Retry(ExponentialBackoff(), REDIS_RETRIES),
+        )
+        return aioredis.Redis.from_pool(pool)  # the client closes the pool

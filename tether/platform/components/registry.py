@@ -9,9 +9,10 @@ own error class, prefixed with the component's name and file.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from tether.platform.components.model import Component
 from tether.platform.errors import ConfigError
@@ -24,6 +25,20 @@ def describe(component: Component, what: str) -> str:
     """``<what> '<name>' (<file>, document <n>)``: how errors name a component."""
     where = f" ({component.source})" if component.source is not None else ""
     return f"{what} {component.name!r}{where}"
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Check that ``modules`` import; otherwise a ConfigError naming the pip extra that
+    provides them. Factories call it, so a component fails when it is built (at start)
+    instead of on first use."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"needs the {extra} client library, which is not installed: "
+                f"pip install 'tether[{extra}]' ({exc})"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -57,8 +72,7 @@ class ComponentTypes(Generic[P, T]):
         factory = self.factories.get(component.type)
         if factory is None:
             error = self.unknown or self.error
-            raise error(f"{self.describe(component)}: type {component.type!r} is not "
-                        f"supported; supported: {', '.join(self.factories)}")
+            raise error(f"{self.describe(component)}: type {self.unsupported(component.type)}")
         if self.versions and component.version not in self.versions:
             raise self.fail(component, f"version {component.version!r} is not supported "
                                        f"({' or '.join(self.versions)})")
@@ -67,6 +81,23 @@ class ComponentTypes(Generic[P, T]):
         except ConfigError as exc:
             raise self.fail(component, str(exc)) from exc
 
+    def unsupported(self, type_: str) -> str:
+        """Why ``type_`` cannot be built: ``'<type>' is not supported; supported: ...``."""
+        return f"{type_!r} is not supported; supported: {', '.join(self.factories)}"
+
     def of(self, components: Iterable[Component]) -> list[Component]:
         """The components of this block, in order."""
         return [c for c in components if c.block == self.block]
+
+
+def unsupported_type(type_: str, blocks: Iterable[ComponentTypes[..., Any]]) -> str | None:
+    """Why no block of ``blocks`` builds a component of ``type_``; None when one does. A kind
+    no block serves at all (``bindings.*``, ``middleware.*``, ...) is named as such."""
+    by_block = {types.block: types for types in blocks}
+    block = type_.partition(".")[0]
+    found = by_block.get(block)
+    if found is None:
+        kinds = ", ".join(sorted(by_block))
+        return (f"{type_!r} is not supported: Tether has no {block} components yet "
+                f"(it supports {kinds}; docs/components.md)")
+    return None if type_ in found.factories else found.unsupported(type_)

@@ -72,6 +72,14 @@ class PostgresConfigurationStore(ConfigurationStore):
             self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         return self._conn
 
+    async def start(self) -> None:
+        """Connect, so a server that cannot be reached stops the start (ConfigurationStoreError)."""
+        async with self._lock:
+            try:
+                await self._connection()
+            except psycopg.Error as exc:
+                raise ConfigurationStoreError(f"cannot reach PostgreSQL: {exc}") from exc
+
     async def get(self, keys: Sequence[str], metadata: Mapping[str, str]) -> Items:
         query = sql.SQL("SELECT key, value, version, metadata FROM {}").format(self._table)
         params: tuple[Any, ...] = ()

@@ -1,22 +1,27 @@
 """``configuration.redis``: string keys holding ``value||version`` (as Dapr's component),
 changes from Redis keyspace notifications.
 
-Keyspace notifications are off by default in Redis: the server needs
-``notify-keyspace-events`` to include ``K`` and the events of the commands used (``KA`` for
-all, or ``K$gx`` for string commands, DEL and expiry). A watch subscribes to
-``__keyspace@<db>__:<key>`` (every key: the pattern ``__keyspace@<db>__:*``), and reads the
-key again on each event, so it pushes the value as it is now.
+Keyspace notifications are off in a Redis as installed. As Dapr's component does, the store
+turns them on when it starts: it adds the flags it needs (``K$gx``: keyspace events of string
+commands, of DEL, RENAME and EXPIRE, and of expiry) to the server's ``notify-keyspace-events``,
+keeping the flags already set. A server that refuses ``CONFIG`` (managed Redis, an ACL) gets
+one warning at start: subscriptions then see only what the server is set up to send.
+
+Every watch of the store shares one pub/sub connection (:mod:`.redis_keyspace`); a watch
+subscribes to ``__keyspace@<db>__:<key>`` (every key: the pattern ``__keyspace@<db>__:*``)
+and reads the key again on each event, so it pushes the value as it is now.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from tether.platform.configuration.redis_keyspace import KeyspaceListener
 from tether.platform.configuration.store import (
     ConfigurationItem,
     ConfigurationStore,
@@ -28,9 +33,10 @@ from tether.platform.configuration.store import (
 log = logging.getLogger(__name__)
 
 SEPARATOR = "||"
-#: events that do not change the value (a TTL set on the key)
-_IGNORED_EVENTS = frozenset({"expire", "persist"})
-_CONFIRM_TIMEOUT = 10.0
+NOTIFY = "notify-keyspace-events"
+#: the notification flags a watch needs; ``A`` in the server's flags stands for g$lshzxetd
+NEEDED_FLAGS = "K$gx"
+_ALL_FLAGS = "g$lshzxetd"
 
 
 def parse_value(raw: bytes | str) -> ConfigurationItem:
@@ -40,11 +46,51 @@ def parse_value(raw: bytes | str) -> ConfigurationItem:
     return ConfigurationItem(parts[0], parts[1] if len(parts) > 1 else "")
 
 
+def with_needed_flags(flags: str) -> str:
+    """The server's ``notify-keyspace-events`` flags plus the ones a watch needs."""
+    have = set(flags) | (set(_ALL_FLAGS) if "A" in flags else set())
+    return flags + "".join(f for f in NEEDED_FLAGS if f not in have)
+
+
 class RedisConfigurationStore(ConfigurationStore):
-    def __init__(self, client: aioredis.Redis, db: int) -> None:
+    def __init__(self, client: aioredis.Redis, db: int, address: str) -> None:
         self._client = client
         self._db = db
+        self._address = address
+        self._listener: KeyspaceListener | None = None
         self._warned = False
+
+    async def start(self) -> None:
+        """Check that Redis answers (ConfigurationStoreError otherwise) and turn on the
+        keyspace notifications the watches need."""
+        try:
+            await self._client.ping()
+        except RedisError as exc:
+            raise ConfigurationStoreError(
+                f"cannot reach Redis at {self._address}: {exc}"
+            ) from exc
+        await self._enable_notifications()
+
+    async def _enable_notifications(self) -> None:
+        """Add the flags the watches need to the server's; again on every reconnection, as a
+        restarted server has its configured flags back. A refusal is one warning per store."""
+        try:
+            found = await self._client.config_get(NOTIFY)
+            flags = str(found.get(NOTIFY, ""))
+            wanted = with_needed_flags(flags)
+            if wanted != flags:
+                await self._client.config_set(NOTIFY, wanted)
+        except ResponseError as exc:  # refused (CONFIG disabled or not allowed)
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "configuration.redis at %s: cannot turn on keyspace notifications (%s); "
+                    "configuration updates will not arrive unless the server's %s already "
+                    "includes %s", self._address, exc, NOTIFY, NEEDED_FLAGS,
+                )
+        except RedisError as exc:  # not reachable now: the watch that follows fails and retries
+            log.debug("configuration.redis at %s: cannot check %s: %s", self._address, NOTIFY,
+                      exc)
 
     async def get(self, keys: Sequence[str], metadata: Mapping[str, str]) -> Items:
         try:
@@ -57,101 +103,80 @@ class RedisConfigurationStore(ConfigurationStore):
         return {k: parse_value(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def watch(self, keys: Sequence[str], metadata: Mapping[str, str]) -> ConfigurationWatch:
-        await self._warn_without_notifications()
-        watch = RedisWatch(self, self._client.pubsub(), f"__keyspace@{self._db}__:")
-        try:
-            await watch.open(keys)
-        except RedisError as exc:
-            await watch.close()
-            raise ConfigurationStoreError(f"redis: {exc}") from exc
-        return watch
-
-    async def _warn_without_notifications(self) -> None:
-        """Say so once when the server would send nothing (CONFIG may be forbidden)."""
-        if self._warned:
-            return
-        try:
-            found = await self._client.config_get("notify-keyspace-events")
-        except RedisError:
-            return
-        flags = str(found.get("notify-keyspace-events", ""))
-        if "K" not in flags:
-            self._warned = True
-            log.warning(
-                "redis notify-keyspace-events is %r: configuration changes will not be "
-                "seen; set it to include K (e.g. CONFIG SET notify-keyspace-events KA)", flags,
+        listener = self._listener
+        if listener is None or listener.error is not None:
+            # the first watch, or the connection of the previous listener is lost for good
+            # (the server may have restarted, with notifications off)
+            listener = self._listener = KeyspaceListener(
+                self._client.pubsub(), self._db, self._enable_notifications
             )
+            await self._enable_notifications()
+        watch = RedisWatch(self, listener, list(dict.fromkeys(keys)))
+        await listener.add(watch, watch.keys)
+        return watch
 
     async def read(self, key: str) -> ConfigurationItem:
         raw = await self._client.get(key)
         return ConfigurationItem("") if raw is None else parse_value(raw)
 
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
         await self._client.aclose()
 
 
 class RedisWatch(ConfigurationWatch):
-    def __init__(self, store: RedisConfigurationStore, pubsub: PubSub, prefix: str) -> None:
+    """The changed keys of one watch, read when its consumer asks for the next change: a key
+    that changes several times meanwhile is read (and pushed) once, as it is now."""
+
+    def __init__(
+        self, store: RedisConfigurationStore, listener: KeyspaceListener, keys: list[str]
+    ) -> None:
         self._store = store
-        self._pubsub = pubsub
-        self._prefix = prefix
-        self._keys: list[str] = []
-        self._reconnected = False
+        self._listener = listener
+        self.keys = keys
+        self._pending: dict[str, None] = {}  # changed keys, in order
+        self._reread = False
+        self._error: Exception | None = None
+        self._closed = False
+        self._wake = asyncio.Event()
 
-    async def open(self, keys: Sequence[str]) -> None:
-        self._keys = list(dict.fromkeys(keys))
-        if keys:
-            # exact channels: a key may contain glob characters
-            await self._pubsub.subscribe(*(self._prefix + k for k in dict.fromkeys(keys)))
-            expected = len(dict.fromkeys(keys))
-        else:
-            await self._pubsub.psubscribe(self._prefix + "*")
-            expected = 1
-        # wait for the server's confirmations: after them no change can be missed
-        confirmed = 0
-        while confirmed < expected:
-            message = await self._pubsub.get_message(timeout=_CONFIRM_TIMEOUT)
-            if message is None:
-                raise ConfigurationStoreError("redis did not confirm the subscription")
-            if message["type"] in ("subscribe", "psubscribe"):
-                confirmed += 1
-        # redis-py reconnects a dropped pub/sub connection and subscribes again by itself;
-        # changes made while it was down were never notified, so note the reconnection
-        # and send the current values then
-        connection = self._pubsub.connection
-        if connection is not None:
-            connection.register_connect_callback(self._on_reconnect)
+    def changed(self, key: str) -> None:
+        self._pending[key] = None
+        self._wake.set()
 
-    def _on_reconnect(self, connection: object) -> None:
-        self._reconnected = True
+    def reconnected(self) -> None:
+        self._reread = True
+        self._wake.set()
+
+    def failed(self, error: Exception) -> None:
+        self._error = error
+        self._wake.set()
 
     async def changes(self) -> AsyncIterator[Items]:
-        while True:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
             try:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=1.0
-                )
-                if self._reconnected:
-                    self._reconnected = False
-                    current = await self._store.get(self._keys, {})
+                if self._reread:
+                    self._reread = False
+                    current = await self._store.get(self.keys, {})
+                    for key in current:
+                        self._pending.pop(key, None)
                     if current:
                         yield current
-                if message is None:
-                    continue
-                channel = message["channel"]
-                event = message["data"]
-                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                event = event.decode() if isinstance(event, bytes) else str(event)
-                if event in _IGNORED_EVENTS:
-                    continue
-                key = channel.removeprefix(self._prefix)
-                item = await self._store.read(key)
+                while self._pending and not self._closed:
+                    key = next(iter(self._pending))
+                    del self._pending[key]
+                    item = await self._store.read(key)
+                    yield {key: item}
             except RedisError as exc:
                 raise ConfigurationStoreError(f"redis: {exc}") from exc
-            yield {key: item}
+            if self._error is not None:
+                raise ConfigurationStoreError(f"redis: {self._error}")
 
     async def close(self) -> None:
-        try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-        except RedisError:  # the connection is gone already
-            pass
+        self._closed = True
+        self._wake.set()
+        await self._listener.remove(self)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
-from tether.platform.components.registry import ComponentTypes
+from tether.platform.components.registry import ComponentTypes, require_extra
 from tether.platform.configuration.store import ConfigurationStore
 
 BLOCK = "configuration"
@@ -17,19 +17,17 @@ class ConfigurationConfigError(BlockConfigError):
 
 
 def _redis(component: Component) -> ConfigurationStore:
+    require_extra("redis", "redis")
     from tether.platform.configuration.redis_store import RedisConfigurationStore
 
     settings = metadata.RedisSettings.from_component(component)
-    return RedisConfigurationStore(settings.client(), settings.db)
+    return RedisConfigurationStore(settings.client(), settings.db, settings.address)
 
 
 def _postgres(component: Component) -> ConfigurationStore:
-    try:
-        from tether.platform.configuration.postgres_store import PostgresConfigurationStore
-    except ImportError as exc:  # psycopg is an extra
-        raise ConfigurationConfigError(
-            "needs psycopg: pip install 'tether[postgresql]'"
-        ) from exc
+    require_extra("postgresql", "psycopg")
+    from tether.platform.configuration.postgres_store import PostgresConfigurationStore
+
     conninfo = metadata.required(component, "connectionString")
     table = metadata.required(component, "table")
     try:

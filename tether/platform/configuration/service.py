@@ -74,8 +74,12 @@ class ConfigurationService:
         return cls(configuration_stores(context.components))
 
     async def start(self) -> None:
-        for store in self.stores.values():
-            await store.start()
+        """Start every store; ConfigurationStoreError naming the one that cannot start."""
+        for name, store in self.stores.items():
+            try:
+                await store.start()
+            except ConfigurationStoreError as exc:
+                raise ConfigurationStoreError(f"configuration store {name!r}: {exc}") from exc
 
     async def close(self) -> None:
         """End every subscription, then close the stores."""

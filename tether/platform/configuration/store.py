@@ -27,8 +27,14 @@ class ConfigurationItem:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Dapr's item shape ``{value, version, metadata}``."""
-        return {"value": self.value, "version": self.version, "metadata": dict(self.metadata)}
+        """Dapr's item shape ``{value, version, metadata}``, without an empty version or
+        metadata (Dapr's items omit them)."""
+        found: dict[str, Any] = {"value": self.value}
+        if self.version:
+            found["version"] = self.version
+        if self.metadata:
+            found["metadata"] = dict(self.metadata)
+        return found
 
 
 Items = dict[str, ConfigurationItem]

@@ -3,6 +3,8 @@
 Both steps are atomic on the server: SET NX takes the key only when nobody holds it, and
 the script compares the holder and deletes in one step, so an owner whose lock expired and
 was taken by someone else cannot delete the new holder's lock. Expiry is Redis's own TTL.
+The client is the component's (``RedisSettings.client()``): a blocking pool, so calls past its
+size wait for a connection.
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ _STATUS = {
 
 
 class RedisLockStore(LockStore):
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, address: str) -> None:
         self._client = client
+        self._address = address
         self._unlock = client.register_script(_UNLOCK)
+
+    async def start(self) -> None:
+        try:
+            await self._client.ping()
+        except RedisError as exc:
+            raise LockStoreError(f"cannot reach Redis at {self._address}: {exc}") from exc
 
     async def try_lock(self, key: str, owner: str, expiry_seconds: int) -> bool:
         try:

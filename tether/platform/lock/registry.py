@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
-from tether.platform.components.registry import ComponentTypes
+from tether.platform.components.registry import ComponentTypes, require_extra
 from tether.platform.lock.store import LockStore
 
 BLOCK = "lock"
@@ -26,9 +26,11 @@ class NamedLockStore:
 
 
 def _redis(component: Component) -> LockStore:
+    require_extra("redis", "redis")
     from tether.platform.lock.redis_store import RedisLockStore
 
-    return RedisLockStore(metadata.RedisSettings.from_component(component).client())
+    settings = metadata.RedisSettings.from_component(component)
+    return RedisLockStore(settings.client(), settings.address)
 
 
 def _sqlite(component: Component) -> LockStore:

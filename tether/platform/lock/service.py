@@ -35,8 +35,12 @@ class LockService:
         return cls(lock_stores(context.components, context.app_id))
 
     async def start(self) -> None:
+        """Start every store; LockStoreError naming the one that cannot start."""
         for named in self.stores.values():
-            await named.store.start()
+            try:
+                await named.store.start()
+            except LockStoreError as exc:
+                raise LockStoreError(f"lock store {named.name!r}: {exc}") from exc
 
     async def close(self) -> None:
         for named in self.stores.values():

@@ -48,7 +48,10 @@ class SqliteLockStore(LockStore):
         self._mutex = threading.Lock()
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._open)
+        try:
+            await asyncio.to_thread(self._open)
+        except (OSError, sqlite3.Error) as exc:  # a start error naming the file, no traceback
+            raise LockStoreError(f"cannot open the SQLite lock file {self.path}: {exc}") from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from tether.brokers import Broker, BrokerConfigError, open_broker
 from tether.brokers.base import StartFrom
 from tether.platform.components import Component, TopicScopes, metadata
 from tether.platform.components.metadata import MetadataError
-from tether.platform.components.registry import ComponentTypes
+from tether.platform.components.registry import ComponentTypes, require_extra
 from tether.platform.errors import ConfigError
 
 #: a component reached the registry with its secretKeyRef values unresolved: its caller
@@ -92,6 +92,7 @@ def _memory(component: Component) -> PubSubSpec:
 
 
 def _kafka(component: Component) -> PubSubSpec:
+    require_extra("kafka", "aiokafka")
     auth = (metadata.text(component, "authType") or "none").lower()
     if auth != "none":
         raise MetadataError("authType", f"{auth!r} is not supported yet; use none")
@@ -110,10 +111,12 @@ def _kafka(component: Component) -> PubSubSpec:
 
 
 def _redis(component: Component) -> PubSubSpec:
+    require_extra("redis", "redis")
     return _spec(component, metadata.RedisSettings.from_component(component).url)
 
 
 def _servicebus(component: Component) -> PubSubSpec:
+    require_extra("servicebus", "azure.servicebus")
     connection_string = metadata.required(
         component, "connectionString", "namespaceName with Azure AD is not supported yet"
     )

@@ -16,8 +16,7 @@ from pathlib import Path
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.metadata import MetadataError
-from tether.platform.components.registry import ComponentTypes
-from tether.platform.errors import ConfigError
+from tether.platform.components.registry import ComponentTypes, require_extra
 from tether.platform.state.store import StateStore
 
 BLOCK = "state"
@@ -60,13 +59,6 @@ def _identifier(component: Component, field: str, default: str, *, schema: bool 
     return value
 
 
-def _missing_extra(component: Component, extra: str, exc: ImportError) -> ConfigError:
-    return STATE_TYPES.fail(
-        component, f"{component.type} needs the {extra} driver (pip install 'tether[{extra}]'): "
-                   f"{exc}"
-    )
-
-
 def _memory(component: Component, base_dir: Path | None) -> Opener:
     async def opener() -> StateStore:
         from tether.platform.state.stores.memory import MemoryStateStore
@@ -104,20 +96,17 @@ def _sqlite(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _redis(component: Component, base_dir: Path | None) -> Opener:
+    require_extra("redis", "redis")
     settings = metadata.RedisSettings.from_component(component)
     ttl = metadata.integer(component, "ttlInSeconds", minimum=-1)
     if ttl == 0:
         raise MetadataError("ttlInSeconds", "must be a positive number of seconds or -1")
 
     async def opener() -> StateStore:
-        try:
-            from tether.platform.state.stores.redis import RedisStateStore
-        except ImportError as exc:
-            raise _missing_extra(component, "redis", exc) from exc
+        from tether.platform.state.stores.redis import RedisStateStore
+
         return await RedisStateStore.open(
-            host=settings.host, port=settings.port, username=settings.username,
-            password=settings.password, db=settings.db, tls=settings.tls,
-            default_ttl=None if ttl == -1 else ttl,
+            settings.client(), settings.address, default_ttl=None if ttl == -1 else ttl,
             outbox_key=f"tether||outbox||{component.name}",
         )
 
@@ -125,6 +114,7 @@ def _redis(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _postgresql(component: Component, base_dir: Path | None) -> Opener:
+    require_extra("postgresql", "psycopg", "psycopg_pool")
     conninfo = metadata.required(component, "connectionString")
     table = _identifier(component, "tableName", DEFAULT_TABLE, schema=True)
     metadata_table = _identifier(
@@ -135,10 +125,8 @@ def _postgresql(component: Component, base_dir: Path | None) -> Opener:
     timeout = float(metadata.integer(component, "timeoutInSeconds", minimum=1) or timeout)
 
     async def opener() -> StateStore:
-        try:
-            from tether.platform.state.stores.postgresql import PostgresStateStore
-        except ImportError as exc:
-            raise _missing_extra(component, "postgresql", exc) from exc
+        from tether.platform.state.stores.postgresql import PostgresStateStore
+
         return await PostgresStateStore.open(
             conninfo, table=table, metadata_table=metadata_table, timeout=timeout
         )

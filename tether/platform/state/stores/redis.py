@@ -36,9 +36,6 @@ from tether.platform.state.store import (
 )
 from tether.platform.state.stores.common import check_etag, check_ttl, etag_for, item_metadata
 
-#: connections per store; more concurrent calls wait for one instead of failing
-MAX_CONNECTIONS = 100
-
 # KEYS: the operations' keys, then the outbox's sorted set, hash and counter.
 # ARGV: op count, then per op (kind, etag, first_write, value, ttl seconds, new etag),
 # then per outbox record (id, payload). Returns 0, or the 1-based index of the conflict.
@@ -101,25 +98,15 @@ class RedisStateStore(StateStore):
 
     @classmethod
     async def open(
-        cls, *, host: str, port: int, username: str | None, password: str | None, db: int,
-        tls: bool, default_ttl: int | None, outbox_key: str,
+        cls, client: aioredis.Redis, address: str, *, default_ttl: int | None, outbox_key: str
     ) -> RedisStateStore:
-        # a blocking pool: past max_connections a call waits for a connection (redis-py's
-        # default pool raises "Too many connections" once 100 calls are in flight)
-        connection_class: type[aioredis.Connection] = (
-            aioredis.SSLConnection if tls else aioredis.Connection
-        )
-        pool = aioredis.BlockingConnectionPool(
-            connection_class=connection_class, max_connections=MAX_CONNECTIONS,
-            host=host, port=port, username=username, password=password, db=db,
-            decode_responses=False,
-        )
-        client = aioredis.Redis.from_pool(pool)  # the client closes the pool
+        """The store over ``client`` (components.metadata.RedisSettings.client(): a blocking
+        pool), once Redis at ``address`` answers; StateStoreError if it does not."""
         try:
             await client.ping()
         except RedisError as exc:
             await client.aclose()
-            raise StateStoreError(f"cannot reach Redis at {host}:{port}: {exc}") from exc
+            raise StateStoreError(f"cannot reach Redis at {address}: {exc}") from exc
         return cls(client, default_ttl, outbox_key)
 
     async def get(self, key: str) -> StateItem | None:

@@ -88,6 +88,9 @@ class SqliteStateStore(StateStore):
         try:
             await store._run(store._connect)
             store._reader = store._open_reader()
+        except OSError as exc:  # its folder cannot be made: a start error naming the file
+            await store.close()
+            raise StateStoreError(f"SQLite state store {path}: {exc}") from exc
         except BaseException:
             await store.close()
             raise
