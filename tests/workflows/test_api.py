@@ -124,9 +124,14 @@ async def test_start_with_empty_body_has_no_input(env: Env) -> None:
         ("/greet/start?instanceID=" + "x" * 65, b'"a"', 400, "ERR_INSTANCE_ID_TOO_LONG"),
         ("/greet/start?instanceID=bad$id", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
         ("/greet/start?instanceID=has.dot", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
+        # letters and digits are ASCII ones, as in Dapr's check
+        ("/greet/start?instanceID=fine-id-%C3%A9", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
+        ("/greet/start?instanceID=fine-id-%C2%B2", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
         ("//start?instanceID=fine-id", b'"a"', 400, "ERR_WORKFLOW_NAME_MISSING"),
         ("/greet/start?instanceID=fine-id", b"{not json", 400, "ERR_MALFORMED_REQUEST"),
         ("/greet/start?instanceID=fine-id", b"\xff\xfe", 400, "ERR_MALFORMED_REQUEST"),
+        ("/greet/start?instanceID=fine-id", b"NaN", 400, "ERR_MALFORMED_REQUEST"),
+        ("/greet/start?instanceID=fine-id", b'{"a": [Infinity]}', 400, "ERR_MALFORMED_REQUEST"),
         ("/nobody-hosts-this/start?instanceID=fine-id", b'"a"', 400, "ERR_START_WORKFLOW"),
     ],
 )
@@ -204,10 +209,11 @@ async def test_raise_event_completes_the_waiting_instance(env: Env) -> None:
         '{"order":{"id":7},"decision":{"by":"ann"}}'
 
 
-async def test_raise_event_body_must_be_json(env: Env) -> None:
+@pytest.mark.parametrize("raw", [b"yes please", b"NaN", b'{"by": -Infinity}'])
+async def test_raise_event_body_must_be_json(env: Env, raw: bytes) -> None:
     wid = iid()
     await post(env.client, f"{V1}/approval/start?instanceID={wid}", 1)
-    code, body = await post(env.client, f"{V1}/{wid}/raiseEvent/approve", raw=b"yes please")
+    code, body = await post(env.client, f"{V1}/{wid}/raiseEvent/approve", raw=raw)
     assert code == 400 and error("ERR_MALFORMED_REQUEST")(body)
     assert (await status_of(env.client, wid))["runtimeStatus"] in ("PENDING", "RUNNING")
 
@@ -327,7 +333,11 @@ async def test_list_filters_and_pages(env: Env) -> None:
     assert sorted(seen) == sorted([*waiting, done])
 
 
-@pytest.mark.parametrize("query", ["status=DONE", "limit=0", "limit=abc", "limit=100000"])
+@pytest.mark.parametrize("query", [
+    "status=DONE", "limit=0", "limit=abc", "limit=100000",
+    "limit=%C2%B2", "limit=%D9%A3",  # "²" and an Arabic 3: digits to str.isdigit, not int()
+    "continuationToken=garbage", "continuationToken=%C2%B2", "continuationToken=" + "9" * 13,
+])
 async def test_list_bad_query_is_400(env: Env, query: str) -> None:
     code, body = await get(env.client, f"/v1.0-alpha1/workflows/tether/instances?{query}")
     assert code == 400 and error("ERR_MALFORMED_REQUEST")(body)
