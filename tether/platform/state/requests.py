@@ -17,13 +17,8 @@ from tether.platform import errors
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import TetherError
 from tether.platform.json_body import JsonBodyError, read_json
-from tether.platform.state.store import (
-    MAX_TTL_SECONDS,
-    DeleteOperation,
-    InvalidOperationError,
-    SetOperation,
-)
-from tether.platform.state.stores.common import check_key
+from tether.platform.state.store import MAX_TTL_SECONDS, DeleteOperation, SetOperation
+from tether.platform.state.stores.common import is_key
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
@@ -127,9 +122,10 @@ def store_key(keys: KeyScheme, key: Any, what: str) -> tuple[str, str]:
         raise BadRequest(f'"key" is a required field ({what})')
     try:
         stored = keys.store_key(key)
-        check_key(stored)
-    except (InvalidKeyError, InvalidOperationError) as exc:
+    except InvalidKeyError as exc:
         raise BadRequest(str(exc)) from None
+    if not is_key(stored):
+        raise BadRequest(f"key {key!r} is not Unicode text without NUL ({what})")
     return key, stored
 
 

@@ -44,7 +44,8 @@ def check_operations(ops: Sequence[Operation]) -> None:
     (InvalidOperationError), an ETag no store produces (ETagInvalidError). Stores call
     it first, so a refused operation fails its whole transaction and changes nothing."""
     for op in ops:
-        check_key(op.key)
+        if not is_key(op.key):
+            raise InvalidOperationError(f"key {op.key!r} is not Unicode text without NUL")
         check_etag(op.key, op.etag)
         if isinstance(op, SetOperation):
             check_etag(op.key, op.new_etag)
@@ -59,11 +60,6 @@ def check_operations(ops: Sequence[Operation]) -> None:
 def is_key(key: str) -> bool:
     """Whether ``key`` can be a key in every store: Unicode text without NUL."""
     return "\x00" not in key and is_unicode_text(key)
-
-
-def check_key(key: str) -> None:
-    if not is_key(key):
-        raise InvalidOperationError(f"key {key!r} is not Unicode text without NUL")
 
 
 def check_etag(key: str, etag: str | None) -> None:
