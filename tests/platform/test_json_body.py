@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
-from tether.platform.json_body import JsonBodyError, read_json
+from tether.platform.json_body import MAX_DEPTH, JsonBodyError, read_json
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar import create_app
 from tether.sidecar.blocks import build_blocks
@@ -34,6 +34,9 @@ def test_reads_json_of_the_kind_asked_for() -> None:
         (b"{}", list, "the body must be a JSON array"),
         # deeper than the parser follows: an error of the body, not a crash of the server
         (b"[" * 100_000 + b"]" * 100_000, None, "the body is nested too deeply"),
+        # deeper than later encoders and decoders (a few frames further in) can follow
+        (b"[" * 940 + b"]" * 940, None, "the body is nested too deeply"),
+        (b'[{"a": ' * 129 + b"1" + b"}]" * 129, None, "the body is nested too deeply"),
         # Python's parser takes these; they are not JSON, and nothing downstream can write them
         (b"NaN", None, "the body is not valid JSON: NaN is not JSON"),
         (b'{"a": [1, -Infinity]}', None, "the body is not valid JSON: -Infinity is not JSON"),
@@ -46,6 +49,15 @@ def test_reads_json_of_the_kind_asked_for() -> None:
 def test_every_bad_body_is_one_error(body: bytes, kind: type | None, problem: str) -> None:
     with pytest.raises(JsonBodyError, match=problem):
         read_json(body, kind)
+
+
+def test_nesting_up_to_max_depth_is_read() -> None:
+    deepest = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    assert read_json(deepest) is not None
+    many = b"[" + b",".join([b'{"a": [1, {"b": 2}]}'] * 1000) + b"]"  # many, not deep
+    assert len(read_json(many)) == 1000
+    in_strings = b'["' + b"[{" * 1000 + b'"]'
+    assert read_json(in_strings) == ["[{" * 1000]
 
 
 def test_surrogate_pairs_and_escaped_backslashes_are_text() -> None:

@@ -19,6 +19,7 @@ from tests.workflows.api_env import Client, Env, running
 from tests.workflows.api_wait import wait_until
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
+from tether.platform.json_body import MAX_DEPTH
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar import create_app
 from tether.sidecar.blocks import BLOCK_FACTORIES
@@ -141,6 +142,16 @@ async def test_bad_start_is_refused_and_creates_nothing(
     resp_code, body = await post(env.client, V1 + path, raw=raw)
     assert resp_code == status and error(code)(body), body
     assert (await get(env.client, f"{V1}/fine-id"))[0] == 404
+
+
+async def test_an_input_nested_too_deeply_is_refused_at_any_depth(env: Env) -> None:
+    # the parser's own limit depends on the stack it runs on: just under it, an input was
+    # accepted, or failed to encode a few frames deeper (a 500)
+    for depth in range(MAX_DEPTH + 1, 1000, 3):
+        raw = b"[" * depth + b"]" * depth
+        code, body = await post(env.client, f"{V1}/greet/start?instanceID=deep", raw=raw)
+        assert code == 400 and error("ERR_MALFORMED_REQUEST")(body), depth
+    assert (await get(env.client, f"{V1}/deep"))[0] == 404
 
 
 async def test_unknown_workflow_name_says_so(env: Env) -> None:
