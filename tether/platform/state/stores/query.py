@@ -5,8 +5,8 @@ A filter is a tree of single-key objects: ``{"EQ": {"a.b": 1}}``, ``{"IN": {"a":
 key is a dot path into the JSON value. Operands are JSON scalars every store can compare
 (strings without NUL, finite numbers, integers within 64 bits, booleans, null; anything else
 is InvalidQueryError); a comparison between different JSON types is false (so ``true``
-never equals ``1``). Pages are offsets: the token
-is the offset of the next page as a decimal string.
+never equals ``1``). Pages are offsets: the token is the offset of the next page as a
+decimal string.
 
 The memory store evaluates :func:`matches` in Python; the SQL stores compile the same tree.
 """
