@@ -83,6 +83,14 @@ async def test_unknown_fields_are_ignored_and_numbers_may_be_strings(
         (lock_body("r", "alice", 1.5), "expiryInSeconds must be an integer"),
         (lock_body("r", "alice", True), "expiryInSeconds must be an integer"),
         (lock_body("r", "alice", 2**31), "out of the int32 range"),
+        # strings a digit test of Unicode's would take, int() would not
+        (lock_body("r", "alice", "--5"), "expiryInSeconds must be an integer"),
+        (lock_body("r", "alice", "²"), "expiryInSeconds must be an integer"),
+        (lock_body("r", "alice", "٣"), "expiryInSeconds must be an integer"),  # Arabic 3
+        (b'{"resourceId": "r", "lockOwner": "\\ud800", "expiryInSeconds": 5}',
+         "lone surrogate"),
+        (b'{"resourceId": "\\udfff", "lockOwner": "alice", "expiryInSeconds": 5}',
+         "lone surrogate"),
         (lock_body(7, "alice"), "resourceId must be a string"),  # type: ignore[arg-type]
         ([1, 2], "must be a JSON object"),
         (b"{not json", "failed deserializing HTTP body"),
@@ -109,6 +117,7 @@ async def test_bad_lock_requests_are_400_and_take_nothing(
         ({"lockOwner": "alice"}, "ResourceId is empty in lock store mylock"),
         ({"resourceId": "r"}, "LockOwner is empty in lock store mylock"),
         (b"[", "failed deserializing HTTP body"),
+        (b'{"resourceId": "r", "lockOwner": "\\ud800"}', "lone surrogate"),
     ],
 )
 async def test_bad_unlock_requests_are_400(

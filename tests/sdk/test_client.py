@@ -349,7 +349,7 @@ def test_bulk_errors_of_the_whole_request_raise(
     bad = PublishEntry({"specversion": "9"}, content_type="application/cloudevents+json")
     with pytest.raises(TetherApiError) as caught:
         client.publish_bulk("pubsub", "bulk", [{"n": 1}, bad])
-    assert (caught.value.status, caught.value.error_code) == (500, "ERR_PUBSUB_CLOUD_EVENTS_SER")
+    assert (caught.value.status, caught.value.error_code) == (400, "ERR_PUBSUB_CLOUD_EVENTS_SER")
     with pytest.raises(ValueError, match="twice"):
         client.publish_bulk("pubsub", "bulk", [PublishEntry(1, entry_id="x"),
                                                PublishEntry(2, entry_id="x")])

@@ -21,6 +21,7 @@ from tether.platform.state.store import (
     FEATURE_QUERY_API,
     FEATURE_TRANSACTIONAL,
     FEATURE_TTL,
+    MAX_TTL_SECONDS,
     DeleteOperation,
     ETagInvalidError,
     ETagMismatchError,
@@ -175,6 +176,62 @@ async def test_invalid_ttl_is_refused(store: StateStore, tag: str) -> None:
     with pytest.raises(ValueError):
         await store.set(SetOperation(f"{tag}-t", b"v", ttl_seconds=0))
     assert await store.get(f"{tag}-t") is None
+
+
+async def test_the_largest_ttl_is_daprs(harness: StoreHarness, store: StateStore,
+                                        tag: str) -> None:
+    key = f"{tag}-long"
+    await store.set(SetOperation(key, b'{"a":1}', ttl_seconds=MAX_TTL_SECONDS))
+    item = await store.get(key)
+    assert item is not None and item.value == b'{"a":1}'
+    expires = datetime.fromisoformat(item.metadata["ttlExpireTime"]).timestamp()
+    assert expires > time.time() + MAX_TTL_SECONDS - WAIT
+    if harness.name in QUERYABLE:  # the item does not break a query over the store
+        assert [i.key for i in (await store.query(Query(key_prefix=tag))).items] == [key]
+
+
+#: operations every store refuses before writing anything (key: why)
+REFUSED = {
+    "ttl-zero": lambda k: SetOperation(k, b"v", ttl_seconds=0),
+    "ttl-below-minus-one": lambda k: SetOperation(k, b"v", ttl_seconds=-2),
+    "ttl-over-dapr-max": lambda k: SetOperation(k, b"v", ttl_seconds=MAX_TTL_SECONDS + 1),
+    "ttl-int64-max": lambda k: SetOperation(k, b"v", ttl_seconds=2**63 - 1),
+    "set-nul-in-key": lambda k: SetOperation(k + "\x00", b"v"),
+    "set-lone-surrogate-key": lambda k: SetOperation(k + "\ud801", b"v"),
+    "delete-nul-in-key": lambda k: DeleteOperation(k + "\x00"),
+    "nul-in-content-type": lambda k: SetOperation(k, b"v", content_type="text/\x00"),
+    "lone-surrogate-content-type": lambda k: SetOperation(k, b"v", content_type="\udc00"),
+    "etag": lambda k: SetOperation(k, b"v", etag="not-an-etag"),
+    "new-etag": lambda k: SetOperation(k, b"v", new_etag="not-an-etag"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+async def test_a_refused_write_changes_nothing(harness: StoreHarness, store: StateStore,
+                                               tag: str, name: str) -> None:
+    a, b, bad_key = f"{tag}-a", f"{tag}-b", f"{tag}-bad"
+    etag = await store.set(SetOperation(a, b'{"v":0}'))
+    bad = REFUSED[name](bad_key)
+    single = store.set(bad) if isinstance(bad, SetOperation) else store.delete(bad)
+    with pytest.raises(ValueError):  # InvalidOperationError, ETagInvalidError
+        await single
+    # a transaction with one bad operation writes nothing at all, its outbox included
+    with pytest.raises(ValueError):
+        await store.transact([SetOperation(a, b'{"v":1}'), SetOperation(b, b'{"v":1}'), bad],
+                             [record(1, tag)])
+    with pytest.raises(ValueError):
+        await store.transact([bad, SetOperation(b, b'{"v":1}')])
+    items = await store.bulk_get([a, b, bad_key])
+    assert [i and (i.value, i.etag) for i in items] == [(b'{"v":0}', etag), None, None]
+    assert await store.outbox_pending(10) == []
+    if harness.name in QUERYABLE:  # and the store still answers queries
+        assert [i.key for i in (await store.query(Query(key_prefix=tag))).items] == [a]
+
+
+@pytest.mark.parametrize("key", ["nul\x00key", "lone\ud801"])
+async def test_a_key_no_store_can_hold_is_absent(store: StateStore, key: str) -> None:
+    assert await store.get(key) is None
+    assert await store.bulk_get(["absent", key]) == [None, None]
 
 
 async def test_transaction_applies_everything(store: StateStore, tag: str) -> None:
@@ -500,6 +557,18 @@ async def test_query_pages(harness: StoreHarness, store: StateStore, tag: str) -
     Query(sort=[{"key": "a", "order": "UP"}]),
     Query(limit=-1),
     Query(token="not-a-token"),
+    Query(token="²"),  # a digit to str.isdigit, not to int()
+    # operands no store can compare: out of int64 (SQLite), NaN and infinities (not JSON),
+    # NUL and lone surrogates (PostgreSQL and UTF-8); in a path too
+    Query(filter={"EQ": {"a": 10**30}}),
+    Query(filter={"GT": {"a": -(2**63) - 1}}),
+    Query(filter={"EQ": {"a": float("nan")}}),
+    Query(filter={"IN": {"a": [1, float("inf")]}}),
+    Query(filter={"EQ": {"a": "x\x00y"}}),
+    Query(filter={"EQ": {"a": "\ud800"}}),
+    Query(filter={"EQ": {"a\x00b": 1}}),
+    Query(filter={"EQ": {"\udfff": 1}}),
+    Query(sort=[{"key": "a\x00b"}]),
 ])
 async def test_bad_queries_are_refused(harness: StoreHarness, store: StateStore,
                                        query: Query) -> None:

@@ -46,6 +46,8 @@ def test_unknown_type_is_refused_naming_the_component() -> None:
         ("state.redis", {"redisHost": "localhost:6379", "enableTLS": "yes"}, "enableTLS"),
         ("state.redis", {"redisHost": "localhost:6379", "ttlInSeconds": "0"}, "ttlInSeconds"),
         ("state.redis", {"redisHost": "localhost:6379", "ttlInSeconds": "-5"}, "ttlInSeconds"),
+        ("state.redis", {"redisHost": "localhost:6379", "ttlInSeconds": str(2**31)},
+         "ttlInSeconds"),
         ("state.postgresql", {}, "connectionString"),
         ("state.postgresql", {"connectionString": "host=x", "tableName": "a;drop"}, "tableName"),
         ("state.postgresql", {"connectionString": "host=x", "timeout": "soon"}, "timeout"),

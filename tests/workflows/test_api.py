@@ -19,6 +19,7 @@ from tests.workflows.api_env import Client, Env, running
 from tests.workflows.api_wait import wait_until
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component
+from tether.platform.json_body import MAX_DEPTH
 from tether.platform.pubsub import PubSubRegistry
 from tether.sidecar import create_app
 from tether.sidecar.blocks import BLOCK_FACTORIES
@@ -124,9 +125,14 @@ async def test_start_with_empty_body_has_no_input(env: Env) -> None:
         ("/greet/start?instanceID=" + "x" * 65, b'"a"', 400, "ERR_INSTANCE_ID_TOO_LONG"),
         ("/greet/start?instanceID=bad$id", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
         ("/greet/start?instanceID=has.dot", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
+        # letters and digits are ASCII ones, as in Dapr's check
+        ("/greet/start?instanceID=fine-id-%C3%A9", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
+        ("/greet/start?instanceID=fine-id-%C2%B2", b'"a"', 400, "ERR_INSTANCE_ID_INVALID"),
         ("//start?instanceID=fine-id", b'"a"', 400, "ERR_WORKFLOW_NAME_MISSING"),
         ("/greet/start?instanceID=fine-id", b"{not json", 400, "ERR_MALFORMED_REQUEST"),
         ("/greet/start?instanceID=fine-id", b"\xff\xfe", 400, "ERR_MALFORMED_REQUEST"),
+        ("/greet/start?instanceID=fine-id", b"NaN", 400, "ERR_MALFORMED_REQUEST"),
+        ("/greet/start?instanceID=fine-id", b'{"a": [Infinity]}', 400, "ERR_MALFORMED_REQUEST"),
         ("/nobody-hosts-this/start?instanceID=fine-id", b'"a"', 400, "ERR_START_WORKFLOW"),
     ],
 )
@@ -136,6 +142,16 @@ async def test_bad_start_is_refused_and_creates_nothing(
     resp_code, body = await post(env.client, V1 + path, raw=raw)
     assert resp_code == status and error(code)(body), body
     assert (await get(env.client, f"{V1}/fine-id"))[0] == 404
+
+
+async def test_an_input_nested_too_deeply_is_refused_at_any_depth(env: Env) -> None:
+    # the parser's own limit depends on the stack it runs on: just under it, an input was
+    # accepted, or failed to encode a few frames deeper (a 500)
+    for depth in range(MAX_DEPTH + 1, 1000, 3):
+        raw = b"[" * depth + b"]" * depth
+        code, body = await post(env.client, f"{V1}/greet/start?instanceID=deep", raw=raw)
+        assert code == 400 and error("ERR_MALFORMED_REQUEST")(body), depth
+    assert (await get(env.client, f"{V1}/deep"))[0] == 404
 
 
 async def test_unknown_workflow_name_says_so(env: Env) -> None:
@@ -204,10 +220,11 @@ async def test_raise_event_completes_the_waiting_instance(env: Env) -> None:
         '{"order":{"id":7},"decision":{"by":"ann"}}'
 
 
-async def test_raise_event_body_must_be_json(env: Env) -> None:
+@pytest.mark.parametrize("raw", [b"yes please", b"NaN", b'{"by": -Infinity}'])
+async def test_raise_event_body_must_be_json(env: Env, raw: bytes) -> None:
     wid = iid()
     await post(env.client, f"{V1}/approval/start?instanceID={wid}", 1)
-    code, body = await post(env.client, f"{V1}/{wid}/raiseEvent/approve", raw=b"yes please")
+    code, body = await post(env.client, f"{V1}/{wid}/raiseEvent/approve", raw=raw)
     assert code == 400 and error("ERR_MALFORMED_REQUEST")(body)
     assert (await status_of(env.client, wid))["runtimeStatus"] in ("PENDING", "RUNNING")
 
@@ -327,7 +344,11 @@ async def test_list_filters_and_pages(env: Env) -> None:
     assert sorted(seen) == sorted([*waiting, done])
 
 
-@pytest.mark.parametrize("query", ["status=DONE", "limit=0", "limit=abc", "limit=100000"])
+@pytest.mark.parametrize("query", [
+    "status=DONE", "limit=0", "limit=abc", "limit=100000",
+    "limit=%C2%B2", "limit=%D9%A3",  # "²" and an Arabic 3: digits to str.isdigit, not int()
+    "continuationToken=garbage", "continuationToken=%C2%B2", "continuationToken=" + "9" * 13,
+])
 async def test_list_bad_query_is_400(env: Env, query: str) -> None:
     code, body = await get(env.client, f"/v1.0-alpha1/workflows/tether/instances?{query}")
     assert code == 400 and error("ERR_MALFORMED_REQUEST")(body)

@@ -9,6 +9,7 @@ Lock answers ``{"success": bool}``; unlock answers ``{"status": n}`` with the nu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from tether.sidecar.api_block import ServiceRoutes
 
 PREFIX = "/v1.0-alpha1"
 _INT32_MAX = 2**31 - 1
+_DECIMAL = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,8 @@ def _int32(body: Mapping[str, Any], name: str) -> int:
     if value is None:
         return 0
     # protojson takes an int32 as a JSON number without a fraction or as a decimal string
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # (ASCII digits: int() and str.isdigit() take other scripts' digits and "²")
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         value = int(value)
     elif isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -148,7 +148,7 @@ def _statuses(text: str | None) -> list[RuntimeStatus]:
 def _limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise _bad(f"limit {text!r} must be a number from 1 to {MAX_LIMIT}")
     return int(text)
 

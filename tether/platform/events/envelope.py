@@ -23,6 +23,9 @@ TTL_IN_SECONDS = "ttlInSeconds"
 PARTITION_KEY = "partitionKey"
 #: the extension a ttl becomes: the time after which the event is not delivered
 EXPIRATION = "expiration"
+#: the largest ``ttlInSeconds`` (int32, as Dapr bounds a state TTL): about 68 years, so
+#: the expiration time is one every language's date type can hold
+MAX_TTL_SECONDS = 2**31 - 1
 
 
 class EnvelopeMetadataError(TetherError, ValueError):
@@ -65,19 +68,17 @@ def envelope(
 
 def metadata_extensions(metadata: Mapping[str, str]) -> dict[str, str]:
     """The extensions publish metadata sets: ``expiration`` (now + ``ttlInSeconds``, a whole
-    number >= 0, else EnvelopeMetadataError) and ``partitionkey`` (a non-empty
-    ``partitionKey``)."""
+    number from 0 to MAX_TTL_SECONDS, else EnvelopeMetadataError) and ``partitionkey`` (a
+    non-empty ``partitionKey``)."""
     extensions: dict[str, str] = {}
     ttl = metadata.get(TTL_IN_SECONDS)
     if ttl is not None:
-        try:
-            seconds = int(ttl)
-        except ValueError:
-            seconds = -1
-        if seconds < 0:
+        if not (ttl.isascii() and ttl.isdigit()) or int(ttl) > MAX_TTL_SECONDS:
             raise EnvelopeMetadataError(
-                f"{TTL_IN_SECONDS} {ttl!r} is not a whole number of seconds"
+                f"{TTL_IN_SECONDS} {ttl!r} is not a whole number of seconds from 0 to "
+                f"{MAX_TTL_SECONDS}"
             )
+        seconds = int(ttl)
         extensions[EXPIRATION] = format_time(utc_now() + timedelta(seconds=seconds))
     key = metadata.get(PARTITION_KEY)
     if key:

@@ -13,7 +13,6 @@ the schedule topic, :mod:`tether.platform.pubsub.scheduled`).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,8 +98,9 @@ def build_event(
             data = _decode_body(body, content_type)
         return event_from_attributes(attributes, data, content_type)
     except InvalidCloudEventError as exc:
+        # the caller's mistake, so a 400 where Dapr answers 500
         raise ApiError(
-            500, errors.PUBSUB_CLOUD_EVENTS_SER, f"cannot create cloudevent: {exc}"
+            400, errors.PUBSUB_CLOUD_EVENTS_SER, f"cannot create cloudevent: {exc}"
         ) from exc
 
 
@@ -170,22 +170,25 @@ def _metadata_error(exc: ValueError) -> ApiError:
 
 
 def _decode_body(body: bytes, content_type: str) -> Any:
-    """JSON stays JSON and text stays text; anything else (or a body that is not what its
-    content type says) is kept as bytes, so it reaches subscribers unchanged."""
+    """JSON stays JSON, text stays text and anything else is kept as bytes. A JSON body
+    that is not JSON (or not I-JSON: NaN, a lone surrogate, too deep) goes out as its text,
+    as Dapr publishes it; a JSON or text body that is not UTF-8 could not reach subscribers
+    as its content type says, so it is refused."""
     if not body:
         return None
     if is_json_content_type(content_type):
         try:
-            return json.loads(body)
-        except ValueError:
-            return body
-    if is_text_content_type(content_type):
-        try:
-            return body.decode()
-        except UnicodeDecodeError:
-            return body
-    return body
-
+            return read_json(body)
+        except JsonBodyError:
+            pass
+    elif not is_text_content_type(content_type):
+        return body
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        raise InvalidCloudEventError(
+            f"the body is not UTF-8 text, as its Content-Type {content_type!r} says"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.metadata import MetadataError
 from tether.platform.components.registry import ComponentTypes, require_extra
-from tether.platform.state.store import StateStore
+from tether.platform.state.store import MAX_TTL_SECONDS, StateStore
 
 BLOCK = "state"
 DEFAULT_SQLITE_PATH = ".tether/state.db"
@@ -99,8 +99,9 @@ def _redis(component: Component, base_dir: Path | None) -> Opener:
     require_extra("redis", "redis")
     settings = metadata.RedisSettings.from_component(component)
     ttl = metadata.integer(component, "ttlInSeconds", minimum=-1)
-    if ttl == 0:
-        raise MetadataError("ttlInSeconds", "must be a positive number of seconds or -1")
+    if ttl == 0 or (ttl is not None and ttl > MAX_TTL_SECONDS):
+        raise MetadataError("ttlInSeconds", f"must be a number of seconds from 1 to "
+                                            f"{MAX_TTL_SECONDS} or -1")
 
     async def opener() -> StateStore:
         from tether.platform.state.stores.redis import RedisStateStore

@@ -8,6 +8,7 @@ Dapr's 400 ``ERR_MALFORMED_REQUEST`` (or the code it names).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,8 @@ from tether.platform import errors
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import TetherError
 from tether.platform.json_body import JsonBodyError, read_json
-from tether.platform.state.store import DeleteOperation, SetOperation
+from tether.platform.state.store import MAX_TTL_SECONDS, DeleteOperation, SetOperation
+from tether.platform.state.stores.common import is_key
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
@@ -26,6 +28,8 @@ TTL = "ttlInSeconds"
 CONTENT_TYPE = "contentType"
 UPSERT = "upsert"
 DELETE = "delete"
+#: a whole number in ASCII (int() also takes other scripts' digits, "_" and spaces)
+_INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
 class BadRequest(TetherError, ValueError):
@@ -83,13 +87,11 @@ def ttl_of(metadata: Mapping[str, str]) -> int | None:
     raw = metadata.get(TTL)
     if raw is None or raw == "":
         return None
-    try:
-        ttl = int(raw)
-    except ValueError:
-        ttl = 0
-    if ttl == 0 or ttl < -1:
+    ttl = int(raw) if _INTEGER.fullmatch(raw) else 0
+    if ttl == 0 or ttl < -1 or ttl > MAX_TTL_SECONDS:
         raise BadRequest(
-            f"metadata {TTL} {raw!r} must be a positive number of seconds or -1 (never expire)"
+            f"metadata {TTL} {raw!r} must be a number of seconds from 1 to {MAX_TTL_SECONDS} "
+            "or -1 (never expire)"
         )
     return ttl
 
@@ -114,13 +116,17 @@ def check_options(concurrency: str, consistency: str, what: str = "options") -> 
 
 
 def store_key(keys: KeyScheme, key: Any, what: str) -> tuple[str, str]:
-    """(the app's key, the store's key); a missing key or one with ``||`` is bad input."""
+    """(the app's key, the store's key); a missing key, one with ``||`` or one no store can
+    hold (NUL, a lone surrogate) is bad input."""
     if not isinstance(key, str) or not key:
         raise BadRequest(f'"key" is a required field ({what})')
     try:
-        return key, keys.store_key(key)
+        stored = keys.store_key(key)
     except InvalidKeyError as exc:
         raise BadRequest(str(exc)) from None
+    if not is_key(stored):
+        raise BadRequest(f"key {key!r} is not Unicode text without NUL ({what})")
+    return key, stored
 
 
 def save_request(

@@ -26,12 +26,20 @@ from tether.platform.state.changes import DELETE, UPSERT, ChangeFeed, ChangeFeed
 from tether.platform.state.outbox import Outbox, OutboxConfigError, ProjectionError, Upsert
 from tether.platform.state.registry import state_store_spec
 from tether.platform.state.relay import OutboxRelay
-from tether.platform.state.requests import BulkGet, DeleteRequest, SaveRequest, Transaction
+from tether.platform.state.requests import (
+    BadRequest,
+    BulkGet,
+    DeleteRequest,
+    SaveRequest,
+    Transaction,
+    store_key,
+)
 from tether.platform.state.store import (
     FEATURE_QUERY_API,
     FEATURE_TRANSACTIONAL,
     ETagInvalidError,
     ETagMismatchError,
+    InvalidOperationError,
     InvalidQueryError,
     Operation,
     OutboxRecord,
@@ -43,7 +51,7 @@ from tether.platform.state.store import (
     StateStore,
     StateStoreError,
 )
-from tether.platform.state.stores.common import new_etag
+from tether.platform.state.stores.common import check_operations, new_etag
 
 
 @dataclass
@@ -91,12 +99,14 @@ def query_failed(name: str, exc: Exception, status: int = 400) -> ApiError:
 
 def _store_error(code: str, message: str, exc: StateStoreError) -> ApiError:
     """A store failure as Dapr answers it: 409 for an ETag conflict, 400 for an ETag the
-    store could not have produced, else 500."""
+    store could not have produced or another operation it refused, else 500."""
     if isinstance(exc, ETagMismatchError):
         return ApiError(409, code, f"{message}: possible etag mismatch. error from state "
                                    f"store: {exc}")
     if isinstance(exc, ETagInvalidError):
         return ApiError(400, code, f"{message}: invalid etag value: {exc}")
+    if isinstance(exc, InvalidOperationError):
+        return ApiError(400, code, f"{message}: {exc}")
     return ApiError(500, code, f"{message}: {exc}")
 
 
@@ -193,9 +203,9 @@ class StateService:
     async def get(self, binding: StateBinding, key: str) -> StateItem | None:
         """The item of the app's ``key``, or None."""
         try:
-            stored = binding.keys.store_key(key)
-        except InvalidKeyError as exc:
-            raise ApiError(400, errors.MALFORMED_REQUEST, str(exc)) from None
+            _, stored = store_key(binding.keys, key, "path")
+        except BadRequest as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
         try:
             return await _store(binding).get(stored)
         except StateStoreError as exc:
@@ -204,6 +214,11 @@ class StateService:
 
     async def save(self, binding: StateBinding, items: Sequence[SaveRequest]) -> None:
         store = _store(binding)
+        message = f"failed saving state in state store {binding.name}"
+        try:  # each item is written on its own: a refused one must not follow a written one
+            check_operations([item.op for item in items])
+        except InvalidOperationError as exc:
+            raise _store_error(errors.STATE_SAVE, message, exc) from None
         failures: list[StateStoreError] = []
         # like Dapr's bulk save: each item on its own; the first conflict answers
         for item in items:
@@ -218,10 +233,7 @@ class StateService:
                 failures.append(exc)
         if failures:
             conflict = next((f for f in failures if isinstance(f, ETagMismatchError)), None)
-            invalid = next((f for f in failures if isinstance(f, ETagInvalidError)), None)
-            raise _store_error(errors.STATE_SAVE,
-                               f"failed saving state in state store {binding.name}",
-                               conflict or invalid or failures[0])
+            raise _store_error(errors.STATE_SAVE, message, conflict or failures[0])
 
     async def delete(self, binding: StateBinding, request: DeleteRequest) -> None:
         store = _store(binding)

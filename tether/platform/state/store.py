@@ -1,7 +1,10 @@
 """The state store contract every ``state.*`` backend implements (docs/state.md).
 
 Values are opaque bytes here: the HTTP layer decides how a JSON value or a base64 value is
-encoded. Keys arrive already prefixed (``keyPrefix``), so a store never knows app ids.
+encoded. Keys arrive already prefixed (``keyPrefix``), so a store never knows app ids. A
+key (and a content type) is Unicode text without NUL, which every database can hold; a TTL
+is -1 or 1 to ``MAX_TTL_SECONDS``. A write outside these rules is refused before anything
+is written (InvalidOperationError), and a read of such a key finds nothing.
 
 ETags are opaque strings a store produces; a write or delete that carries one succeeds
 only when it still matches (409 at the API). A caller may choose the new ETag of a set
@@ -29,6 +32,10 @@ FEATURE_TRANSACTIONAL = "TRANSACTIONAL"
 FEATURE_TTL = "TTL"
 FEATURE_QUERY_API = "QUERY_API"
 
+#: the largest TTL: Dapr's (components-contrib ``ParseTTL`` refuses more than int32 seconds,
+#: about 68 years); every store's expiry arithmetic and date types hold it
+MAX_TTL_SECONDS = 2**31 - 1
+
 
 class StateStoreError(TetherError):
     """The store failed (connection lost, server error): a 500 at the API."""
@@ -42,7 +49,13 @@ class ETagMismatchError(StateStoreError):
         self.key = key
 
 
-class ETagInvalidError(StateStoreError):
+class InvalidOperationError(StateStoreError, ValueError):
+    """An operation outside the contract (see :func:`~.stores.common.check_operations`): a
+    key or content type a database cannot hold, a TTL out of range. Every store refuses it
+    before writing anything, so a transaction holding one writes nothing: a 400."""
+
+
+class ETagInvalidError(InvalidOperationError):
     """The ETag is not one this store could have produced: a 400 (ERR_STATE_SAVE/DELETE)."""
 
     def __init__(self, key: str, etag: str) -> None:
@@ -74,7 +87,7 @@ class SetOperation:
     value: bytes
     etag: str | None = None
     first_write: bool = False
-    #: None: no expiry; a positive number: the entry disappears after so many seconds;
+    #: None: no expiry; 1 to MAX_TTL_SECONDS: the entry disappears after so many seconds;
     #: -1: never expires even if the store has a default TTL (Dapr's convention)
     ttl_seconds: int | None = None
     #: the caller's content type for the value, kept for the query API and change feed

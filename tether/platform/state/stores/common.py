@@ -1,4 +1,5 @@
-"""Small rules every store shares: ETag format, TTL arithmetic, which values are JSON."""
+"""Small rules every store shares: what an operation may hold (checked before any write),
+ETag format, TTL arithmetic, which values are JSON."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from tether.platform.state.store import ETagInvalidError, SetOperation
+from tether.platform.json_body import has_lone_surrogate, is_unicode_text
+from tether.platform.state.store import (
+    MAX_TTL_SECONDS,
+    ETagInvalidError,
+    InvalidOperationError,
+    Operation,
+    SetOperation,
+)
 
 #: every store's ETags are 32 lowercase hex digits (a random UUID): never reused after a
 #: delete and re-create, so an old ETag can't match a new item (no ABA)
 _ETAG = re.compile(r"[0-9a-f]{32}")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 #: the item metadata key Dapr uses for an item's expiry time
 TTL_EXPIRE_TIME = "ttlExpireTime"
@@ -24,12 +32,34 @@ def new_etag() -> str:
 
 
 def etag_for(op: SetOperation) -> str:
-    """The ETag a set gives its item: the caller's ``new_etag`` (checked, so the store never
-    holds an ETag it would call invalid) or a new one."""
-    if op.new_etag is None:
-        return new_etag()
-    check_etag(op.key, op.new_etag)
-    return op.new_etag
+    """The ETag a set gives its item: the caller's ``new_etag`` (which
+    :func:`check_operations` checked) or a new one."""
+    return op.new_etag or new_etag()
+
+
+def check_operations(ops: Sequence[Operation]) -> None:
+    """Refuse, before anything is written, what no store can apply: a key or content type
+    that is not Unicode text without NUL (PostgreSQL's text refuses NUL, every UTF-8
+    database a lone surrogate), a TTL that is neither -1 nor 1 to MAX_TTL_SECONDS
+    (InvalidOperationError), an ETag no store produces (ETagInvalidError). Stores call
+    it first, so a refused operation fails its whole transaction and changes nothing."""
+    for op in ops:
+        if not is_key(op.key):
+            raise InvalidOperationError(f"key {op.key!r} is not Unicode text without NUL")
+        check_etag(op.key, op.etag)
+        if isinstance(op, SetOperation):
+            check_etag(op.key, op.new_etag)
+            check_ttl(op.ttl_seconds)
+            if op.content_type is not None and not is_key(op.content_type):
+                raise InvalidOperationError(
+                    f"content type {op.content_type!r} of key {op.key!r} is not Unicode text "
+                    "without NUL"
+                )
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` can be a key in every store: Unicode text without NUL."""
+    return "\x00" not in key and is_unicode_text(key)
 
 
 def check_etag(key: str, etag: str | None) -> None:
@@ -39,8 +69,10 @@ def check_etag(key: str, etag: str | None) -> None:
 
 
 def check_ttl(ttl_seconds: int | None) -> None:
-    if ttl_seconds is not None and ttl_seconds != -1 and ttl_seconds <= 0:
-        raise ValueError(f"ttl_seconds must be a positive number or -1, not {ttl_seconds}")
+    if ttl_seconds is not None and ttl_seconds != -1 and not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise InvalidOperationError(
+            f"ttl_seconds must be -1 or from 1 to {MAX_TTL_SECONDS}, not {ttl_seconds}"
+        )
 
 
 def expiry(ttl_seconds: int | None, default_ttl: int | None = None, now: float | None = None
@@ -64,21 +96,18 @@ def item_metadata(expires_at: float | None) -> dict[str, str]:
 def json_text(value: bytes) -> str | None:
     """The value as text when it is a JSON document the SQL stores can query, else None.
 
-    Strict JSON only (no NaN), valid UTF-8, and no ``\\u0000`` escape (PostgreSQL's jsonb
-    refuses it), so a value kept as JSON text always round-trips to the same bytes.
+    Strict JSON only (no NaN), valid UTF-8, no lone surrogate (no database takes one) and
+    no ``\\u0000`` escape (PostgreSQL's jsonb refuses it), so a value kept as JSON text
+    always round-trips to the same bytes.
     """
     if not value or value[:1] not in b'{["-0123456789tfn \t\r\n':
         return None
     try:
         text = value.decode("utf-8")
         parsed = json.loads(text, parse_constant=_refuse_constant)
-        # lone surrogates (\ud800) parse in Python but no database accepts them; the
-        # costly check only runs when the text has a surrogate escape at all
-        if _SURROGATE_ESCAPE.search(text):
-            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
-    except (UnicodeError, ValueError):
+    except (UnicodeError, ValueError, RecursionError):
         return None
-    if "\\u0000" in text:
+    if "\\u0000" in text or has_lone_surrogate(value, parsed):
         return None
     return text
 

@@ -28,8 +28,7 @@ from tether.platform.state.store import (
 )
 from tether.platform.state.stores import query as q
 from tether.platform.state.stores.common import (
-    check_etag,
-    check_ttl,
+    check_operations,
     etag_for,
     expiry,
     item_metadata,
@@ -78,12 +77,14 @@ class MemoryStateStore(StateStore):
 
     async def set(self, op: SetOperation) -> str:
         self._check_open()
+        check_operations([op])
         now = time.time()
         self._check(op, self._live(op.key, now))
         return self._apply_set(op, etag_for(op), now)
 
     async def delete(self, op: DeleteOperation) -> None:
         self._check_open()
+        check_operations([op])
         self._check(op, self._live(op.key, time.time()))
         self._items.pop(op.key, None)
 
@@ -91,6 +92,7 @@ class MemoryStateStore(StateStore):
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
     ) -> list[str | None]:
         self._check_open()
+        check_operations(ops)
         now = time.time()
         etags = [etag_for(op) if isinstance(op, SetOperation) else None for op in ops]
         # check every operation against the state the earlier ones leave, then apply
@@ -110,9 +112,6 @@ class MemoryStateStore(StateStore):
 
     @staticmethod
     def _check(op: Operation, current: _Entry | None) -> None:
-        check_etag(op.key, op.etag)
-        if isinstance(op, SetOperation):
-            check_ttl(op.ttl_seconds)
         if op.etag is not None:
             if current is None or current.etag != op.etag:
                 raise ETagMismatchError(op.key)

@@ -33,16 +33,15 @@ from tether.platform.state.store import (
     OutboxRecord,
     Query,
     QueryResult,
-    SetOperation,
     StateItem,
     StateStore,
     StateStoreError,
 )
 from tether.platform.state.stores import query as q
 from tether.platform.state.stores.common import (
-    check_etag,
-    check_ttl,
+    check_operations,
     etag_for,
+    is_key,
     item_metadata,
     json_text,
 )
@@ -149,11 +148,12 @@ class PostgresStateStore(StateStore):
         return (await self.bulk_get([key]))[0]
 
     async def bulk_get(self, keys: Sequence[str]) -> list[StateItem | None]:
-        if not keys:
-            return []
+        wanted = [key for key in keys if is_key(key)]  # no other key can have been written
+        if not wanted:
+            return [None] * len(keys)
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._sql["select"], (list(keys),))
+                cur = await conn.execute(self._sql["select"], (wanted,))
                 found = {row[0]: _item(*row) for row in await cur.fetchall()}
         except psycopg.Error as exc:
             raise StateStoreError(f"PostgreSQL state store: {exc}") from exc
@@ -180,11 +180,7 @@ class PostgresStateStore(StateStore):
 
     async def _write(self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord]
                      ) -> list[str | None]:
-        for op in ops:
-            check_etag(op.key, op.etag)
-            if isinstance(op, SetOperation):
-                check_ttl(op.ttl_seconds)
-                check_etag(op.key, op.new_etag)
+        check_operations(ops)
         self._writes += 1
         try:
             async with self._pool.connection() as conn:

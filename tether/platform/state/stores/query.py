@@ -2,9 +2,11 @@
 
 A filter is a tree of single-key objects: ``{"EQ": {"a.b": 1}}``, ``{"IN": {"a": [1, 2]}}``,
 ``{"AND": [...]}``, ``{"OR": [...]}`` (plus NEQ, GT, GTE, LT, LTE, as Dapr's docs list). A
-key is a dot path into the JSON value. Operands are JSON scalars; a comparison between
-different JSON types is false (so ``true`` never equals ``1``). Pages are offsets: the token
-is the offset of the next page as a decimal string.
+key is a dot path into the JSON value. Operands are JSON scalars every store can compare
+(strings without NUL, finite numbers, integers within 64 bits, booleans, null; anything else
+is InvalidQueryError); a comparison between different JSON types is false (so ``true``
+never equals ``1``). Pages are offsets: the token is the offset of the next page as a
+decimal string.
 
 The memory store evaluates :func:`matches` in Python; the SQL stores compile the same tree.
 """
@@ -12,15 +14,17 @@ The memory store evaluates :func:`matches` in Python; the SQL stores compile the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tether.platform.state.store import InvalidQueryError, Query, StateItem
-from tether.platform.state.stores.common import json_text
+from tether.platform.state.stores.common import is_key, json_text
 
 COMPARISONS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE")
 MAX_LIMIT = 10_000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 Scalar = str | int | float | bool | None
 
@@ -89,14 +93,15 @@ def plan(query: Query) -> Plan:
 def _offset(token: str | None) -> int:
     if token is None or token == "":
         return 0
-    if not token.isdigit() or len(token) > 12:
+    if not (token.isascii() and token.isdigit()) or len(token) > 12:
         raise InvalidQueryError(f"page.token {token!r} is not a token this store returned")
     return int(token)
 
 
 def _path(key: object, where: str) -> tuple[str, ...]:
-    if not isinstance(key, str) or not key:
-        raise InvalidQueryError(f"{where}: the key must be a non-empty string")
+    if not isinstance(key, str) or not key or not is_key(key):
+        raise InvalidQueryError(f"{where}: the key must be a non-empty string (Unicode text "
+                                "without NUL)")
     parts = tuple(key.split("."))
     if any(not part or '"' in part for part in parts):
         raise InvalidQueryError(f"{where}: {key!r} is not a dot path")
@@ -104,9 +109,19 @@ def _path(key: object, where: str) -> tuple[str, ...]:
 
 
 def _scalar(value: object, where: str) -> Scalar:
-    if value is None or isinstance(value, str | bool | int | float):
+    """A JSON scalar every store can compare: a string of Unicode text without NUL, a
+    finite number (an integer within SQLite's 64 bits), a boolean or null."""
+    if value is None or isinstance(value, bool):
         return value
-    raise InvalidQueryError(f"{where}: operands must be JSON strings, numbers, booleans or null")
+    if isinstance(value, str) and is_key(value):
+        return value
+    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise InvalidQueryError(f"{where}: operands must be JSON strings (Unicode text without "
+                            f"NUL), finite numbers (integers from {_INT64_MIN} to "
+                            f"{_INT64_MAX}), booleans or null, not {value!r}")
 
 
 def _node(raw: object, where: str) -> Node:

@@ -45,10 +45,10 @@ from tether.platform.state.store import (
 )
 from tether.platform.state.stores import query as q
 from tether.platform.state.stores.common import (
-    check_etag,
-    check_ttl,
+    check_operations,
     etag_for,
     expiry,
+    is_key,
     item_metadata,
     json_text,
 )
@@ -256,6 +256,7 @@ class SqliteStateStore(StateStore):
     async def _read(self, keys: list[str]) -> dict[str, StateItem]:
         if self._executor is None:
             raise StateStoreError("the SQLite state store is closed")
+        keys = [key for key in keys if is_key(key)]  # no other key can have been written
         reader = self._reader
         if reader is not None and len(keys) <= LOOP_READ_KEYS:
             try:
@@ -267,20 +268,20 @@ class SqliteStateStore(StateStore):
         return await self._run(lambda: self._select(keys))
 
     async def set(self, op: SetOperation) -> str:
-        _precheck([op])
+        check_operations([op])
         etag = (await self._run(lambda: self._transact([op], ())))[0]
         assert etag is not None  # a set always has one
         return etag
 
     async def delete(self, op: DeleteOperation) -> None:
-        _precheck([op])
+        check_operations([op])
         await self._run(lambda: self._transact([op], ()))
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
     ) -> list[str | None]:
         ops, outbox = list(ops), list(outbox)
-        _precheck(ops)
+        check_operations(ops)
         return await self._run(lambda: self._transact(ops, outbox))
 
     async def outbox_pending(self, limit: int) -> list[OutboxRecord]:
@@ -330,15 +331,6 @@ class SqliteStateStore(StateStore):
 
         await asyncio.get_running_loop().run_in_executor(executor, disconnect)
         executor.shutdown(wait=False)
-
-
-def _precheck(ops: Sequence[Operation]) -> None:
-    """Refuse malformed requests before touching the database."""
-    for op in ops:
-        check_etag(op.key, op.etag)
-        if isinstance(op, SetOperation):
-            check_ttl(op.ttl_seconds)
-            check_etag(op.key, op.new_etag)
 
 
 def _check(op: Operation, current: str | None) -> None:

@@ -26,7 +26,7 @@ from tether.platform import errors
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.json_body import JsonBodyError, read_json
-from tether.platform.state.store import Query, QueryNotSupportedError
+from tether.platform.state.store import InvalidQueryError, Query, QueryNotSupportedError
 from tether.platform.workflows.durable.backend import choose_backend, open_backend
 from tether.platform.workflows.durable.client import AsyncWorkflowClient, WorkflowState
 from tether.platform.workflows.durable.config import Connection
@@ -187,6 +187,9 @@ class WorkflowService:
                       key_prefix=f"{conn.names.namespace}||instance||")
         try:
             result = await conn.store.query(query)
+        except InvalidQueryError as exc:  # our query is valid: the token is not
+            raise ApiError(400, errors.MALFORMED_REQUEST, f"continuationToken {token!r} is "
+                           "not one this API returned") from exc
         except QueryNotSupportedError as exc:
             raise ApiError(501, errors.LIST_WORKFLOWS, "listing workflow instances needs a "
                            f"state store with the query API: {exc}") from exc
@@ -234,7 +237,7 @@ def _check_new_instance_id(instance_id: str) -> None:
         raise ApiError(400, errors.INSTANCE_ID_TOO_LONG,
                        "workflow instance ID exceeds the max length of "
                        f"{MAX_INSTANCE_ID_LENGTH} characters")
-    if not all(c.isalpha() or c.isdigit() or c in "_-" for c in instance_id):
+    if not (instance_id.isascii() and all(c.isalnum() or c in "_-" for c in instance_id)):
         raise ApiError(400, errors.INSTANCE_ID_INVALID,
                        f"workflow instance ID '{instance_id}' is invalid: only alphanumeric "
                        "and underscore characters are allowed")
