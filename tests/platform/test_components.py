@@ -479,3 +479,18 @@ def test_uuid_module_is_what_dapr_uses() -> None:
     # Dapr uses uuid.New().String(): a random (version 4) UUID in canonical text form
     value = Templates("a").render("{uuid}")
     assert uuid.UUID(value).version == 4
+
+
+@pytest.mark.parametrize("value", ["²", "٣"])
+def test_numbers_in_metadata_are_ascii_digits(value: str) -> None:
+    # str.isdigit() took "²" (then int() crashed) and "٣" (read as 3)
+    from tether.platform.components import metadata
+
+    component = Component(name="c", type="state.redis", metadata={
+        "redisHost": "h:1", "redisDB": value, "n": value, "d": f"1{value}s"})
+    with pytest.raises(metadata.MetadataError, match="redisDB"):
+        metadata.RedisSettings.from_component(component)
+    with pytest.raises(metadata.MetadataError, match="whole number"):
+        metadata.integer(component, "n", minimum=0)
+    with pytest.raises(metadata.MetadataError, match="duration"):
+        metadata.duration(component, "d", 1.0)

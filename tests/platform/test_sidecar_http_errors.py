@@ -137,3 +137,22 @@ async def test_a_long_path_within_the_limit_gets_the_json_404(
     assert await error_of(await client.get(path)) == (
         404, "ERR_NOT_FOUND", f"no route for GET {path}"
     )
+
+
+async def test_header_bytes_that_are_not_utf8_are_a_400_or_ignored(tmp_path: Any) -> None:
+    # aiohttp keeps such bytes as surrogate escapes, which no event can carry: a publish with
+    # them answered a plain-text 500
+    from tether.platform.components import Component
+
+    registry = PubSubRegistry([Component(name="pubsub", type="pubsub.tether.embedded",
+                                         metadata={"path": str(tmp_path / "b.db")})])
+    app = create_app(registry, app_id="errors")
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        def publish(extra: bytes) -> bytes:
+            return (b"POST /v1.0/publish/pubsub/t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    b"Content-Length: 2\r\n" + extra + b"\r\n{}")
+        answer = await raw_exchange(client, publish(b"Content-Type: text/\xe4\r\n"))
+        assert answer.startswith(b"HTTP/1.1 400") and b"ERR_MALFORMED_REQUEST" in answer
+        # a trace context that is not ASCII is no trace context: published without it
+        answer = await raw_exchange(client, publish(b"traceparent: \xff\xfe\r\n"))
+        assert answer.startswith(b"HTTP/1.1 204"), answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tether.platform.pubsub import Publisher, PubSubRegistry, parse_bulk
-from tether.sidecar.request import request_metadata, trace_headers
+from tether.sidecar.request import header, request_metadata, trace_headers
 
 
 class PublishApi:
@@ -26,7 +26,7 @@ class PublishApi:
         await self.publisher.publish(
             target,
             body,
-            request.headers.get("Content-Type"),
+            header(request, "Content-Type"),
             request_metadata(request),
             trace_headers(request),
         )

@@ -1,9 +1,18 @@
 """What every route reads of an HTTP request the same way: ``metadata.*`` query
-parameters and the W3C trace headers."""
+parameters, the W3C trace headers and other header values.
+
+aiohttp keeps header bytes that are not UTF-8 as surrogate escapes, which no event, store or
+answer can carry; a header is therefore read through :func:`header`, which refuses such a
+value with a 400 (the trace headers, which are ASCII by their spec, are dropped instead:
+a broken trace context starts a new trace, as in Dapr).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
+
+from tether.platform import errors
+from tether.platform.errors import ApiError
 
 METADATA_PREFIX = "metadata."
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -18,5 +27,24 @@ def request_metadata(request: web.Request) -> dict[str, str]:
     }
 
 
+def header(request: web.Request, name: str) -> str | None:
+    """The header's value (None when absent); 400 for bytes that are not UTF-8 text."""
+    value = request.headers.get(name)
+    if value is not None and not _is_text(value):
+        raise ApiError(400, errors.MALFORMED_REQUEST, f"the {name} header is not UTF-8 text")
+    return value
+
+
 def trace_headers(request: web.Request) -> dict[str, str]:
-    return {h: request.headers[h] for h in TRACE_HEADERS if request.headers.get(h)}
+    """``traceparent`` / ``tracestate`` as given; a value that is not ASCII is not a trace
+    context (W3C) and is left out."""
+    found = {h: request.headers.get(h) for h in TRACE_HEADERS}
+    return {h: v for h, v in found.items() if v and v.isascii()}
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a surrogate escape: the raw bytes were not UTF-8
+        return False
+    return True

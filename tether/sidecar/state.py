@@ -33,7 +33,7 @@ from tether.platform.state.requests import (
 from tether.platform.state.service import StateBinding, StateService, query_failed
 from tether.platform.state.store import DeleteOperation, Query, StateItem
 from tether.sidecar.api_block import ServiceRoutes
-from tether.sidecar.request import request_metadata, trace_headers
+from tether.sidecar.request import header, request_metadata, trace_headers
 
 _STORE = "{store:[^/]+}"
 _KEY = "{key:[^/]+}"
@@ -154,7 +154,7 @@ class StateApi(ServiceRoutes[StateService]):
             check_options(concurrency, request.query.get("consistency", ""), "query")
         except BadRequest as exc:
             raise _bad(exc) from None
-        op = DeleteOperation(key=stored, etag=request.headers.get("If-Match"),
+        op = DeleteOperation(key=stored, etag=header(request, "If-Match"),
                              first_write=concurrency == FIRST_WRITE)
         await self.service.delete(binding, DeleteRequest(key, op))
         return _no_content()

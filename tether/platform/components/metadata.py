@@ -36,8 +36,8 @@ class DurationError(TetherError, ValueError):
     """Text that is not a duration; the message shows what one looks like."""
 
 
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_NUMBER = re.compile(r"\d+\.?\d*|\.\d+")
+_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_NUMBER = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
 _UNIT_SECONDS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
     "h": 3600.0,
@@ -52,6 +52,11 @@ _TRUTHY = ("1", "true", "t", "y", "yes", "on")
 def is_truthy(value: str | None) -> bool:
     """A per-call metadata flag as Dapr reads it: anything but a truthy word is false."""
     return value is not None and value.strip().lower() in _TRUTHY
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "٣"."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_duration(text: str) -> float:
@@ -114,7 +119,7 @@ def integer(component: Component, field: str, *, minimum: int) -> int | None:
     value = text(component, field)
     if value is None:
         return None
-    if not re.fullmatch(r"[+-]?\d+", value) or int(value) < minimum:
+    if not re.fullmatch(r"[+-]?[0-9]+", value) or int(value) < minimum:
         raise MetadataError(field, f"{value!r} must be a whole number >= {minimum}")
     return int(value)
 
@@ -157,10 +162,10 @@ class RedisSettings:
     def from_component(cls, component: Component) -> RedisSettings:
         address = required(component, "redisHost", "host:port")
         host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not _digits(port) or not 0 < int(port) < 65536:
             raise MetadataError("redisHost", f"{address!r} is not host:port")
         db = text(component, "redisDB") or "0"
-        if not db.isdigit():
+        if not _digits(db):
             raise MetadataError("redisDB", f"{db!r} must be a number")
         return cls(
             host=host.strip("[]"),
