@@ -23,8 +23,8 @@ DELIVER_AT = "deliverAt"
 #: due, so years-long delays are a mistake rather than a plan (and would overflow datetime)
 MAX_DELAY = timedelta(days=3650)
 
-_RFC3339 = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+_RFC3339 = re.compile(  # ASCII digits: \d also matches other scripts' digits
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 
 
