@@ -68,7 +68,7 @@ async def test_start_raise_and_terminate_on_kafka(client: Client) -> None:
     await wait_until(lambda: status(k2, "RUNNING"), timeout=180)
     assert (await client.post(f"{V1}/{k2}/raiseEvent/approve", data='"ok"')).status == 202
     done = await wait_until(lambda: status(k2, "COMPLETED"), timeout=180)
-    assert done["properties"]["dapr.workflow.output"] == '{"order":2,"decision":"ok"}'
+    assert done["properties"]["dapr.workflow.output"] == '{"order": 2, "decision": "ok"}'
 
     assert (await client.post(f"{V1}/sleepy/start?instanceID={k3}")).status == 202
     await wait_until(lambda: status(k3, "RUNNING"), timeout=180)

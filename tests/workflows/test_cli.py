@@ -117,7 +117,7 @@ async def test_raise_pause_resume_terminate_purge(env: Env) -> None:
     await wait_until(lambda: _status_is(env, wid, "COMPLETED"))
     status = await tether("status", wid, "-o", "json", port=port)
     assert status.json()["properties"]["dapr.workflow.output"] == \
-        '{"order":5,"decision":{"ok":true}}'
+        '{"order": 5, "decision": {"ok": true}}'
     r = await tether("purge", wid, port=port)
     assert (r.code, r.out) == (0, f"purged instance {wid}\n")
     r = await tether("status", wid, port=port)

@@ -208,7 +208,7 @@ def test_duplicate_and_stale_events_are_dropped() -> None:
     assert second.actions == [] and second.status == WorkflowStatus.RUNNING
     assert state.process([TaskCompleted(task_id=0, result="1")], now=T0).appended == []
     done = state.process([TaskCompleted(task_id=1, result="2")], now=T0)
-    assert done.output == "[1,2]"
+    assert done.output == "[1, 2]"
     assert state.process([TaskCompleted(task_id=1, result="2")], now=T0).appended == []
 
 
@@ -227,7 +227,7 @@ def test_when_all_fails_fast_and_failures_are_catchable() -> None:
     state.process([start_event("fanout")], now=T0)
     result = state.process([TaskFailed(task_id=1, failure=FailureDetails("E", "b broke"))],
                            now=T0)
-    assert result.output == '{"error":"b broke","done":[false,true,false]}'
+    assert result.output == '{"error": "b broke", "done": [false, true, false]}'
 
 
 def test_replay_sees_is_replaying_and_the_recorded_clock() -> None:
@@ -385,3 +385,13 @@ def test_dataclass_inputs_travel_as_json_and_come_back_with_attributes(both: Bot
     assert out is not None
     assert json.loads(out) == {"seen": {"id": "j1", "was": True}, "job": {
         "job_id": "j1", "healthy": False, payload.AUTO_OBJECT: True}}
+
+
+def test_payloads_are_written_as_daprs_sdk_writes_them() -> None:
+    # json.dumps defaults: Dapr's samples compare the text ({"processed": true})
+    from tether.platform.workflows import payload
+
+    assert payload.encode({"processed": True, "items": [1, 2]}, "x") == \
+        '{"processed": true, "items": [1, 2]}'
+    # JSON text that came over HTTP stays as the caller wrote it
+    assert payload.encode(payload.Raw('{"a":1}'), "x") == '{"a":1}'

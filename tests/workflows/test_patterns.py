@@ -181,7 +181,7 @@ def test_monitor_loop_with_timer_and_continue_as_new(both: Both) -> None:
 
     hot, _ = both(wfr, start("monitor", 0))
     assert hot.output("wf-1") == 3
-    assert hot.last["wf-1"].custom_status == '{"round":3,"state":"done"}'
+    assert hot.last["wf-1"].custom_status == '{"round": 3, "state": "done"}'
     # history was truncated: only the last generation is stored
     events = hot.events("wf-1")
     started = [e for e in events if isinstance(e, ExecutionStarted)]

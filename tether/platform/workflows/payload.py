@@ -1,5 +1,10 @@
 """JSON payloads: every input, output and event value is stored and sent as JSON text.
 
+Values are written as ``json.dumps`` writes them by default (``{"processed": true}``), as
+Dapr's Python SDK does: samples that compare the text get the same text. A :class:`Raw`
+value is JSON text already (an input or event data that came over HTTP) and is kept as the
+caller wrote it, as Dapr keeps those bytes.
+
 Beyond plain JSON values, dataclass instances and SimpleNamespace objects are accepted, as
 Dapr's Python SDK does: they travel as JSON objects marked with Dapr's
 "__durabletask_autoobject__" key and come back as SimpleNamespace objects (attribute access
@@ -10,12 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from tether.platform.workflows.errors import SerializationError
 
 AUTO_OBJECT = "__durabletask_autoobject__"
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """JSON text to store as it is (the caller checked that it is JSON)."""
+
+    text: str
 
 
 class _Encoder(json.JSONEncoder):
@@ -38,8 +51,10 @@ def encode(value: Any, what: str) -> str | None:
     """JSON text for a value (None stays None: no payload); `what` names it in the error."""
     if value is None:
         return None
+    if isinstance(value, Raw):
+        return value.text
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False, cls=_Encoder)
+        return json.dumps(value, allow_nan=False, cls=_Encoder)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"{what} must be JSON-serialisable, got {type(value).__name__}: {exc}") from exc

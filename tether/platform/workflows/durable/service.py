@@ -27,6 +27,7 @@ from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.json_body import JsonBodyError, read_json
 from tether.platform.state.store import InvalidQueryError, Query, QueryNotSupportedError
+from tether.platform.workflows import payload
 from tether.platform.workflows.durable.backend import choose_backend, open_backend
 from tether.platform.workflows.durable.client import AsyncWorkflowClient, WorkflowState
 from tether.platform.workflows.durable.config import Connection
@@ -253,14 +254,16 @@ def _not_found(instance_id: str) -> ApiError:
                     f"unable to find workflow with the provided instance ID: {instance_id}")
 
 
-def _json_payload(raw: bytes, what: str) -> Any:
-    """An input or event data as the JSON value it holds (empty: None). Dapr carries them as
+def _json_payload(raw: bytes, what: str) -> payload.Raw | None:
+    """An input or event data as the caller wrote it (empty: None). Dapr carries them as
     bytes; the engine keeps them as JSON, so bytes that are not JSON are refused here rather
     than failing the instance later."""
     try:
-        return read_json(raw, what=what, empty=None)
+        if read_json(raw, what=what, empty=None) is None and not raw.strip():
+            return None
     except JsonBodyError as exc:
         raise ApiError(400, errors.MALFORMED_REQUEST, str(exc)) from None
+    return payload.Raw(raw.decode().strip())
 
 
 async def _act(call: Awaitable[None], instance_id: str, code: str, what: str) -> None:
