@@ -1,0 +1,54 @@
+"""The fuzz tests' live sidecar: one per state store backend and test module, with a canary
+key saved before the fuzzing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.api.fuzzing import CANARY_VALUE, StateGuard
+from tests.api.live import BACKENDS, STATE, LiveSidecar, components
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[LiveSidecar]:
+    backend: str = request.param
+    tmp: Path = tmp_path_factory.mktemp(f"fuzz-{backend}")
+    live = LiveSidecar(backend, components(request, backend, tmp)).start()
+    try:
+        saved = requests.post(f"{live.url}/v1.0/state/{STATE}", timeout=30,
+                              data=json.dumps([{"key": live.canary, "value": CANARY_VALUE}]))
+        assert saved.status_code == 204, saved.text
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def guard(sidecar: LiveSidecar) -> Iterator[StateGuard]:
+    with requests.Session() as session:
+        yield StateGuard(sidecar.url, session)
+
+
+#: what the fuzzer finds that other branches of issue 10 fix ("huge TTLs"): until they are
+#: merged these tests are xfail(strict=False); remove the entries with the fixes.
+#: POST /v1.0/state/statestore?metadata.ttlInSeconds=80376979590902 with any items:
+#: SQLite, in-memory and Redis save them, after which reading them (GET, bulk, query) is a
+#: plain-text 500; PostgreSQL answers 500 ERR_STATE_SAVE "timestamp out of range".
+KNOWN_FINDINGS = {
+    f"tests/api/test_fuzz.py::{test}[{backend}]": "a huge ttlInSeconds (issue 10)"
+    for backend in BACKENDS for test in ("test_links", "test_store_reads_back")
+    if (test, backend) != ("test_store_reads_back", "postgresql")
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = KNOWN_FINDINGS.get(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
