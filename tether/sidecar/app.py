@@ -14,6 +14,7 @@ from tether.platform import errors
 from tether.platform.components import Component
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
+from tether.sidecar import openapi
 from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.middlewares import api_token_check, dapr_errors
 from tether.sidecar.publish import PublishApi
@@ -147,6 +148,7 @@ def create_app(
         web.get("/v1.0/metadata", meta.get_metadata),
         web.put("/v1.0/metadata/{key}", meta.put_metadata),
         web.post("/v1.0/shutdown", meta.shutdown),
+        web.get(openapi.PATH, openapi.serve_document),
     ]
     for block in blocks:
         routes += block.routes()

@@ -84,10 +84,13 @@ def _query(body: Any) -> Query:
     filter_ = body.get("filter")
     if filter_ is not None and not isinstance(filter_, dict):
         raise BadRequest("filter must be an object")
-    sort = body.get("sort") or []
+    # only null stands for "not given": a falsy value of the wrong kind is refused
+    sort = body.get("sort")
+    sort = [] if sort is None else sort
     if not isinstance(sort, list) or not all(isinstance(s, dict) for s in sort):
         raise BadRequest("sort must be an array of {key, order} objects")
-    page = body.get("page") or {}
+    page = body.get("page")
+    page = {} if page is None else page
     if not isinstance(page, Mapping):
         raise BadRequest("page must be an object")
     limit = page.get("limit")

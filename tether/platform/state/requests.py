@@ -221,7 +221,9 @@ def bulk_get(body: bytes, keys: KeyScheme) -> BulkGet:
     obj = parse_json(body)
     if not isinstance(obj, dict):
         raise BadRequest("failed deserializing HTTP body: the body must be a JSON object")
-    raw = obj.get("keys") or []
+    raw = obj.get("keys")
+    if raw is None:
+        raw = []
     if not isinstance(raw, list):
         raise BadRequest("keys must be an array of strings")
     parallelism = obj.get("parallelism")
