@@ -393,6 +393,14 @@ async def test_broker_failure_is_500(tmp_path: Path) -> None:
 # --- bulk -----------------------------------------------------------------------------------
 
 
+async def test_an_empty_bulk_with_bad_metadata_is_a_400(sidecar: Sidecar) -> None:
+    # the call's metadata is checked even when no entry uses it (found by the fuzzer)
+    for param in ({"metadata.ttlInSeconds": "abc"}, {"metadata.deliverAfter": "soon"}):
+        response = await sidecar.post("/v1.0/publish/bulk/pubsub/orders", "[]", params=param)
+        assert response.status == 400
+        assert (await response.json())["errorCode"] == "ERR_PUBSUB_REQUEST_METADATA"
+
+
 @pytest.mark.parametrize("version", ["v1.0", "v1.0-alpha1"])
 async def test_bulk_publish(sidecar: Sidecar, version: str) -> None:
     entries = [

@@ -57,6 +57,10 @@ BAD: list[tuple[str, str, Any, int, str]] = [
     ("transaction with a NUL key", "/transaction",
      {"operations": [upsert("new"), upsert("new\u0000")]}, 400, MALFORMED),
     ("bulk get of a NUL key", "/bulk", {"keys": ["kept", "new\u0000"]}, 400, MALFORMED),
+    # the call's metadata is checked even when no item uses it (found by the fuzzer)
+    ("no items with a bad TTL", "?metadata.ttlInSeconds=soon", [], 400, MALFORMED),
+    ("no operations with a bad TTL", "/transaction?metadata.ttlInSeconds=soon",
+     {"operations": []}, 400, MALFORMED),
 ]
 
 

@@ -260,10 +260,15 @@ class Publisher:
     ) -> BulkFailure | None:
         """Publish every entry (``metadata`` is shared, an entry's own wins) or none; None
         when all were published."""
+        # the call's metadata is checked even when no entry uses it (or there are none)
+        shared_due = delivery_due(metadata)
+        try:
+            metadata_extensions(metadata)
+        except EnvelopeMetadataError as exc:
+            raise _metadata_error(exc) from exc
         # entries without metadata of their own (the usual case) share the call's
         merged = [{**metadata, **entry.metadata} if entry.metadata else metadata
                   for entry in entries]
-        shared_due = delivery_due(metadata) if any(m is metadata for m in merged) else None
         due = [delivery_due(m) if m is not metadata else shared_due for m in merged]
         time = format_time(utc_now())  # one time for the call, as one id pool
         events = [

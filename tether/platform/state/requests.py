@@ -171,6 +171,7 @@ def _item(
 
 
 def save_requests(body: bytes, keys: KeyScheme, shared: Mapping[str, str]) -> list[SaveRequest]:
+    ttl_of(shared)  # checked even when no item uses it (or there are none)
     items = parse_json(body)
     if not isinstance(items, list):
         raise BadRequest("failed deserializing HTTP body: the body must be a JSON array")
@@ -189,6 +190,7 @@ def transaction(body: bytes, keys: KeyScheme, query_metadata: Mapping[str, str])
         raise BadRequest("failed deserializing HTTP body: the body must be a JSON object")
     metadata = metadata_of(obj.get("metadata"), "metadata")
     metadata.update(query_metadata)
+    ttl_of(metadata)  # checked even when no operation uses it (or there are none)
     raw_ops = obj.get("operations")
     if raw_ops is None:
         raw_ops = []
