@@ -130,7 +130,7 @@ async def _supervise(
         for spec in specs:
             if spec.command and not signals.stopped.is_set():
                 app = AppProcess(spec, AppOutput(spec.app_id, fmt))
-                await app.start()
+                await app.start(grace)
                 apps.append(app)
                 exits[asyncio.create_task(app.wait())] = app
         await _wait_for_ports(apps, port_timeout, [*stops, *exits])

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.cli.run.lifeline import Watchdog, parent_death_signal
 from tether.cli.run.logs import AppOutput
 from tether.platform.errors import ConfigError, TetherError
 from tether.sidecar.server import DEFAULT_HOST
@@ -89,8 +90,12 @@ class AppProcess:
         self.output = output
         self._proc: asyncio.subprocess.Process | None = None
         self._relay: asyncio.Task[None] | None = None
+        self._watchdog: Watchdog | None = None
 
-    async def start(self) -> None:
+    async def start(self, grace: float = DEFAULT_GRACE) -> None:
+        """Start the command; it dies with this process (lifeline.py), after ``grace``
+        seconds at most where a watchdog has to stop it."""
+        arm = parent_death_signal()
         try:
             # a session of its own: a terminal's Ctrl+C reaches tether only, which forwards it
             self._proc = await asyncio.create_subprocess_exec(
@@ -101,9 +106,12 @@ class AppProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=arm,
             )
         except OSError as exc:
             raise AppError(f"cannot start app {self.spec.app_id!r}: {exc}") from exc
+        if arm is None:
+            self._watchdog = await Watchdog.start(self._proc.pid, grace)
         self._relay = asyncio.create_task(self._relay_output())
         log.info("app %r started (pid %d)", self.spec.app_id, self._proc.pid)
 
@@ -118,6 +126,8 @@ class AppProcess:
         code = await self._proc.wait()
         if self._relay is not None:
             await self._relay
+        if self._watchdog is not None:
+            await self._watchdog.release()
         return code
 
     @property
