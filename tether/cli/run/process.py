@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from tether.sidecar.server import DEFAULT_HOST
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 5.0  # Dapr's --dapr-graceful-shutdown-seconds default
+PORT_POLL = 0.05
 
 
 class AppError(TetherError):
@@ -82,6 +83,37 @@ def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dic
     return env
 
 
+async def wait_until_listening(
+    app_id: str,
+    port: int,
+    timeout: float | None,
+    running: Callable[[], bool] = lambda: True,
+    host: str = "127.0.0.1",
+) -> bool:
+    """Return True once something accepts connections on ``port``, False if ``running()``
+    turns false first; AppError after ``timeout`` seconds (None: as long as it takes)."""
+    log.info("waiting for app %r to listen on port %d", app_id, port)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while running():
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if deadline is not None and loop.time() >= deadline:
+                raise AppError(
+                    f"app {app_id!r} did not listen on port {port} within "
+                    f"{timeout:g}s (is --app-port right?)"
+                ) from None
+            await asyncio.sleep(PORT_POLL)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        log.info("app %r is listening on port %d", app_id, port)
+        return True
+    return False
+
+
 class AppProcess:
     """A running app. Its output lines go to ``output``; :meth:`stop` ends it."""
 
@@ -134,31 +166,12 @@ class AppProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def wait_for_port(self, timeout: float, host: str = "127.0.0.1") -> None:
-        """Return once the app accepts connections on its port; AppError after ``timeout``.
-
-        Returns early (without error) if the app exits first: the caller sees the exit.
-        """
-        port = self.spec.app_port
-        assert port is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.running:
-            try:
-                _, writer = await asyncio.open_connection(host, port)
-            except OSError:
-                if loop.time() >= deadline:
-                    raise AppError(
-                        f"app {self.spec.app_id!r} did not listen on port {port} within "
-                        f"{timeout:g}s (is --app-port right?)"
-                    ) from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            log.info("app %r is listening on port %d", self.spec.app_id, port)
-            return
+    async def wait_for_port(self, timeout: float) -> bool:
+        """True once the app accepts connections on its port, False if it exits first;
+        AppError after ``timeout`` seconds."""
+        assert self.spec.app_port is not None
+        return await wait_until_listening(
+            self.spec.app_id, self.spec.app_port, timeout, lambda: self.running)
 
     async def stop(self, sig: int = signal.SIGTERM, grace: float = DEFAULT_GRACE) -> int:
         """Send ``sig``; SIGKILL if the app is still running after ``grace`` seconds."""
