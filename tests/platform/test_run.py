@@ -120,6 +120,8 @@ def test_app_gets_the_dapr_environment_and_sigterm_stops_app_and_sidecar(
     assert env["APP_PORT"] == env["TETHER_APP_PORT"] == str(app_port)
     assert env["DAPR_HTTP_PORT"] == env["TETHER_HTTP_PORT"] == str(http_port)
     assert int(env["DAPR_GRPC_PORT"]) not in (0, http_port, app_port)
+    # the sidecar's embedded defaults, wherever the app's working directory is
+    assert env["TETHER_DATA_DIR"] == str(tmp_path / ".tether")
 
     wait_for_sidecar(http_port, proc)
     base = f"http://127.0.0.1:{http_port}/v1.0"

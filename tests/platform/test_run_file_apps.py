@@ -1,6 +1,6 @@
 """``tether run -f`` with apps that come up at different times, or never: each app's
-subscriptions start when that app listens, and one that never listens fails alone (real
-processes)."""
+subscriptions start when that app listens, one that never listens fails alone, and the
+sidecars and apps of a run share one embedded location (real processes)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 from tether.cli.run import free_port
+from tether.sdk.client import Client, TetherApiError, TetherClientError
 
+ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60.0  # a ceiling for things that should happen, never an assertion about speed
 
 # an aiohttp app subscribed to "orders": records each delivery, stops on SIGTERM
@@ -67,7 +69,8 @@ while True:
 class RunFile:
     """``tether run -f`` on a run file in ``root``: apps in sub-folders of it."""
 
-    def __init__(self, root: Path, apps: dict[str, str], *options: str) -> None:
+    def __init__(self, root: Path, apps: dict[str, str], *options: str,
+                 app_ports: bool = True) -> None:
         self.root = root
         self.http_ports: dict[str, int] = {}
         entries = []
@@ -77,15 +80,18 @@ class RunFile:
             self.http_ports[app_id] = free_port()
             (folder / "app.py").write_text(script)
             entry: dict[str, Any] = {
-                "appID": app_id, "appDirPath": f"./{app_id}", "appPort": free_port(),
+                "appID": app_id, "appDirPath": f"./{app_id}",
                 "daprHTTPPort": self.http_ports[app_id], "command": [sys.executable, "app.py"],
             }
+            if app_ports:
+                entry["appPort"] = free_port()
             entries.append(entry)
         (root / "dapr.yaml").write_text(yaml.safe_dump({"version": 1, "apps": entries}))
         self.log = root / "tether.log"
         self._log = self.log.open("w")
-        env = {**os.environ}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("TETHER_RESOURCES_PATH", None)
+        env.pop("TETHER_DATA_DIR", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tether.cli.main", "run", "-f", "dapr.yaml", *options],
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=self._log,
@@ -181,3 +187,36 @@ def test_an_app_that_never_listens_fails_alone(tmp_path: Path, runs: list[RunFil
     assert code == 1, log  # an app of the run failed
     errors = [line for line in log.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "app 'deaf' did not listen on port" in errors[0], log
+
+
+def test_a_run_file_app_in_its_own_folder_shares_the_sidecars_embedded_store(
+    tmp_path: Path, runs: list[RunFile]
+) -> None:
+    # no resources: the sidecar and the app's WorkflowRuntime use the embedded defaults,
+    # the app in <run file>/wfapp, the sidecar started in <run file>
+    runtime = "from tests.workflows.api_app import main\nmain()\n"
+    run = RunFile(tmp_path, {"wfapp": runtime}, app_ports=False)
+    runs.append(run)
+    client = Client(run.url("wfapp", ""), timeout=30)
+
+    def started() -> str | None:
+        try:
+            return client.start_workflow("approval", "order-7", "run-1").instance_id
+        except TetherApiError as exc:  # the app's runtime has not registered it yet
+            assert exc.status == 400 and "not registered" in exc.message, exc
+        except TetherClientError:  # the sidecar is not listening yet
+            pass
+        return None
+
+    assert run.until("a start the app's runtime accepts", started) == "run-1"
+    run.until("the workflow waits for its event", lambda: client.get_workflow(
+        "run-1").runtime_status == "RUNNING")
+    client.raise_workflow_event("run-1", "approve", "yes")
+    done = client.wait_for_workflow_completion("run-1", timeout_in_seconds=WAIT)
+    assert done.runtime_status == "COMPLETED"
+    assert done.output == {"order": "order-7", "decision": "yes"}
+    client.close()
+    assert (tmp_path / ".tether" / "workflows.db").exists()
+    assert not (tmp_path / "wfapp" / ".tether").exists()
+    code, log = run.stop()
+    assert code == 0, log

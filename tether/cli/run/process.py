@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tether.cli.run.lifeline import Watchdog, parent_death_signal
 from tether.cli.run.logs import AppOutput
+from tether.platform import env as variables
 from tether.platform.errors import ConfigError, TetherError
 from tether.sidecar.server import DEFAULT_HOST
 
@@ -80,6 +81,9 @@ def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dic
     if spec.resources_paths:  # an in-app WorkflowRuntime finds the sidecar's components
         env["TETHER_RESOURCES_PATH"] = os.pathsep.join(
             str(p.resolve()) for p in spec.resources_paths)
+    # the sidecars' embedded defaults, wherever the app runs: one location per run (an
+    # in-app WorkflowRuntime or tether.App meets its sidecar on the same files)
+    env[variables.TETHER_DATA_DIR] = str(variables.data_dir().absolute())
     return env
 
 
