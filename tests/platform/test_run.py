@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import alive
 from tether.cli.run import free_port
 
 # a wait ceiling for things that should happen, never an assertion about speed
@@ -31,7 +32,7 @@ signal.signal(signal.SIGINT, stop)
 server = socket.socket()
 server.bind(("127.0.0.1", int(os.environ["APP_PORT"])))
 server.listen()
-json.dump(dict(os.environ), open("env.tmp", "w"))
+json.dump({**os.environ, "pid": os.getpid()}, open("env.tmp", "w"))
 os.rename("env.tmp", "env.json")
 print("app up", flush=True)
 while True:
@@ -119,6 +120,8 @@ def test_app_gets_the_dapr_environment_and_sigterm_stops_app_and_sidecar(
     assert env["APP_PORT"] == env["TETHER_APP_PORT"] == str(app_port)
     assert env["DAPR_HTTP_PORT"] == env["TETHER_HTTP_PORT"] == str(http_port)
     assert int(env["DAPR_GRPC_PORT"]) not in (0, http_port, app_port)
+    # the sidecar's embedded defaults, wherever the app's working directory is
+    assert env["TETHER_DATA_DIR"] == str(tmp_path / ".tether")
 
     wait_for_sidecar(http_port, proc)
     base = f"http://127.0.0.1:{http_port}/v1.0"
@@ -132,6 +135,27 @@ def test_app_gets_the_dapr_environment_and_sigterm_stops_app_and_sidecar(
     assert (tmp_path / "signal.txt").read_text() == "SIGTERM"  # forwarded to the app
     assert "== APP - orders == app up" in out
     assert not is_listening(http_port)
+    assert not is_listening(app_port)
+
+
+def test_a_sigkilled_tether_run_takes_its_app_down(
+    tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    app_port = free_port()
+    proc = tether_run(
+        "--app-id", "orphan", "-p", str(app_port), "-H", str(free_port()),
+        "--", sys.executable, "-c", LISTENING_APP, cwd=tmp_path,
+    )
+    procs.append(proc)
+    wait_for(tmp_path / "env.json", proc)
+    app = json.loads((tmp_path / "env.json").read_text())["pid"]
+    proc.kill()  # tether run only: nothing it runs can tell the app to stop
+    proc.communicate()
+    deadline = time.monotonic() + WAIT
+    while alive(app):
+        assert time.monotonic() < deadline, "the app outlived its tether run"
+        time.sleep(0.05)
+    assert (tmp_path / "signal.txt").read_text() == "SIGTERM"  # a chance to clean up
     assert not is_listening(app_port)
 
 

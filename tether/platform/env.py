@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 #: the namespace of the app (Dapr's self-hosted mode); key prefixes and component templates
 NAMESPACE = "NAMESPACE"
@@ -24,6 +25,10 @@ APP_API_TOKEN = "APP_API_TOKEN"
 DAPR_API_TOKEN = "DAPR_API_TOKEN"
 #: the broker URL of ``tether broker check`` and the embedded default
 TETHER_BROKER = "TETHER_BROKER"
+#: the folder of the embedded defaults (the ``pubsub`` broker file, the workflow state file)
+#: when no component names one; ``tether run`` gives its apps its own, so they share one
+TETHER_DATA_DIR = "TETHER_DATA_DIR"
+DEFAULT_DATA_DIR = ".tether"
 #: where a WorkflowRuntime outside ``tether run`` finds the app's resource files
 TETHER_RESOURCES_PATH = "TETHER_RESOURCES_PATH"
 #: overrides the workflow namespace (topics, groups, keys) of the app's runtime
@@ -59,3 +64,9 @@ def app_api_token() -> str | None:
 def dapr_api_token(environ: Mapping[str, str] | None = None) -> str | None:
     """The sidecar API token of ``environ`` (default: this process's environment)."""
     return get(DAPR_API_TOKEN, environ)
+
+
+def data_dir() -> Path:
+    """The embedded defaults' folder: ``TETHER_DATA_DIR``, else ``.tether`` (relative to the
+    working directory)."""
+    return Path(get(TETHER_DATA_DIR) or DEFAULT_DATA_DIR)

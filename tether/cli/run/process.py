@@ -8,17 +8,20 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.cli.run.lifeline import Watchdog, parent_death_signal
 from tether.cli.run.logs import AppOutput
+from tether.platform import env as variables
 from tether.platform.errors import ConfigError, TetherError
 from tether.sidecar.server import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 5.0  # Dapr's --dapr-graceful-shutdown-seconds default
+PORT_POLL = 0.05
 
 
 class AppError(TetherError):
@@ -78,7 +81,41 @@ def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dic
     if spec.resources_paths:  # an in-app WorkflowRuntime finds the sidecar's components
         env["TETHER_RESOURCES_PATH"] = os.pathsep.join(
             str(p.resolve()) for p in spec.resources_paths)
+    # the sidecars' embedded defaults, wherever the app runs: one location per run (an
+    # in-app WorkflowRuntime or tether.App meets its sidecar on the same files)
+    env[variables.TETHER_DATA_DIR] = str(variables.data_dir().absolute())
     return env
+
+
+async def wait_until_listening(
+    app_id: str,
+    port: int,
+    timeout: float | None,
+    running: Callable[[], bool] = lambda: True,
+    host: str = "127.0.0.1",
+) -> bool:
+    """Return True once something accepts connections on ``port``, False if ``running()``
+    turns false first; AppError after ``timeout`` seconds (None: as long as it takes)."""
+    log.info("waiting for app %r to listen on port %d", app_id, port)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while running():
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if deadline is not None and loop.time() >= deadline:
+                raise AppError(
+                    f"app {app_id!r} did not listen on port {port} within "
+                    f"{timeout:g}s (is --app-port right?)"
+                ) from None
+            await asyncio.sleep(PORT_POLL)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        log.info("app %r is listening on port %d", app_id, port)
+        return True
+    return False
 
 
 class AppProcess:
@@ -89,8 +126,12 @@ class AppProcess:
         self.output = output
         self._proc: asyncio.subprocess.Process | None = None
         self._relay: asyncio.Task[None] | None = None
+        self._watchdog: Watchdog | None = None
 
-    async def start(self) -> None:
+    async def start(self, grace: float = DEFAULT_GRACE) -> None:
+        """Start the command; it dies with this process (lifeline.py), after ``grace``
+        seconds at most where a watchdog has to stop it."""
+        arm = parent_death_signal()
         try:
             # a session of its own: a terminal's Ctrl+C reaches tether only, which forwards it
             self._proc = await asyncio.create_subprocess_exec(
@@ -101,9 +142,12 @@ class AppProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=arm,
             )
         except OSError as exc:
             raise AppError(f"cannot start app {self.spec.app_id!r}: {exc}") from exc
+        if arm is None:
+            self._watchdog = await Watchdog.start(self._proc.pid, grace)
         self._relay = asyncio.create_task(self._relay_output())
         log.info("app %r started (pid %d)", self.spec.app_id, self._proc.pid)
 
@@ -118,37 +162,20 @@ class AppProcess:
         code = await self._proc.wait()
         if self._relay is not None:
             await self._relay
+        if self._watchdog is not None:
+            await self._watchdog.release()
         return code
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def wait_for_port(self, timeout: float, host: str = "127.0.0.1") -> None:
-        """Return once the app accepts connections on its port; AppError after ``timeout``.
-
-        Returns early (without error) if the app exits first: the caller sees the exit.
-        """
-        port = self.spec.app_port
-        assert port is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.running:
-            try:
-                _, writer = await asyncio.open_connection(host, port)
-            except OSError:
-                if loop.time() >= deadline:
-                    raise AppError(
-                        f"app {self.spec.app_id!r} did not listen on port {port} within "
-                        f"{timeout:g}s (is --app-port right?)"
-                    ) from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            log.info("app %r is listening on port %d", self.spec.app_id, port)
-            return
+    async def wait_for_port(self, timeout: float) -> bool:
+        """True once the app accepts connections on its port, False if it exits first;
+        AppError after ``timeout`` seconds."""
+        assert self.spec.app_port is not None
+        return await wait_until_listening(
+            self.spec.app_id, self.spec.app_port, timeout, lambda: self.running)
 
     async def stop(self, sig: int = signal.SIGTERM, grace: float = DEFAULT_GRACE) -> int:
         """Send ``sig``; SIGKILL if the app is still running after ``grace`` seconds."""

@@ -10,6 +10,7 @@ component of any type, unless the caller passes the types its blocks build.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -46,7 +47,8 @@ COMPONENT_API_VERSION = "dapr.io/v1alpha1"
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_INIT_TIMEOUT = 5.0
 
-#: the component used when no resources path is given: the embedded durable broker
+#: the component used when no resources path is given: the embedded durable broker, its
+#: file in the embedded defaults' folder (:func:`default_broker_path`)
 DEFAULT_COMPONENTS_YAML = """\
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -57,8 +59,9 @@ spec:
   version: v1
   metadata:
     - name: path
-      value: .tether/broker.db
+      value: {path}
 """
+DEFAULT_BROKER_FILE = "broker.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +151,17 @@ def load_resources(
     return Resources(tuple(components), tuple(subscriptions), tuple(others))
 
 
+def default_broker_path() -> Path:
+    """The embedded default broker's file, in ``env.data_dir()`` (``TETHER_DATA_DIR``)."""
+    return env.data_dir() / DEFAULT_BROKER_FILE
+
+
 def default_components(app_id: str) -> tuple[Component, ...]:
     """The embedded pub/sub ``pubsub`` (``pubsub.tether.embedded``) used without resources."""
-    items = load_documents(DEFAULT_COMPONENTS_YAML, "<embedded defaults>", Templates(app_id))
+    # a JSON string is a YAML scalar: any folder name reads back as written
+    path = json.dumps(str(default_broker_path()))
+    text = DEFAULT_COMPONENTS_YAML.format(path=path)
+    items = load_documents(text, "<embedded defaults>", Templates(app_id))
     return tuple(c for c in items if isinstance(c, Component))
 
 

@@ -5,7 +5,8 @@ In order: what the code passes (``broker_url=``, ``state_store=`` a Component, o
 (``tether run`` sets ``TETHER_RESOURCES_PATH`` and ``TETHER_APP_ID``), filtered by the app's
 scopes and with their ``secretKeyRef`` values resolved, as the sidecar sees them, and chosen
 by :func:`choose_components` (the sidecar's workflow API uses the same function); else the
-embedded defaults, a broker and a SQLite state file in ``.tether/``.
+embedded defaults, a broker and a SQLite state file in ``env.data_dir()`` (``.tether/``,
+or the folder ``tether run`` gives its apps in ``TETHER_DATA_DIR``: its sidecars' own).
 
 The namespace (topics, groups, state keys): ``namespace=`` if given, else
 ``names.namespace_for`` of the app id (``app_id=``, else the ``TETHER_APP_ID``/``APP_ID``
@@ -18,11 +19,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from tether.brokers import Broker
 from tether.platform import env
 from tether.platform.components import Component
-from tether.platform.components.loader import load_resources
+from tether.platform.components.loader import default_broker_path, load_resources
 from tether.platform.errors import ConfigError
 from tether.platform.pubsub.registry import broker_spec, open_spec
 from tether.platform.secrets import resolve_app_secrets
@@ -30,8 +32,7 @@ from tether.platform.state.registry import open_state_store
 from tether.platform.state.store import StateStore
 from tether.platform.workflows.durable.names import Names, namespace_for
 
-DEFAULT_BROKER_URL = "embedded://.tether/broker.db"
-DEFAULT_STATE_PATH = ".tether/workflows.db"
+DEFAULT_STATE_FILE = "workflows.db"
 RESOURCES_ENV = env.TETHER_RESOURCES_PATH
 #: the app id for scopes when there is none (``load_resources`` needs one)
 NO_APP_ID = "app"
@@ -82,9 +83,15 @@ def choose_components(components: Sequence[Component]) -> WorkflowComponents:
                               chosen[0] if chosen else None)
 
 
-def default_state_component(path: str = DEFAULT_STATE_PATH) -> Component:
+def default_broker_url() -> str:
+    """The broker of the embedded default ``pubsub`` component, which a sidecar without a
+    pub/sub component opens too."""
+    return "embedded://" + quote(str(default_broker_path()))
+
+
+def default_state_component() -> Component:
     return Component(name="workflowstate", type="state.sqlite",
-                     metadata={"connectionString": path})
+                     metadata={"connectionString": str(env.data_dir() / DEFAULT_STATE_FILE)})
 
 
 @dataclass
@@ -157,7 +164,7 @@ async def connect(config: RuntimeConfig) -> Connection:
         else:
             from tether.brokers import open_broker
 
-            broker = open_broker(DEFAULT_BROKER_URL)
+            broker = open_broker(default_broker_url())
         await broker.connect()
     owns_store = config.store is None
     store = config.store
