@@ -17,7 +17,6 @@ and the deadline is for hangs, never a claim about speed.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 import signal
@@ -155,16 +154,7 @@ class Run:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._kill_orphaned_app()
         self._log_file.close()
-
-    def _kill_orphaned_app(self) -> None:
-        """An app left behind (its sidecar was killed) goes too; the pid is checked to be
-        still our app, as a pid of a process long gone may be someone else's by now."""
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((self.cwd / "app.pid").read_text())
-            if str(APP).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.killpg(pid, signal.SIGKILL)
 
 
 class Cluster:

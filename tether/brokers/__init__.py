@@ -26,8 +26,13 @@ from tether.brokers.base import (
     dead_letter_topic_for,
 )
 from tether.brokers.subscription import Delivery, Subscription
+from tether.platform import env
 
-DEFAULT_BROKER_URL = "embedded://.tether/broker.db"
+
+def default_broker_url() -> str:
+    """The embedded broker in the data folder (``TETHER_DATA_DIR``, else ``.tether``)."""
+    return f"embedded://{env.data_dir() / 'broker.db'}"
+
 
 # scheme -> (module, extra that provides its client library)
 _BACKENDS: dict[str, tuple[str, str | None]] = {
@@ -46,7 +51,7 @@ class MissingExtraError(BrokerConfigError, ImportError):
 
 def open_broker(url: str | None = None) -> Broker:
     """A (not yet connected) broker for ``url``; the embedded default when None."""
-    url = url or DEFAULT_BROKER_URL
+    url = url or default_broker_url()
     scheme = urlsplit(url).scheme
     if scheme not in _BACKENDS:
         known = ", ".join(f"{s}://" for s in _BACKENDS)
@@ -66,7 +71,6 @@ def open_broker(url: str | None = None) -> Broker:
 
 
 __all__ = [
-    "DEFAULT_BROKER_URL",
     "Broker",
     "BrokerClosedError",
     "BrokerConfigError",
@@ -77,5 +81,6 @@ __all__ = [
     "SubscribeOptions",
     "Subscription",
     "dead_letter_topic_for",
+    "default_broker_url",
     "open_broker",
 ]

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from tether import __version__
-from tether.brokers import DEFAULT_BROKER_URL, BrokerError
+from tether.brokers import BrokerError, default_broker_url
 from tether.cli.broker_check import CheckReport, check_broker
 from tether.platform import env
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--broker",
-        default=env.get(env.TETHER_BROKER) or DEFAULT_BROKER_URL,
+        default=env.get(env.TETHER_BROKER) or default_broker_url(),
         help="broker URL: memory://, embedded://PATH, kafka://host:port, redis://host:port/db, "
         "servicebus://... (default: $TETHER_BROKER or %(default)s)",
     )

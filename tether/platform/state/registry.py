@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.platform import env
 from tether.platform.blocks import BlockConfigError
 from tether.platform.components import Component, metadata
 from tether.platform.components.metadata import MetadataError
@@ -20,7 +21,8 @@ from tether.platform.components.registry import ComponentTypes, require_extra
 from tether.platform.state.store import MAX_TTL_SECONDS, StateStore
 
 BLOCK = "state"
-DEFAULT_SQLITE_PATH = ".tether/state.db"
+#: the state file of a state.sqlite component without connectionString (in env.data_dir())
+DEFAULT_SQLITE_FILE = "state.db"
 DEFAULT_TABLE = "state"
 DEFAULT_METADATA_TABLE = "tether_state_metadata"
 DEFAULT_TIMEOUT = 20.0
@@ -69,7 +71,7 @@ def _memory(component: Component, base_dir: Path | None) -> Opener:
 
 
 def _sqlite(component: Component, base_dir: Path | None) -> Opener:
-    raw = metadata.text(component, "connectionString") or DEFAULT_SQLITE_PATH
+    raw = metadata.text(component, "connectionString") or str(env.data_dir() / DEFAULT_SQLITE_FILE)
     if raw.startswith("file:"):  # Dapr accepts file: URIs; options after ? are not used
         raw = raw.removeprefix("file:").split("?", 1)[0]
     if raw in (":memory:", ""):
