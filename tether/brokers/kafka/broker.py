@@ -24,6 +24,7 @@ from tether.brokers.base import (
 )
 from tether.brokers.kafka.codec import to_kafka
 from tether.brokers.kafka.errors import publish_error, unavailable
+from tether.brokers.kafka.outage import quiet_aiokafka_repeats
 from tether.brokers.kafka.settings import KafkaSettings
 from tether.brokers.kafka.subscription import KafkaSubscription
 from tether.platform.events import CloudEvent
@@ -42,7 +43,8 @@ class KafkaBroker(Broker):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._admin_lock = asyncio.Lock()
-        # topic -> creation in progress or done, so concurrent publishers create it once
+        # topic -> creation in progress or done, so concurrent publishers create it once;
+        # forgotten when the broker may have lost it (a failed publish, a forgotten member)
         self._topics: dict[str, asyncio.Future[None]] = {}
         self._subscriptions: set[KafkaSubscription] = set()
         self._closing = False
@@ -52,6 +54,7 @@ class KafkaBroker(Broker):
     async def connect(self) -> None:
         if self._producer is not None:
             return
+        quiet_aiokafka_repeats()
         settings = self.settings
         producer = AIOKafkaProducer(
             **settings.client_options(),
@@ -119,6 +122,17 @@ class KafkaBroker(Broker):
         elif not known.done():
             await asyncio.shield(known)
 
+    def _topics_lost(self, topic: str | None = None) -> None:
+        """The broker may have lost ``topic`` (default: every topic): a broker that keeps
+        nothing restarted (tansu's memory engine), or someone deleted it. The next publish
+        to it or subscription rejoin creates it again (CreateTopics: a no-op if it exists):
+        a record produced to a topic the broker has not re-created yet is lost by tansu,
+        and a broker that creates topics on a metadata request would pick its own count."""
+        for name in [topic] if topic is not None else list(self._topics):
+            known = self._topics.get(name)
+            if known is not None and known.done():
+                del self._topics[name]
+
     async def _create(self, topic: str, partitions: int) -> None:
         admin = await self._admin_client()
         new = NewTopic(topic, partitions, self.settings.replication_factor)
@@ -178,6 +192,7 @@ class KafkaBroker(Broker):
             for future in pending:  # the first failure is raised; do not leak the others
                 if not future.done():
                     future.add_done_callback(_consume_exception)
+            self._topics_lost(topic)
             raise publish_error(topic, exc) from exc
 
     async def _publish_dead_letter(self, topic: str, event: CloudEvent) -> None:
@@ -203,6 +218,7 @@ class KafkaBroker(Broker):
                 )
             await sent
         except KafkaError as exc:
+            self._topics_lost(topic)
             raise publish_error(topic, exc) from exc
 
     async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:
@@ -211,6 +227,7 @@ class KafkaBroker(Broker):
         try:
             partitions = await producer.partitions_for(topic)
         except KafkaError as exc:
+            self._topics_lost(topic)
             raise publish_error(topic, exc) from exc
         return len(partitions)
 

@@ -6,6 +6,13 @@ commit point (the first unsettled offset) is committed every ``commit_interval_m
 something changed, when partitions are revoked (after draining what was handed out) and on
 close. aiokafka calls the rebalance listener from its coordinator task, so the fetch loop is
 stopped while partitions are revoked and restarted when they are assigned.
+
+A member the coordinator no longer knows (the broker restarted, or the member was silent for
+a session timeout) commits nothing: aiokafka would send its offsets as a standalone commit,
+which an empty group accepts, and after a restart of a broker that keeps nothing (tansu's
+memory engine) those offsets point into a topic that is gone, so the new one would be read
+from past its start. What it settled is redelivered instead; the topic is created again if
+the broker lost it, and the member re-joins from the group's committed offsets.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from tether.brokers.base import SubscribeOptions
+from tether.brokers.base import BrokerError, SubscribeOptions
 from tether.brokers.kafka.codec import from_kafka
 from tether.brokers.kafka.errors import unavailable
+from tether.brokers.kafka.outage import Outage
 from tether.brokers.offsets import OffsetTracker
 from tether.brokers.subscription import Record, Subscription
 from tether.platform.aio import cancel_task
@@ -76,6 +84,12 @@ class KafkaSubscription(Subscription):
         self._commit_lock = asyncio.Lock()
         self._dirty = False  # something settled since the last commit
         self._fetching = False  # False once close() began: a rebalance must not restart it
+        self._forgotten = False  # the coordinator forgot this member; the next join resets it
+        name = f"{topic}/{group}"
+        self._membership = Outage(log, f"{name}: group membership")
+        self._fetches = Outage(log, f"{name}: fetching")
+        self._commits = Outage(log, f"{name}: committing offsets")
+        self._dead_letters = Outage(log, f"{name}: dead-lettering an undecodable record")
 
     @property
     def assigned_partitions(self) -> list[int]:
@@ -136,9 +150,7 @@ class KafkaSubscription(Subscription):
         # aiokafka sends LeaveGroup only for generation > 0, but tansu numbers generations
         # from 0: without this a graceful stop looks like a crash to the group, which then
         # waits a whole session timeout before it rebalances (Kafka itself starts at 1)
-        coordinator = getattr(consumer, "_coordinator", None)
-        member_id = getattr(coordinator, "member_id", "")
-        generation = getattr(coordinator, "generation", -1)
+        member_id, generation = _membership(consumer)
         with contextlib.suppress(KafkaError):
             await consumer.stop()
         if generation == 0 and member_id:
@@ -163,6 +175,8 @@ class KafkaSubscription(Subscription):
         partitions = {tp.partition for tp in revoked if tp.topic == self.topic}
         if not partitions:
             return
+        if self._consumer is not None and not _is_member(self._consumer):
+            await self._on_forgotten()
         await self._revoke(partitions, self._broker.settings.rebalance_timeout / 2000)
         try:
             await self._commit(partitions)
@@ -173,12 +187,13 @@ class KafkaSubscription(Subscription):
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer
         timeout = self._broker.settings.request_timeout_ms / 1000
+        forgotten, self._forgotten = self._forgotten, False
         for tp in assigned:
             if tp.topic != self.topic:
                 continue
             try:
-                position = await asyncio.wait_for(consumer.position(tp), timeout) \
-                    if consumer is not None else None
+                position = await asyncio.wait_for(self._position(consumer, tp, forgotten),
+                                                  timeout) if consumer is not None else None
             except (KafkaError, TimeoutError) as exc:  # the first fetched record sets it instead
                 log.debug("%s/%s: no position for %s: %s", self.topic, self.group, tp, exc)
                 position = None
@@ -190,25 +205,53 @@ class KafkaSubscription(Subscription):
             committed = -1 if self.options.start_from == "latest" else position
             self._assigned[tp.partition] = _Assigned(OffsetTracker(position), committed)
             self._dirty = self._dirty or committed != position
+        self._membership.recovered()
         log.info("%s/%s: assigned partitions %s", self.topic, self.group, self.assigned_partitions)
         if self._fetching and self._fetch_task is None:
             self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"fetch:{self.topic}")
+
+    async def _position(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, forgotten: bool
+    ) -> int | None:
+        """Where this member starts on ``tp``: the group's committed offset, else where
+        the options say. But once the coordinator forgot the member, the group is not new:
+        no committed offset means the broker lost it (tansu's memory engine on restart),
+        and "latest" would skip what was published since, so the partition is read from
+        its start."""
+        if forgotten and self.options.start_from == "latest" \
+                and await consumer.committed(tp) is None:
+            await consumer.seek_to_beginning(tp)
+        position: int | None = await consumer.position(tp)
+        return position
+
+    async def _on_forgotten(self) -> None:
+        """The coordinator forgot this member: if the broker restarted it may have lost the
+        topic too, so make sure it exists (with our partition count) before re-joining."""
+        self._forgotten = True
+        self._membership.failed("the coordinator no longer knows this member (the broker "
+                                "restarted?); uncommitted offsets dropped, re-joining")
+        self._broker._topics_lost()
+        try:
+            await self._broker.ensure_topic(self.topic)
+        except BrokerError as exc:  # the join's metadata request or a publish creates it
+            log.debug("%s/%s: re-creating the topic failed: %s", self.topic, self.group, exc)
 
     # --- fetching -----------------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         max_records = self._broker.settings.max_poll_records
-        topic, assigned, put = self.topic, self._assigned, self._put
+        assigned, put = self._assigned, self._put
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
             except ConsumerStoppedError:
                 return
-            except Exception:  # the fetch loop must outlive a hiccup: retry, do not die
-                log.exception("%s/%s: fetch failed; retrying in %ss", topic, self.group, RETRY)
+            except Exception as exc:  # the fetch loop must outlive a hiccup: retry, do not die
+                self._fetches.failed(exc)
                 await asyncio.sleep(RETRY)
                 continue
+            self._fetches.recovered()
             for tp, messages in batches.items():
                 partition = tp.partition
                 owner = assigned.get(partition)
@@ -225,25 +268,23 @@ class KafkaSubscription(Subscription):
                     record = _to_record(partition, message, owner)
                     try:
                         await put(record)
-                    except Exception:
-                        self._log_put_failure(record)
-                        await self._put_again(record)
+                    except Exception as exc:
+                        await self._put_again(record, exc)
 
-    async def _put_again(self, record: Record) -> None:
+    async def _put_again(self, record: Record, exc: Exception) -> None:
         """Only an undecodable record can fail in _put (its dead-letter publish failed):
         retry it rather than skip it, which would stall the partition's commits."""
         while True:
+            self._dead_letters.failed(
+                f"{self.topic}[{record.partition}]@{record.position}: {exc!r}")
             await asyncio.sleep(RETRY)
             try:
                 await self._put(record)
-            except Exception:
-                self._log_put_failure(record)
+            except Exception as again:
+                exc = again
                 continue
+            self._dead_letters.recovered()
             return
-
-    def _log_put_failure(self, record: Record) -> None:
-        log.exception("%s/%s: dead-lettering %s[%s]@%s failed; retrying in %ss",
-                      self.topic, self.group, self.topic, record.partition, record.position, RETRY)
 
     # --- committing ---------------------------------------------------------------------------
     async def _commit_loop(self) -> None:
@@ -256,9 +297,10 @@ class KafkaSubscription(Subscription):
 
     async def _commit(self, partitions: set[int]) -> None:
         """Commit the settled prefix of ``partitions`` that are still assigned; a failure
-        (typically a rebalance in between) is logged: the records are redelivered instead."""
+        (typically a rebalance in between) is logged: the records are redelivered instead.
+        A member the coordinator forgot commits nothing (see the module docstring)."""
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not _is_member(consumer):
             return
         async with self._commit_lock:
             offsets: dict[TopicPartition, int] = {}
@@ -278,13 +320,25 @@ class KafkaSubscription(Subscription):
                 async with asyncio.timeout(self._broker.settings.request_timeout_ms / 1000):
                     await consumer.commit(offsets)
             except (KafkaError, TimeoutError) as exc:
-                log.warning("%s/%s: commit of %s failed (the group rebalanced?): %s",
-                            self.topic, self.group, offsets, exc)
+                self._commits.failed(f"{offsets}: {type(exc).__name__}: {exc}")
                 self._dirty = True
                 return
+            self._commits.recovered()
             log.debug("%s/%s: committed %s", self.topic, self.group, offsets)
             for owner, point in owners:
                 owner.committed = point
+
+
+def _membership(consumer: AIOKafkaConsumer) -> tuple[str, int]:
+    """(member id, generation) as aiokafka's coordinator holds them: ("", -1) outside a group
+    (before the first join, and once the coordinator said it forgot the member)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    return getattr(coordinator, "member_id", ""), getattr(coordinator, "generation", -1)
+
+
+def _is_member(consumer: AIOKafkaConsumer) -> bool:
+    member_id, generation = _membership(consumer)
+    return bool(member_id) and generation >= 0
 
 
 def _to_record(partition: int, message: Any, owner: _Assigned) -> _KafkaRecord:
