@@ -24,7 +24,7 @@ from tether.brokers.base import (
 )
 from tether.brokers.kafka.codec import to_kafka
 from tether.brokers.kafka.errors import publish_error, unavailable
-from tether.brokers.kafka.outage import quiet_aiokafka_repeats
+from tether.brokers.kafka.logs import quiet_aiokafka_repeats
 from tether.brokers.kafka.settings import KafkaSettings
 from tether.brokers.kafka.subscription import KafkaSubscription
 from tether.platform.events import CloudEvent

@@ -29,8 +29,8 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from tether.brokers.base import BrokerError, SubscribeOptions
 from tether.brokers.kafka.codec import from_kafka
 from tether.brokers.kafka.errors import unavailable
-from tether.brokers.kafka.outage import Outage
 from tether.brokers.offsets import OffsetTracker
+from tether.brokers.outage import Outage
 from tether.brokers.subscription import Record, Subscription
 from tether.platform.aio import cancel_task
 from tether.platform.events import CloudEvent, InvalidCloudEventError

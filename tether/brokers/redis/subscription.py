@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from tether.brokers.base import BrokerUnavailableError, SubscribeOptions, new_member_id
+from tether.brokers.outage import Outage
 from tether.brokers.redis.codec import from_redis_fields
 from tether.brokers.redis.errors import UNAVAILABLE
 from tether.brokers.redis.scripts import LEASE_HELD, LEASE_RENEWED
@@ -76,6 +77,11 @@ class RedisSubscription(Subscription):
         self._draining = False
         #: set by _finish: the coordinator and acker loops stop on it even if a cancel is lost
         self._finishing = False
+        # while Redis is away each loop says so once, not once per retry
+        where = f"{topic}/{group}"
+        self._heartbeats = Outage(log, f"{where}: heartbeats")
+        self._reads = Outage(log, f"{where}: reads")
+        self._acking = Outage(log, f"{where}: XACK")
 
     @property
     def assigned_partitions(self) -> list[int]:
@@ -158,10 +164,11 @@ class RedisSubscription(Subscription):
                         await self._renew()
                     else:
                         await self._rebalance()
+                self._heartbeats.recovered()
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:  # the leases tell whether we still own anything
-                log.warning("%s/%s: heartbeat failed: %s", self.topic, self.group, exc)
+                self._heartbeats.failed(exc)
             except Exception:  # nothing may kill the member; retry next tick
                 log.exception("%s/%s: coordination failed; retrying", self.topic, self.group)
 
@@ -271,6 +278,7 @@ class RedisSubscription(Subscription):
                     await self._reclaim(partition, owned)
                     await self._forget_idle_consumers(owned)
                 await self._read(partition, owned)
+                self._reads.recovered()
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
@@ -280,7 +288,7 @@ class RedisSubscription(Subscription):
                 log.warning("%s/%s[%d]: %s", self.topic, self.group, partition, exc)
                 await asyncio.sleep(RETRY_DELAY)
             except UNAVAILABLE as exc:
-                log.warning("%s/%s[%d]: %s; retrying", self.topic, self.group, partition, exc)
+                self._reads.failed(f"partition {partition}: {exc}")
                 await asyncio.sleep(RETRY_DELAY)
 
     async def _ensure_group(self, owned: _Owned) -> None:
@@ -397,8 +405,9 @@ class RedisSubscription(Subscription):
                 return  # _finish flushes what is left
             try:
                 await self._flush_acks()
+                self._acking.recovered()
             except UNAVAILABLE as exc:
-                log.warning("%s/%s: XACK failed: %s; retrying", self.topic, self.group, exc)
+                self._acking.failed(exc)
                 await asyncio.sleep(RETRY_DELAY)
                 self._ack_wanted.set()
 

@@ -1,10 +1,8 @@
-"""An outage in a bounded number of log lines, however long it lasts.
+"""aiokafka's own log lines while a broker is away, bounded.
 
-aiokafka logs every attempt while a broker is away: each failed connect, metadata update,
-coordinator lookup and commit, tens of lines a second. Tether says it once instead: an
-:class:`Outage` logs one warning when an operation starts failing and one info when it
-works again, and :func:`quiet_aiokafka_repeats` lets each of aiokafka's own warnings through
-once a minute per logger.
+aiokafka logs every attempt: each failed connect, metadata update, coordinator lookup and
+commit, tens of lines a second. :func:`quiet_aiokafka_repeats` lets each of its warnings
+through once a minute per logger (Tether's own loops say it once, tether.brokers.outage).
 """
 
 from __future__ import annotations
@@ -14,28 +12,6 @@ import time
 
 #: aiokafka's repeats of one warning (same logger and message) are cut within this window
 REPEAT_WINDOW = 60.0
-
-
-class Outage:
-    """One operation (a subscription's commits, its fetches, ...) that may fail for a while."""
-
-    def __init__(self, log: logging.Logger, what: str) -> None:
-        self._log = log
-        self._what = what
-        self.failing = False
-
-    def failed(self, exc: BaseException | str) -> None:
-        if self.failing:
-            self._log.debug("%s still failing: %s", self._what, exc)
-            return
-        self.failing = True
-        self._log.warning("%s failing: %s (retrying; logged again once it works)",
-                          self._what, exc)
-
-    def recovered(self) -> None:
-        if self.failing:
-            self.failing = False
-            self._log.info("%s working again", self._what)
 
 
 class _Repeats(logging.Filter):
