@@ -222,3 +222,17 @@ def test_library_lines_are_json_warnings_and_tethers_error_stays_the_one_error(
     assert [(line["scope"], line["level"]) for line in lines] == [
         ("aiokafka", "warning"), ("tether.cli.run", "error")
     ]
+
+
+def test_a_library_repeating_itself_is_one_line_a_minute(restored_logging: None) -> None:
+    # aiohttp logs every malformed request a caller sends (with a traceback): a hostile
+    # caller could flood the sidecar's log
+    out = io.StringIO()
+    setup_logging("text", out)
+    server = logging.getLogger("aiohttp.server")
+    for _ in range(50):
+        server.error("Error handling request")
+    logging.getLogger("aiohttp.server").warning("something else")
+    lines = out.getvalue().splitlines()
+    assert len([line for line in lines if "Error handling request" in line]) == 1
+    assert any("something else" in line for line in lines)

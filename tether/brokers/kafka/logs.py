@@ -8,32 +8,10 @@ through once a minute per logger (Tether's own loops say it once, tether.brokers
 from __future__ import annotations
 
 import logging
-import time
 
-#: aiokafka's repeats of one warning (same logger and message) are cut within this window
-REPEAT_WINDOW = 60.0
+from tether.platform.logs import RepeatFilter
 
-
-class _Repeats(logging.Filter):
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[tuple[str, str], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = (record.name, str(record.msg))
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < REPEAT_WINDOW:
-            return False
-        if len(self._last) > 1000:  # messages formatted before logging never repeat exactly
-            self._last.clear()
-        self._last[key] = now
-        return True
-
-
-_REPEATS = _Repeats()
+_REPEATS = RepeatFilter()
 
 
 def quiet_aiokafka_repeats() -> None:

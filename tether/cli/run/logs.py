@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
+from tether.platform.logs import RepeatFilter
+
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 LOGGER = "tether"
@@ -62,6 +64,8 @@ def setup_logging(fmt: LogFormat, stream: TextIO | None = None) -> None:
     libraries = logging.getLogger()
     handler = _handler(fmt, stream, "%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     handler.addFilter(_as_warning)
+    # a library that logs every retry or every malformed request says each once a minute
+    handler.addFilter(RepeatFilter())
     libraries.handlers[:] = [handler]
     libraries.setLevel(logging.WARNING)
 
