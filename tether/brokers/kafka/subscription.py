@@ -322,11 +322,18 @@ class KafkaSubscription(Subscription):
             except (KafkaError, TimeoutError) as exc:
                 self._commits.failed(f"{offsets}: {type(exc).__name__}: {exc}")
                 self._dirty = True
+                forgotten = not _is_member(consumer)
+            else:
+                self._commits.recovered()
+                log.debug("%s/%s: committed %s", self.topic, self.group, offsets)
+                for owner, point in owners:
+                    owner.committed = point
                 return
-            self._commits.recovered()
-            log.debug("%s/%s: committed %s", self.topic, self.group, offsets)
-            for owner, point in owners:
-                owner.committed = point
+        if forgotten:
+            # the commit is how the member learnt it was forgotten (aiokafka resets the
+            # membership on UnknownMemberId): the re-join must know it too, or a "latest"
+            # group would skip what was published since the broker restarted
+            await self._on_forgotten()
 
 
 def _membership(consumer: AIOKafkaConsumer) -> tuple[str, int]:
