@@ -35,6 +35,8 @@ TETHER_RESOURCES_PATH = "TETHER_RESOURCES_PATH"
 TETHER_WORKFLOW_NAMESPACE = "TETHER_WORKFLOW_NAMESPACE"
 #: the pub/sub component the workflow runtime uses when the app has several
 TETHER_WORKFLOW_PUBSUB = "TETHER_WORKFLOW_PUBSUB"
+#: ``asyncio`` runs Tether's processes on the standard event loop instead of uvloop
+TETHER_EVENT_LOOP = "TETHER_EVENT_LOOP"
 
 
 def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -70,3 +72,8 @@ def data_dir() -> Path:
     """The embedded defaults' folder: ``TETHER_DATA_DIR``, else ``.tether`` (relative to the
     working directory)."""
     return Path(get(TETHER_DATA_DIR) or DEFAULT_DATA_DIR)
+
+
+def use_uvloop() -> bool:
+    """Whether Tether's own processes run on uvloop (the default where it is installed)."""
+    return (get(TETHER_EVENT_LOOP) or "uvloop").lower() != "asyncio"

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from tether.platform import env
+from tether.platform import aio, env
 from tether.sdk.app import App
 from tether.workers.workflows import WorkflowRuntime
 
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     app.configure(broker=args.broker, resources_path=args.resources_path)
     if args.child:
-        asyncio.run(serve(app))
+        aio.run(serve(app), uvloop=env.use_uvloop())
         return 0
     return Supervisor(child_command(args), args.replicas, args.grace).run()
 

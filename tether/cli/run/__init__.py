@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tether.cli.run.process import (
     listen_addresses,
 )
 from tether.cli.run.supervisor import DEFAULT_PORT_TIMEOUT, run_apps
+from tether.platform import aio, env
 from tether.platform.errors import ConfigError
 from tether.sidecar.server import DEFAULT_HOST, Sidecar, SidecarError
 
@@ -51,7 +51,8 @@ def run(
 ) -> int:
     """Set up logging and run :func:`run_apps` to completion; the process exit code."""
     setup_logging(fmt)
-    return asyncio.run(run_apps(specs, fmt, port_timeout=port_timeout, grace=grace))
+    return aio.run(run_apps(specs, fmt, port_timeout=port_timeout, grace=grace),
+                   uvloop=env.use_uvloop())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -145,7 +145,11 @@ class AppProcess:
                 preexec_fn=arm,
             )
         except OSError as exc:
-            raise AppError(f"cannot start app {self.spec.app_id!r}: {exc}") from exc
+            # uvloop's error names no file, so say which command it was
+            program = self.spec.command[0] if self.spec.command else ""
+            raise AppError(
+                f"cannot start app {self.spec.app_id!r}: {program!r}: {exc.strerror or exc}"
+            ) from exc
         if arm is None:
             self._watchdog = await Watchdog.start(self._proc.pid, grace)
         self._relay = asyncio.create_task(self._relay_output())
