@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from tether.brokers.base import StartFrom
 from tether.platform.components import RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope, metadata_extensions
+from tether.platform.events.ids import new_id
 from tether.platform.events.json_format import event_from_attributes
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.delivery_time import due_from
@@ -247,7 +247,7 @@ class App:
         partition_key: str | None,
         metadata: Mapping[str, str] | None,
     ) -> CloudEvent:
-        attributes = envelope(self.app_id, str(uuid.uuid4()), topic=topic, pubsub=pubsub)
+        attributes = envelope(self.app_id, new_id(), topic=topic, pubsub=pubsub)
         attributes.update(metadata_extensions(metadata or {}))
         if partition_key:  # the argument wins over metadata["partitionKey"]
             attributes["partitionkey"] = partition_key

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from tether.platform.errors import TetherError
+from tether.platform.events.ids import new_id
 
 SPEC_VERSION = "1.0"
 
@@ -86,7 +86,7 @@ class CloudEvent:
             )
         _require_text("type", type)
         _require_text("source", source)
-        self.id = str(uuid.uuid4()) if id is None else _require_text("id", id)
+        self.id = new_id() if id is None else _require_text("id", id)
         self.type = type
         self.source = source
         self.specversion = specversion

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,17 +69,6 @@ def parse_bulk(body: bytes) -> list[BulkEntry]:
             raise _bulk_error(f"entry {entry_id}: event is required")
         entries.append(BulkEntry(entry_id, item["event"], content_type, metadata))
     return entries
-
-
-def new_ids(count: int) -> Iterator[str]:
-    """``count`` random (version 4) UUIDs from one ``os.urandom`` call: a bulk request
-    needs one per entry, and ``uuid.uuid4()`` each was a tenth of its CPU."""
-    pool = bytearray(os.urandom(16 * count))
-    for start in range(0, 16 * count, 16):
-        pool[start + 6] = pool[start + 6] & 0x0F | 0x40  # version 4
-        pool[start + 8] = pool[start + 8] & 0x3F | 0x80  # RFC 4122 variant
-        h = pool[start:start + 16].hex()
-        yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _event_bytes(event: Any, content_type: str) -> bytes:

@@ -13,7 +13,6 @@ the schedule topic, :mod:`tether.platform.pubsub.scheduled`).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,7 @@ from tether.brokers import Broker, BrokerError
 from tether.platform import errors
 from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ApiError
-from tether.platform.events import CloudEvent, InvalidCloudEventError, format_time, utc_now
+from tether.platform.events import CloudEvent, InvalidCloudEventError
 from tether.platform.events.envelope import (
     EnvelopeMetadataError,
     envelope,
@@ -35,10 +34,11 @@ from tether.platform.events.event import (
     is_json_content_type,
     is_text_content_type,
 )
+from tether.platform.events.ids import new_id, new_ids, now_text
 from tether.platform.events.json_format import CONTENT_TYPE as CLOUDEVENTS_JSON
 from tether.platform.events.json_format import event_from_attributes, from_object
 from tether.platform.json_body import JsonBodyError, read_json
-from tether.platform.pubsub.bulk import UNPARSED, BulkEntry, new_ids
+from tether.platform.pubsub.bulk import UNPARSED, BulkEntry
 from tether.platform.pubsub.delivery_time import DeliveryTimeError, due_time
 from tether.platform.pubsub.registry import PubSubRegistry, PubSubSpec
 from tether.platform.pubsub.scheduled import publish_at
@@ -139,13 +139,13 @@ def _fill(
 ) -> None:
     """Dapr's envelope for whatever the caller left out (a raw payload's is only the
     required attributes)."""
-    event_id = event_id or str(uuid.uuid4())
+    event_id = event_id or new_id()
     if raw:
         defaults = required_attributes(app_id, event_id)
     else:
         defaults = envelope(
             app_id, event_id, topic=topic, pubsub=pubsub,
-            time=time or format_time(utc_now()), trace=trace,
+            time=time or now_text(), trace=trace,
         )
     for name, value in defaults.items():
         attributes.setdefault(name, value)
@@ -270,7 +270,7 @@ class Publisher:
         merged = [{**metadata, **entry.metadata} if entry.metadata else metadata
                   for entry in entries]
         due = [delivery_due(m) if m is not metadata else shared_due for m in merged]
-        time = format_time(utc_now())  # one time for the call, as one id pool
+        time = now_text()  # one time for the call, as one id pool
         events = [
             build_event(
                 # bytes only where the parsed value cannot stand in for them

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from tether.platform.components import Component
 from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ConfigError, TetherError
-from tether.platform.events import CloudEvent, format_time, utc_now
+from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope
 from tether.platform.events.event import (
     CONTEXT_ATTRIBUTES,
@@ -35,6 +34,7 @@ from tether.platform.events.event import (
     TEXT_CONTENT_TYPE,
     is_json_content_type,
 )
+from tether.platform.events.ids import new_id, now_text
 from tether.platform.events.json_format import event_from_attributes, to_json
 from tether.platform.state.store import OutboxRecord
 
@@ -117,11 +117,11 @@ class Outbox:
     def _record(
         self, upsert: Upsert, payload: Upsert, app_id: str, trace: Mapping[str, str]
     ) -> OutboxRecord:
-        record_id = f"outbox-{uuid.uuid4()}"
+        record_id = f"outbox-{new_id()}"
         content_type, data = _payload(payload)
         attributes = envelope(
             app_id, record_id, topic=self.topic, pubsub=self.pubsub,
-            time=format_time(utc_now()), partition_key=upsert.stored_key, trace=trace,
+            time=now_text(), partition_key=upsert.stored_key, trace=trace,
         )
         # Dapr copies the operation's metadata into the envelope; names that are not
         # CloudEvents attribute names (ttlInSeconds, contentType, ...) cannot travel there
