@@ -89,6 +89,8 @@ class Sidecar:
         self.subscriptions: AppSubscriptions | None = None
         self._schedulers: Schedulers | None = None
         self._main: MainProcess | None = None
+        #: the listen addresses it serves on, once started (a failing one is skipped)
+        self.listening: tuple[str, ...] = ()
 
     @property
     def api_only(self) -> bool:
@@ -170,6 +172,7 @@ class Sidecar:
         served: list[str] = []
         failed: list[str] = []
         shared = self.sharing is not None
+        listening: list[str] = []
         for address in self.listen_addresses:
             endpoint = _endpoint(address, self.http_port)
             try:
@@ -182,6 +185,8 @@ class Sidecar:
                 failed.append(f"{endpoint}: {exc.strerror or exc}")
             else:
                 served.append(endpoint)
+                listening.append(address)
+        self.listening = tuple(listening)
         if served and self.sharing is not None and self.sharing.main:
             await web.UnixSite(runner, self.sharing.socket).start()
         if not served:

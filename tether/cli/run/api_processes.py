@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -131,9 +132,10 @@ class ApiProcesses:
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes if p.pid is not None]
 
-    async def start(self) -> None:
-        """Start every API process and wait until each serves; SidecarError if one does
-        not (the others are stopped)."""
+    async def start(self, addresses: tuple[str, ...]) -> None:
+        """Start every API process on ``addresses`` (those the main process serves on) and
+        wait until each serves; SidecarError if one does not (the others are stopped)."""
+        self.settings = dataclasses.replace(self.settings, listen_addresses=addresses)
         started = [ApiProcess(self.settings) for _ in range(self.count)]
         outcomes = await asyncio.gather(*(p.start(self.grace) for p in started),
                                         return_exceptions=True)

@@ -85,7 +85,7 @@ async def run_apps(
                 await sidecar.start()
                 sidecars.append(sidecar)
                 if pool is not None:
-                    await pool.start()
+                    await pool.start(sidecar.listening)
             # the startup heap (imports, components) lives as long as the process: kept out
             # of full collections, which otherwise stall requests for tens of ms (bench/pubsub)
             gc.freeze()
