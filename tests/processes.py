@@ -94,3 +94,26 @@ def leftovers(parent: int, settle: float) -> list[Process]:
         found = [p for p in children(parent) if p not in reported]
         reported += found
     return reported
+
+
+def connection_owner(server_port: int, client_port: int, candidates: list[int]) -> int | None:
+    """Which of ``candidates`` holds the server end of the TCP connection between
+    ``server_port`` and ``client_port`` on this machine (IPv4), None if none does."""
+    inode = None
+    for line in (PROC / "net" / "tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if (int(local.split(":")[1], 16) == server_port
+                and int(remote.split(":")[1], 16) == client_port):
+            inode = fields[9]
+            break
+    if inode is None:
+        return None
+    link = f"socket:[{inode}]"
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in (PROC / str(pid) / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == link:
+                        return pid
+    return None

@@ -60,6 +60,19 @@ def test_a_run_file_is_read_with_paths_relative_to_it(tmp_path: Path) -> None:
     assert len({web.http_port, web.grpc_port, worker.http_port, worker.grpc_port}) == 4
 
 
+def test_api_processes_come_from_the_app_or_common(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "dapr.yaml", {
+        "version": 1, "common": {"apiProcesses": 2},
+        "apps": [{"appDirPath": "a", "apiProcesses": 3}, {"appDirPath": "b"}],
+    })
+    a, b = load_run_file(tmp_path)
+    assert (a.api_processes, b.api_processes) == (3, 2)
+    write(tmp_path / "dapr.yaml", {"version": 1, "apps": [{"appDirPath": "a"}]})
+    assert load_run_file(tmp_path)[0].api_processes == 1
+
+
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
@@ -76,6 +89,10 @@ def test_a_run_file_is_read_with_paths_relative_to_it(tmp_path: Path) -> None:
         ({"version": 1, "apps": [{"appID": "a", "appDirPath": ".", "daprHTTPPort": 3600},
                                  {"appID": "b", "appDirPath": ".", "daprHTTPPort": 3600}]},
          "port 3600 twice"),
+        ({"version": 1, "apps": [{"appDirPath": ".", "apiProcesses": 0}]},
+         "apps[0].apiProcesses API processes must be 1 to 64, not 0"),
+        ({"version": 1, "common": {"apiProcesses": "2"}, "apps": [{"appDirPath": "."}]},
+         "common.apiProcesses must be a whole number"),
     ],
 )
 def test_a_bad_run_file_names_the_file_and_field(

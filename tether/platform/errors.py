@@ -58,6 +58,8 @@ METADATA_SET = "ERR_METADATA_SET"  # 400: a value that is not UTF-8, or one key 
 API_TOKEN_INVALID = "ERR_API_TOKEN_INVALID"  # 401: dapr-api-token missing or wrong
 NOT_FOUND = "ERR_NOT_FOUND"  # 404: no route for the path
 METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"  # 405: the path has no route for the method
+# tether run --api-processes N: an API process could not reach the main one (it is stopping)
+MAIN_PROCESS_UNREACHABLE = "ERR_MAIN_PROCESS_UNREACHABLE"  # 503
 # the secrets API (pkg/messages/predefined.go)
 SECRET_STORES_NOT_CONFIGURED = "ERR_SECRET_STORES_NOT_CONFIGURED"  # 500
 SECRET_STORE_NOT_FOUND = "ERR_SECRET_STORE_NOT_FOUND"  # 401 (sic, as Dapr)

@@ -29,6 +29,7 @@ MAX_METADATA_KEYS = 1000
 ShutdownCallback = Callable[[], Awaitable[None] | None]
 #: the running subscriptions, as ``/v1.0/metadata`` lists them
 SubscriptionsView = Callable[[], Sequence[Mapping[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _PUBLISH = "/publish/{pubsub:[^/]*}/{topic:.*}"
 _BULK = "/publish/bulk/{pubsub:[^/]*}/{topic:.*}"
@@ -121,6 +122,7 @@ def create_app(
     subscriptions: SubscriptionsView | None = None,
     blocks: Sequence[ApiBlock] = (),
     api_token: str | None = None,
+    forward: Handler | None = None,
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
@@ -130,6 +132,10 @@ def create_app(
     for ``/v1.0/metadata``. Each of ``blocks`` adds its routes; they are started with the
     app and closed on its cleanup, before the brokers (an outbox may still publish). With an
     ``api_token`` (DAPR_API_TOKEN) every route but the health probes requires it.
+
+    ``forward`` makes this the application of an API process (``tether run --api-processes``,
+    tether/sidecar/forward.py): the routes only the main process can answer (metadata,
+    shutdown, and those a block lists in ``main_process_routes()``) go to ``forward``.
     """
     middlewares = [dapr_errors(max_body_size)]
     if api_token:
@@ -141,13 +147,16 @@ def create_app(
     for prefix in ("/v1.0", "/v1.0-alpha1"):
         # bulk first: a pub/sub named "bulk" would otherwise shadow it (as in Dapr)
         routes.append(web.post(prefix + _BULK, publish.publish_bulk))
+    main_only = [
+        web.get("/v1.0/metadata", meta.get_metadata),
+        web.put("/v1.0/metadata/{key}", meta.put_metadata),
+        web.post("/v1.0/shutdown", meta.shutdown),
+    ]
     routes += [
         web.post("/v1.0" + _PUBLISH, publish.publish),
         web.get("/v1.0/healthz", meta.healthz),
         web.get("/v1.0/healthz/outbound", meta.healthz),
-        web.get("/v1.0/metadata", meta.get_metadata),
-        web.put("/v1.0/metadata/{key}", meta.put_metadata),
-        web.post("/v1.0/shutdown", meta.shutdown),
+        *main_only,
         web.get(openapi.PATH, openapi.serve_document),
     ]
     for block in blocks:
@@ -155,6 +164,11 @@ def create_app(
         report = getattr(block, "capabilities", None)  # optional: blocks with components
         if callable(report):
             meta.capabilities.append(report)
+        owned = getattr(block, "main_process_routes", None)  # optional: state held by main
+        if callable(owned):
+            main_only += owned()
+    if forward is not None:
+        routes = _forwarding(routes, main_only, forward)
     app.add_routes(routes)
     if blocks:
 
@@ -175,3 +189,15 @@ def create_app(
 
         app.on_cleanup.append(close_brokers)
     return app
+
+
+def _forwarding(
+    routes: Sequence[web.RouteDef], main_only: Sequence[web.RouteDef], forward: Handler
+) -> list[web.RouteDef]:
+    """``routes`` with the handler of each of ``main_only`` (same method and path) replaced
+    by ``forward``."""
+    owned = {(r.method, r.path) for r in main_only}
+    return [
+        web.RouteDef(r.method, r.path, forward, r.kwargs) if (r.method, r.path) in owned else r
+        for r in routes
+    ]

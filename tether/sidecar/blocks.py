@@ -49,6 +49,10 @@ COMPONENT_TYPES: tuple[ComponentTypes[..., Any], ...] = (
     CONFIGURATION_TYPES,
 )
 
+#: the component types whose data lives in the sidecar process's memory: they cannot serve a
+#: sidecar whose API runs in several processes (tether run --api-processes)
+PROCESS_LOCAL_TYPES = frozenset({"pubsub.in-memory", "state.in-memory"})
+
 
 def build_blocks(
     context: BlockContext, factories: Sequence[BlockFactory] | None = None

@@ -116,6 +116,12 @@ class ConfigurationApi(ServiceRoutes[ConfigurationService]):
             ]
         return routes
 
+    def main_process_routes(self) -> Sequence[web.RouteDef]:
+        """What only the main process of a sidecar answers (``tether run --api-processes``):
+        a subscription lives where it was made, pushing through that process's app channel,
+        and its unsubscribe must find it there."""
+        return [r for r in self.routes() if r.path.endswith(("/subscribe", "/unsubscribe"))]
+
     async def close(self) -> None:
         await super().close()  # ends the subscriptions: nothing pushes after this
         if self.app_push is not None:

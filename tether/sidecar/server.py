@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
+import os
+import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from tether.platform.blocks import BlockContext
-from tether.platform.components import Subscription, load_resources
+from tether.platform.components import Component, Subscription, load_resources
 from tether.platform.components.appconfig import load_app_configuration
+from tether.platform.components.registry import describe
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
-from tether.sidecar.blocks import COMPONENT_TYPES, build_blocks
+from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
+from tether.sidecar.forward import MainProcess
 from tether.workers.delivery import DeliveryOptions
 from tether.workers.scheduler import Schedulers
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
@@ -31,6 +37,21 @@ class SidecarError(TetherError):
     """The sidecar cannot start; the message says why (a bad resource file, a busy port)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """One of the processes of a sidecar whose HTTP API several processes serve on a shared
+    port (SO_REUSEPORT; ``tether run --api-processes N``, docs/running.md).
+
+    The ``main`` process does everything a lone sidecar does (subscriptions, schedulers,
+    the app channel, the sidecar-wide metadata) and serves its API on the private Unix
+    socket ``socket`` as well; an API process serves the API only, and forwards there what
+    only the main process can answer (tether/sidecar/forward.py).
+    """
+
+    socket: str
+    main: bool
+
+
 class Sidecar:
     """Serves the Dapr HTTP API for ``app_id`` on ``http_port`` until :meth:`stop`.
 
@@ -38,6 +59,7 @@ class Sidecar:
     ``api_token`` (DAPR_API_TOKEN) every call but the health probes must carry it.
     ``shutdown_requested`` is set by ``POST /v1.0/shutdown``; whoever runs the sidecar
     watches it and stops everything (the sidecar does not stop itself mid-response).
+    With ``sharing`` it is one process of several serving the port (:class:`Sharing`).
     """
 
     def __init__(
@@ -49,6 +71,7 @@ class Sidecar:
         config_file: str | Path | None = None,
         app_port: int | None = None,
         api_token: str | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self.app_id = app_id
         #: where blocks push to the app (configuration changes); None: no app channel
@@ -58,12 +81,21 @@ class Sidecar:
         self.resources_paths = list(resources_paths)
         self.listen_addresses = tuple(listen_addresses)
         self.api_token = api_token
+        self.sharing = sharing
         self.shutdown_requested = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._registry: PubSubRegistry | None = None
         self._declarative: tuple[Subscription, ...] = ()
         self.subscriptions: AppSubscriptions | None = None
         self._schedulers: Schedulers | None = None
+        self._main: MainProcess | None = None
+        #: the listen addresses it serves on, once started (a failing one is skipped)
+        self.listening: tuple[str, ...] = ()
+
+    @property
+    def api_only(self) -> bool:
+        """An API process of a shared sidecar: no subscriptions, schedulers or app channel."""
+        return self.sharing is not None and not self.sharing.main
 
     async def start(self) -> None:
         try:
@@ -73,6 +105,8 @@ class Sidecar:
             config = load_app_configuration(self.config_file) if self.config_file else {}
             # secretKeyRef values resolved first: the registry and the blocks see plain strings
             components = await resolve_app_secrets(resources.components_for(self.app_id))
+            if self.sharing is not None:
+                _check_shareable(components)
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
             blocks = build_blocks(
@@ -83,6 +117,9 @@ class Sidecar:
             )
         except ConfigError as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
+        if self.api_only:
+            assert self.sharing is not None
+            self._main = MainProcess(self.sharing.socket)
         app = create_app(
             registry,
             app_id=self.app_id,
@@ -91,6 +128,7 @@ class Sidecar:
             subscriptions=self._subscriptions_metadata,
             blocks=blocks,
             api_token=self.api_token,
+            forward=None if self._main is None else self._main.forward,
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -107,6 +145,10 @@ class Sidecar:
                                ) from exc
         served = await self._listen(runner)
         self._runner = runner
+        if self.api_only:
+            log.info("API process %d of app %r: HTTP API on %s", os.getpid(), self.app_id,
+                     ", ".join(f"http://{e}" for e in served))
+            return
         # delayed publish: forward this app's components' scheduled events when due
         self._schedulers = Schedulers(registry.names, registry.broker)
         self._schedulers.start()
@@ -129,14 +171,24 @@ class Sidecar:
         warning) if another one serves. The endpoints served."""
         served: list[str] = []
         failed: list[str] = []
+        shared = self.sharing is not None
+        listening: list[str] = []
         for address in self.listen_addresses:
             endpoint = _endpoint(address, self.http_port)
             try:
-                await web.TCPSite(runner, address, self.http_port).start()
+                if shared and not self.api_only:
+                    # SO_REUSEPORT would let the port be shared with a stranger: the main
+                    # process makes sure nobody listens on it yet
+                    _check_free(address, self.http_port)
+                await web.TCPSite(runner, address, self.http_port, reuse_port=shared).start()
             except OSError as exc:
                 failed.append(f"{endpoint}: {exc.strerror or exc}")
             else:
                 served.append(endpoint)
+                listening.append(address)
+        self.listening = tuple(listening)
+        if served and self.sharing is not None and self.sharing.main:
+            await web.UnixSite(runner, self.sharing.socket).start()
         if not served:
             await runner.cleanup()
             raise SidecarError(
@@ -152,6 +204,7 @@ class Sidecar:
     async def start_subscriptions(self, app_port: int, drain_timeout: float) -> None:
         """Deliver the app's subscriptions to ``app_port`` (call once the app listens)."""
         assert self._registry is not None, "start() first"
+        assert not self.api_only, "the main process delivers"
         subs = AppSubscriptions(
             self.app_id, app_port, self._registry, self._declarative,
             options=DeliveryOptions(drain_timeout=drain_timeout),
@@ -178,7 +231,39 @@ class Sidecar:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-            log.info("sidecar for app %r stopped", self.app_id)
+            if not self.api_only:
+                log.info("sidecar for app %r stopped", self.app_id)
+        main, self._main = self._main, None
+        if main is not None:
+            await main.close()
+
+
+def _check_shareable(components: Sequence[Component]) -> None:
+    """ConfigError for a component that lives in one process's memory: the other processes
+    of a shared sidecar would each have their own."""
+    for component in components:
+        if component.type in PROCESS_LOCAL_TYPES:
+            raise ConfigError(
+                f"{describe(component, 'component')} of type {component.type} lives in the "
+                "memory of one process, so it cannot be shared by --api-processes (apiProcesses "
+                "in a run file) above 1: use a file or server backed type (e.g. "
+                "pubsub.tether.embedded, state.sqlite, redis) or one API process"
+            )
+
+
+def _check_free(address: str, port: int) -> None:
+    """OSError(EADDRINUSE) if something listens on ``address:port``: a plain bind (no
+    SO_REUSEPORT) fails then."""
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -16,6 +16,7 @@ from tether.cli.run.process import (
     AppError,
     AppSpec,
     app_environment,
+    check_api_processes,
     free_port,
     listen_addresses,
 )
@@ -86,6 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-c", "--config", metavar="FILE",
         help="the app configuration, a Dapr Configuration resource (secret scopes, ...)",
     )
+    parser.add_argument(
+        "--api-processes", type=_api_processes, default=1, metavar="N",
+        help="processes serving the sidecar's HTTP API on its port, the main one included "
+        "(default %(default)s; more use more cores; no in-memory components then)",
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--app-port-timeout", type=float, default=DEFAULT_PORT_TIMEOUT, metavar="SECONDS",
@@ -98,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "app_command", nargs="*", metavar="COMMAND", help="the app's command, after --"
     )
+
+
+def _api_processes(text: str) -> int:
+    try:
+        return check_api_processes(int(text))
+    except (ValueError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _addresses(text: str) -> tuple[str, ...]:
@@ -134,6 +147,7 @@ def main(args: argparse.Namespace) -> int:
                 resources_paths=tuple(Path(p) for p in args.resources_path),
                 config_file=Path(args.config) if args.config else None,
                 listen_addresses=args.listen_addresses,
+                api_processes=args.api_processes,
             )
         ]
     return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period)

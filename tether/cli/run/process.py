@@ -52,6 +52,8 @@ class AppSpec:
     config_file: Path | None = None
     #: where the sidecar's HTTP API listens (Dapr's --dapr-listen-addresses)
     listen_addresses: tuple[str, ...] = (DEFAULT_HOST,)
+    #: how many processes serve the sidecar's HTTP API (tether run --api-processes)
+    api_processes: int = 1
 
 
 def listen_addresses(text: str) -> tuple[str, ...]:
@@ -61,6 +63,16 @@ def listen_addresses(text: str) -> tuple[str, ...]:
     if not all(addresses):
         raise ConfigError(f"listen addresses must be comma-separated addresses, not {text!r}")
     return addresses
+
+
+MAX_API_PROCESSES = 64
+
+
+def check_api_processes(count: int) -> int:
+    """``--api-processes``: 1 to :data:`MAX_API_PROCESSES`; ConfigError otherwise."""
+    if not 1 <= count <= MAX_API_PROCESSES:
+        raise ConfigError(f"API processes must be 1 to {MAX_API_PROCESSES}, not {count}")
+    return count
 
 
 def app_environment(spec: AppSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -6,6 +6,9 @@ The fields Tether uses: ``common.resourcesPath(s)``, ``common.configFilePath``,
 ``command``, ``env``, ``resourcesPath(s)``, ``apiListenAddresses`` and ``configFilePath``
 (relative to the app's folder; default ``.dapr/config.yaml`` there when it exists, as
 Dapr). Other fields (appProtocol, log destinations, ...) are accepted and ignored.
+
+One key is Tether's own, in ``common`` or per app: ``apiProcesses``, ``tether run
+--api-processes`` (Dapr's run file has no such key, and ``dapr run -f`` ignores it).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tether.cli.run.process import AppSpec, free_port, listen_addresses
+from tether.cli.run.process import AppSpec, check_api_processes, free_port, listen_addresses
 from tether.platform.errors import ConfigError
 from tether.sidecar.server import DEFAULT_HOST
 
@@ -62,6 +65,7 @@ def parse_run_file(data: Any, file: Path) -> list[AppSpec]:
         resources=_resources(common, "common", base, fail),
         config=_config(common, "common", base, fail),
         addresses=_addresses(common, "common", fail) or (DEFAULT_HOST,),
+        api_processes=_api_processes(common, "common", fail),
     )
     apps = data.get("apps")
     if not isinstance(apps, list) or not apps:
@@ -85,6 +89,7 @@ class _Shared:
     resources: tuple[Path, ...]
     config: Path | None
     addresses: tuple[str, ...]
+    api_processes: int | None
 
 
 def _app(
@@ -120,6 +125,7 @@ def _app(
         resources_paths=resources,
         config_file=config,
         listen_addresses=addresses,
+        api_processes=_api_processes(item, where, fail) or shared.api_processes or 1,
     )
 
 
@@ -173,6 +179,19 @@ def _addresses(item: Mapping[str, Any], where: str, fail: Fail) -> tuple[str, ..
         return listen_addresses(value)
     except ConfigError as exc:
         raise fail(f"{where}.apiListenAddresses", str(exc)) from None
+
+
+def _api_processes(item: Mapping[str, Any], where: str, fail: Fail) -> int | None:
+    """``apiProcesses``: Tether's key for ``--api-processes``."""
+    value = item.get("apiProcesses")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(f"{where}.apiProcesses", f"must be a whole number, not {value!r}")
+    try:
+        return check_api_processes(value)
+    except ConfigError as exc:
+        raise fail(f"{where}.apiProcesses", str(exc)) from None
 
 
 def _port(item: Mapping[str, Any], key: str, where: str, fail: Fail) -> int | None:

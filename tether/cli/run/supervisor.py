@@ -10,6 +10,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from tether.cli.run.api_processes import ApiProcesses
 from tether.cli.run.logs import AppOutput, LogFormat
 from tether.cli.run.process import (
     DEFAULT_GRACE,
@@ -62,32 +63,44 @@ async def run_apps(
     SIGTERM, or on ``POST /v1.0/shutdown``. Returns the exit code for ``tether run``.
     """
     sidecars: list[Sidecar] = []
+    pools: list[ApiProcesses | None] = []
     apps: list[AppProcess] = []
     with _Signals() as signals:
         try:
             for spec in specs:
                 if signals.stopped.is_set():
                     return 0
+                # the token the app's SDK sends: its environment's (a run file's env too)
+                token = env.dapr_api_token(app_environment(spec))
+                pool = None
+                if spec.api_processes > 1:
+                    pool = ApiProcesses(spec, spec.api_processes - 1, fmt, grace, token)
+                pools.append(pool)
                 sidecar = Sidecar(
                     spec.app_id, spec.http_port, spec.resources_paths,
                     listen_addresses=spec.listen_addresses, config_file=spec.config_file,
-                    app_port=spec.app_port,
-                    # the token the app's SDK sends: its environment's (a run file's env too)
-                    api_token=env.dapr_api_token(app_environment(spec)),
+                    app_port=spec.app_port, api_token=token,
+                    sharing=None if pool is None else pool.sharing,
                 )
                 await sidecar.start()
                 sidecars.append(sidecar)
+                if pool is not None:
+                    await pool.start(sidecar.listening)
             # the startup heap (imports, components) lives as long as the process: kept out
             # of full collections, which otherwise stall requests for tens of ms (bench/pubsub)
             gc.freeze()
-            members = [_Member(spec, sidecar) for spec, sidecar in zip(specs, sidecars,
-                                                                       strict=True)]
+            members = [_Member(spec, sidecar, pool) for spec, sidecar, pool in zip(
+                specs, sidecars, pools, strict=True)]
             return await _supervise(members, apps, signals, fmt, port_timeout, grace)
         except (SidecarError, AppError) as exc:
             log.error("%s", exc)
             await _stop_apps(apps, signal.SIGTERM, grace)
             return 1
         finally:
+            # the API processes first: the calls they drain may still need the main one
+            for pool in pools:
+                if pool is not None:
+                    await pool.stop()
             for sidecar in sidecars:
                 await sidecar.stop()
 
@@ -98,6 +111,8 @@ class _Member:
 
     spec: AppSpec
     sidecar: Sidecar
+    #: its sidecar's extra API processes (--api-processes above 1)
+    pool: ApiProcesses | None = None
     process: AppProcess | None = None
     #: it did not come up (never listened, or its subscriptions cannot run): stopped alone
     failed: bool = False
@@ -193,6 +208,8 @@ async def _drop(member: _Member, grace: float) -> None:
     if member.process is not None and member.process.running:
         code = await member.process.stop(signal.SIGTERM, grace)
         log.info("app %r stopped (exit code %d)", member.spec.app_id, code)
+    if member.pool is not None:
+        await member.pool.stop()
     await member.sidecar.stop()
 
 
