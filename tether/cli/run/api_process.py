@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cli.run.logs import LogFormat, setup_logging
+from tether.platform import aio, env
 from tether.sidecar.server import Sharing, Sidecar, SidecarError
 
 log = logging.getLogger(__name__)
@@ -83,4 +84,4 @@ async def serve(settings: ApiSettings) -> int:
 def main() -> int:
     settings = ApiSettings.decode(sys.stdin.buffer.read())
     setup_logging(settings.log_format)
-    return asyncio.run(serve(settings))
+    return aio.run(serve(settings), uvloop=env.use_uvloop())
