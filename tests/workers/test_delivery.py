@@ -72,7 +72,7 @@ def worker(
     **options: object,
 ) -> DeliveryWorker:
     settings = DeliveryOptions(backoff=FAST, **options)  # type: ignore[arg-type]
-    return DeliveryWorker(broker, spec, APP_ID, HttpAppChannel(session, app.port), settings)
+    return DeliveryWorker(broker, spec, APP_ID, HttpAppChannel(app.port), settings)
 
 
 def event(i: int, key: str | None = None, **extensions: str) -> CloudEvent:
@@ -244,7 +244,7 @@ async def test_retry_waits_for_the_backoff(
 
     app.reply = timed
     async with DeliveryWorker(
-        broker, spec, APP_ID, HttpAppChannel(session, app.port), DeliveryOptions(backoff=slow)
+        broker, spec, APP_ID, HttpAppChannel(app.port), DeliveryOptions(backoff=slow)
     ):
         await broker.publish(spec.topic, e)
         await app.wait_calls(2)

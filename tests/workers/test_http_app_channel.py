@@ -44,7 +44,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_posts_the_structured_event_with_trace_headers(
     app: AppServer, session: aiohttp.ClientSession
 ) -> None:
-    channel = HttpAppChannel(session, app.port, api_token="secret")
+    channel = HttpAppChannel(app.port, api_token="secret")
     event = an_event()
     assert await channel.deliver("/orders/new", event) is Outcome.SUCCESS
     [call] = app.calls
@@ -85,7 +85,7 @@ async def test_answers_map_to_outcomes(
 
     app.reply = reply
     assert outcome_of(code, body) is outcome
-    assert await HttpAppChannel(session, app.port).deliver("x", an_event()) is outcome
+    assert await HttpAppChannel(app.port).deliver("x", an_event()) is outcome
 
 
 async def test_status_json_answers(app: AppServer, session: aiohttp.ClientSession) -> None:
@@ -95,7 +95,7 @@ async def test_status_json_answers(app: AppServer, session: aiohttp.ClientSessio
         return status(next(words))
 
     app.reply = reply
-    channel = HttpAppChannel(session, app.port)
+    channel = HttpAppChannel(app.port)
     got = [await channel.deliver("x", an_event()) for _ in range(3)]
     assert got == [Outcome.DROP, Outcome.RETRY, Outcome.SUCCESS]
 
@@ -109,7 +109,7 @@ async def test_a_timeout_is_a_retry(app: AppServer, session: aiohttp.ClientSessi
 
     app.reply = reply
     try:
-        outcome = await HttpAppChannel(session, app.port, timeout=0.2).deliver("x", an_event())
+        outcome = await HttpAppChannel(app.port, timeout=0.2).deliver("x", an_event())
     finally:
         release.set()
     assert outcome is Outcome.RETRY
@@ -120,14 +120,14 @@ async def test_a_refused_connection_is_a_retry(session: aiohttp.ClientSession) -
     with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    assert await HttpAppChannel(session, port).deliver("x", an_event()) is Outcome.RETRY
+    assert await HttpAppChannel(port).deliver("x", an_event()) is Outcome.RETRY
 
 
 async def test_an_event_that_cannot_be_json_is_dropped(
     app: AppServer, session: aiohttp.ClientSession
 ) -> None:
     event = CloudEvent(type="t", source="s", data={"x": float("nan")})
-    assert await HttpAppChannel(session, app.port).deliver("x", event) is Outcome.DROP
+    assert await HttpAppChannel(app.port).deliver("x", event) is Outcome.DROP
     assert app.calls == []
 
 
@@ -160,7 +160,7 @@ async def test_bulk_posts_dapr_s_envelope(app: AppServer, session: aiohttp.Clien
     app.reply = reply
     events = [an_event(), an_event()]
     bad = CloudEvent(type="t", source="s", data={"x": float("inf")})
-    channel = HttpAppChannel(session, app.port)
+    channel = HttpAppChannel(app.port)
     got = await channel.deliver_bulk(
         "bulk", [events[0], bad, events[1]], topic="orders", pubsub_name="pubsub"
     )

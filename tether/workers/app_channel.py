@@ -18,9 +18,9 @@ import asyncio
 import enum
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 
@@ -31,7 +31,9 @@ from tether.platform.components import (
 )
 from tether.platform.components.programmatic import SUBSCRIBE_PATH
 from tether.platform.events import CloudEvent, InvalidCloudEventError
+from tether.platform.events.ids import new_id
 from tether.platform.events.json_format import CONTENT_TYPE, event_object, to_json
+from tether.platform.http1 import Http1Pool
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ DEFAULT_TIMEOUT = 60.0
 API_TOKEN_HEADER = "dapr-api-token"
 BULK_CONTENT_TYPE = "application/json"
 BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+#: connections one channel keeps to the app at most (aiohttp's default; the delivery
+#: workers bound the deliveries in flight)
+MAX_CONNECTIONS = 100
 
 
 class Outcome(enum.Enum):
@@ -118,21 +123,24 @@ def _dumps(value: Any) -> str:
 
 
 class HttpAppChannel:
-    """POSTs structured CloudEvents to ``http://{host}:{app_port}/{path}``."""
+    """POSTs structured CloudEvents to ``http://{host}:{app_port}/{path}``, on kept-alive
+    connections of its own (:mod:`tether.platform.http1`); :meth:`close` ends them."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
         app_port: int,
         *,
         host: str = DEFAULT_HOST,
         timeout: float = DEFAULT_TIMEOUT,
         api_token: str | None = None,
     ) -> None:
-        self._session = session
+        self._pool = Http1Pool(host, app_port, limit=MAX_CONNECTIONS)
         self._base = f"http://{host}:{app_port}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._api_token = api_token
+
+    async def close(self) -> None:
+        await self._pool.close()
 
     def url_for(self, path: str) -> str:
         return f"{self._base}/{path.lstrip('/')}"
@@ -169,11 +177,11 @@ class HttpAppChannel:
                 log.error("event %s cannot be written as JSON, dropping it: %s", event.id, exc)
                 outcomes[index] = Outcome.DROP
                 continue
-            entry_id = str(uuid.uuid4())
+            entry_id = new_id()
             ids.append(entry_id)
             fragments.append(f'{{"entryId":"{entry_id}","event":{encoded},{_ENTRY_TAIL}}}')
         if ids:
-            bulk_id = str(uuid.uuid4())
+            bulk_id = new_id()
             head = _dumps({"id": bulk_id, "type": BULK_EVENT_TYPE, "topic": topic,
                            "pubsubname": pubsub_name, "metadata": {}})
             body = f'{head[:-1]},"entries":[{",".join(fragments)}]}}'.encode()
@@ -195,15 +203,21 @@ class HttpAppChannel:
                 headers[name] = value
         if self._api_token is not None:
             headers[API_TOKEN_HEADER] = self._api_token
-        url = self.url_for(path)
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout
-            ) as response:
-                return response.status, await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.warning("delivering %s to %s failed, will retry: %r", what, url, exc)
+            answer = await self._pool.request(
+                "POST", _target(path), body, headers, timeout=self._timeout
+            )
+        except (TimeoutError, OSError, ValueError) as exc:  # ValueError: an unsendable header
+            log.warning("delivering %s to %s failed, will retry: %r", what, self.url_for(path),
+                        exc)
             return None
+        return answer.status, answer.body
+
+
+def _target(path: str) -> str:
+    # a route is a path (maybe with a query) from the app or a resource file: keep its
+    # escapes and reserved characters, escape the rest as a URL would
+    return quote("/" + path.lstrip("/"), safe="/%?&=:@!$'()*+,;~")
 
 
 DEFAULT_SUBSCRIBE_TIMEOUT = 5.0

@@ -111,6 +111,7 @@ class AppSubscriptions:
         self.running: list[tuple[Subscription, str]] = []
         self._workers: list[DeliveryWorker] = []
         self._session: aiohttp.ClientSession | None = None
+        self._channel: HttpAppChannel | None = None
 
     def metadata(self) -> list[dict[str, Any]]:
         return [metadata_entry(sub, kind) for sub, kind in self.running]
@@ -122,8 +123,8 @@ class AppSubscriptions:
         try:
             programmatic = await self._fetch(self._session)
             wanted = self._allowed(merge(self.declarative, programmatic))
-            channel = HttpAppChannel(
-                self._session, self.app_port, host=self.host, api_token=self.api_token
+            self._channel = channel = HttpAppChannel(
+                self.app_port, host=self.host, api_token=self.api_token
             )
             for sub, kind in wanted:
                 await self._start_worker(sub, kind, channel)
@@ -214,3 +215,6 @@ class AppSubscriptions:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
