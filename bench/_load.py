@@ -13,6 +13,7 @@ the CPU a server process (tree) has used, read from /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,17 @@ def process_cpu(pid: int) -> float:
     request that a busy shared machine blurs much less than wall-clock figures."""
     fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds per thread of the process, by thread id (the main thread's is ``pid``)."""
+    times = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread gone meanwhile
+            fields = Path(f"/proc/{pid}/task/{entry.name}/stat").read_text()
+            fields_after = fields.rsplit(")", 1)[1].split()
+            times[int(entry.name)] = (int(fields_after[11]) + int(fields_after[12])) / CLOCK_TICKS
+    return times
 
 
 def tree_cpu(pid: int) -> float:

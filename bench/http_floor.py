@@ -3,7 +3,7 @@ through ``tether run``, CPU per request at a fixed rate and at saturation, in on
 
     .venv/bin/python bench/http_floor.py [--seconds 5] [--rate 1000] [--connections 8]
                                          [--only aiohttp sidecar ...] [--client raw|aiohttp]
-                                         [--profile 10]
+                                         [--profile 10 [--profile-mode gil|active]]
 
 Every server gets the same request: ``POST /v1.0/publish/pubsub/TOPIC`` with a 200-byte JSON
 body. The floors (bench/_floor_servers.py, each in its own process on 127.0.0.1) read the body
@@ -25,8 +25,12 @@ load generator is its own process on uvloop, with a raw keep-alive HTTP/1.1 clie
 CPU over the wall time of the saturation phase: near 100% means the server was the
 bottleneck, well below means the load generator (or the other core's load) was.
 
-``--profile SECONDS`` then records the sidecar with py-spy under the same open-loop load and
-prints its self time grouped by package and the top functions.
+``--profile SECONDS`` then records the sidecar with py-spy (--nonblocking, never pausing it)
+under the same open-loop load and prints its self time grouped by package and the top
+functions, beside the CPU of its main thread and other threads from /proc. By default only
+the thread holding the GIL is sampled (``--profile-mode gil``): on a shared 2-core machine a
+thread that has been woken but waits for a core looks active to py-spy, so the ``active``
+mode counts part of the waiting in epoll and in the executor's queue as CPU.
 """
 
 from __future__ import annotations
@@ -54,7 +58,15 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from _load import RawPool, http_request, paced, percentile, saturate, tree_cpu  # noqa: E402
+from _load import (  # noqa: E402
+    RawPool,
+    http_request,
+    paced,
+    percentile,
+    saturate,
+    thread_cpu,
+    tree_cpu,
+)
 from pubsub import PUBSUB, create_topics, open_backend, payload, sidecar  # noqa: E402
 
 from tests.servers import free_port  # noqa: E402
@@ -244,20 +256,35 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
 
 
 # --- the py-spy profile --------------------------------------------------------------------------
+#: modules folded into one group: the event loop's poll is asyncio's, the executor's threads
+#: (SQLite runs there) one group
+GROUPS = {"selectors": "asyncio", "concurrent": "threads", "threading": "threads",
+          "queue": "threads", "_weakrefset": "threads"}
+
+
 def package_of(filename: str) -> str:
-    """The top-level package (or stdlib module) a frame's file belongs to."""
+    """The top-level package (or stdlib module) of a frame's file, ``tether.<layer>`` for
+    Tether's; py-spy shortens paths to the part after sys.path's entry."""
     path = filename.replace("\\", "/")
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            head = path.split(marker, 1)[1].split("/", 1)[0]
-            return head.removesuffix(".py").split(".", 1)[0]
-    if f"/{ROOT.name}/tether/" in path or path.startswith("tether/"):
-        return "tether." + path.split("tether/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    parts = path.split("/")
-    for i, part in enumerate(parts):  # /usr/lib/python3.11/asyncio/events.py -> asyncio
-        if part.startswith("python3"):
-            return parts[i + 1].removesuffix(".py") if i + 1 < len(parts) else path
-    return path or "?"
+    for marker in ("/site-packages/", "/dist-packages/", "/lib/python3"):
+        if marker in path:  # an absolute path py-spy left as is
+            path = path.split(marker, 1)[1]
+            if marker == "/lib/python3":
+                path = path.split("/", 1)[-1]
+            break
+    if path.startswith("<frozen"):
+        return "frozen"
+    parts = path.lstrip("/").split("/")
+    if not parts[0]:
+        return "?"
+    if parts[0] == "tether" and len(parts) > 1:
+        return "tether." + parts[1].removesuffix(".py")
+    return parts[0].removesuffix(".py")
+
+
+def group_of(package: str) -> str:
+    head = package.split(".", 1)[0]
+    return GROUPS.get(head, head)
 
 
 def summarise_profile(raw: Path, top: int = 20) -> None:
@@ -282,7 +309,7 @@ def summarise_profile(raw: Path, top: int = 20) -> None:
         return
     groups: Counter[str] = Counter()
     for package, count in by_package.items():
-        groups[package.split(".", 1)[0] if not package.startswith("tether") else "tether"] += count
+        groups[group_of(package)] += count
     print(f"    {total:,} samples; self time by package: " + ", ".join(
         f"{package} {count / total:.0%}" for package, count in groups.most_common(12)))
     tether = [(p, c) for p, c in by_package.most_common() if p.startswith("tether")]
@@ -290,7 +317,7 @@ def summarise_profile(raw: Path, top: int = 20) -> None:
         print("    tether by module: " + ", ".join(f"{p} {c / total:.1%}" for p, c in tether[:10]))
     print(f"    top {top} functions by self time:")
     for (package, function), count in by_function.most_common(top):
-        print(f"      {count / total:6.1%}  {package:<22} {function}")
+        print(f"      {count / total:6.1%}  {package:<16} {function}")
 
 
 def profile(args: argparse.Namespace, folder: Path) -> None:
@@ -304,18 +331,26 @@ def profile(args: argparse.Namespace, folder: Path) -> None:
                                    json.dumps(spec)], stdout=subprocess.DEVNULL)
         try:
             time.sleep(args.warmup + 1)
+            threads, started = thread_cpu(target.pid), time.perf_counter()
             # --nonblocking: the sidecar is never paused, so the load sees no extra latency
             recorded = subprocess.run(
                 [py_spy, "record", "--pid", str(target.pid), "--duration", str(args.profile),
-                 "--format", "raw", "--output", str(raw), "--nonblocking", "--subprocesses"],
+                 "--format", "raw", "--output", str(raw), "--rate", "200", "--nonblocking",
+                 *(["--gil"] if args.profile_mode == "gil" else []),
+                 "--subprocesses"],
                 capture_output=True, text=True)
+            after, elapsed = thread_cpu(target.pid), time.perf_counter() - started
         finally:
             loader.wait()
-    print(f"\npy-spy profile of the sidecar (tether run, embedded) under {args.rate:,.0f} "
-          f"publishes/s for {args.profile:g} s:")
+    print(f"\npy-spy profile ({args.profile_mode}) of the sidecar (tether run, embedded) under "
+          f"{args.rate:,.0f} publishes/s for {args.profile} s:")
     if recorded.returncode != 0 or not raw.exists():
         print(f"    py-spy failed ({recorded.returncode}): {recorded.stderr.strip()[-500:]}")
         return
+    used = {tid: after[tid] - threads.get(tid, 0.0) for tid in after}
+    main = used.pop(target.pid, 0.0)
+    print(f"    CPU over the window (/proc): main thread {main / elapsed:.0%} of a core, "
+          f"{len(used)} other threads {sum(used.values()) / elapsed:.0%}")
     summarise_profile(raw)
     if args.profile_output:
         shutil.copy(raw, args.profile_output)
@@ -333,8 +368,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--client", choices=["raw", "aiohttp"], default="raw",
                         help="the load generator's HTTP client")
-    parser.add_argument("--profile", type=float, default=0,
+    parser.add_argument("--profile", type=int, default=0,
                         help="then py-spy the sidecar for this many seconds (0: no profile)")
+    parser.add_argument("--profile-mode", choices=["gil", "active"], default="gil",
+                        help="gil: samples of the thread holding the GIL (Python's CPU); "
+                             "active: every thread py-spy sees running (waits leak in)")
     parser.add_argument("--profile-output", help="keep py-spy's raw samples in this file")
     parser.add_argument("--role", choices=["loadgen"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
