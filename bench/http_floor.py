@@ -15,6 +15,7 @@ and answer 204 with nothing else to do:
     granian-rsgi    granian, one worker, one runtime thread, RSGI (its native interface)
     granian-asgi    the same with the ASGI callable
     sidecar         ``tether run`` on the embedded broker: a real Dapr publish, 204 as well
+    sidecar-uvloop  the same ``tether run`` with uvloop as asyncio's event loop
 
 Phases per server, each after a warm-up: (a) open loop at --rate req/s for --seconds: server
 CPU per request, latency p50/p99; (b) closed loop with --connections connections for
@@ -67,12 +68,18 @@ from _load import (  # noqa: E402
     thread_cpu,
     tree_cpu,
 )
-from pubsub import PUBSUB, create_topics, open_backend, payload, sidecar  # noqa: E402
+from pubsub import PUBSUB, TETHER, create_topics, open_backend, payload, sidecar  # noqa: E402
 
 from tests.servers import free_port  # noqa: E402
 
 FLOORS = ("aiohttp", "aiohttp-uvloop", "uvicorn", "granian-rsgi", "granian-asgi")
-SERVERS = (*FLOORS, "sidecar")
+SIDECARS = ("sidecar", "sidecar-uvloop")
+SERVERS = (*FLOORS, *SIDECARS)
+#: ``tether run`` with uvloop as asyncio's loop (asyncio.run takes the policy's loop): what
+#: staying on aiohttp but switching the loop would give, with no change to Tether
+TETHER_UVLOOP = [sys.executable, "-c", "import asyncio, uvloop; "
+                 "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+                 "from tether.cli.main import main; main()"]
 BODY = json.dumps(payload(1), separators=(",", ":")).encode()
 
 
@@ -121,10 +128,11 @@ def wait_ready(port: int, path: str, process: subprocess.Popen[bytes], log: Path
 @contextlib.contextmanager
 def serve(name: str, folder: Path) -> Iterator[Target]:
     path = f"/v1.0/publish/{PUBSUB}/floor-{uuid.uuid4().hex[:8]}"
-    if name == "sidecar":
+    if name in SIDECARS:
+        command = TETHER_UVLOOP if name == "sidecar-uvloop" else TETHER
         with open_backend("embedded", folder) as backend:
             asyncio.run(create_topics(backend, path.rsplit("/", 1)[1]))
-            with sidecar(backend, folder) as running:
+            with sidecar(backend, folder, tether=command) as running:
                 port = int(running.base.rsplit(":", 1)[1])
                 yield Target(name, port, running.pid, path)
         return
@@ -236,7 +244,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         print(f"{name:<15} | {o['server_cpu'] * 1e6:>28.0f}  {o['p50'] * 1e3:6.2f}  "
               f"{o['p99'] * 1e3:6.2f}  {o['rate']:6,.0f} | {c['rate']:>34,.0f}  "
               f"{c['server_cpu'] * 1e6:>10.0f}  {c['core']:4.0%}  {c['loadgen_cpu'] * 1e6:>14.0f}")
-    floors = [name for name in results if name != "sidecar"]
+    floors = [name for name in results if name not in SIDECARS]
     if not floors:
         return
     for mode, label in (("open", f"at {args.rate:,.0f} req/s"), ("closed", "at saturation")):
@@ -248,9 +256,9 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             cpu = r[mode]["server_cpu"]
             print(f"    {name:<15} {ratio(cpu, best)} of {fastest:<15} {ratio(cpu, base)} of "
                   f"aiohttp")
-        if "sidecar" in results:
-            sidecar_cpu = results["sidecar"][mode]["server_cpu"]
-            print("    sidecar CPU per publish / each floor's CPU per request: " + ", ".join(
+        for car in (name for name in SIDECARS if name in results):
+            sidecar_cpu = results[car][mode]["server_cpu"]
+            print(f"    {car} CPU per publish / each floor's CPU per request: " + ", ".join(
                 f"{name} {sidecar_cpu / results[name][mode]['server_cpu']:.2f}x"
                 for name in floors))
 

@@ -146,15 +146,16 @@ class Running:
 @contextlib.contextmanager
 def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
             subscriptions: str = "", app_command: Sequence[str] = (),
-            app_port: int | None = None) -> Iterator[Running]:
-    """``tether run`` as a real process; yields the base URL of its HTTP API and its pid."""
+            app_port: int | None = None, tether: Sequence[str] = TETHER) -> Iterator[Running]:
+    """``tether run`` as a real process (started by the ``tether`` command); yields the base
+    URL of its HTTP API and its pid."""
     resources = folder / f"resources-{uuid.uuid4().hex[:6]}"
     resources.mkdir()
     (resources / "pubsub.yaml").write_text(backend.component)
     if subscriptions:
         (resources / "subscriptions.yaml").write_text(subscriptions)
     port = free_port()
-    command = [*TETHER, "run", "--app-id", app_id, "--http-port", str(port),
+    command = [*tether, "run", "--app-id", app_id, "--http-port", str(port),
                "--resources-path", str(resources)]
     if app_port is not None:
         command += ["--app-port", str(app_port)]
