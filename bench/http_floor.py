@@ -306,6 +306,8 @@ def summarise_profile(raw: Path, top: int = 20) -> None:
         if not stack or not count.isdigit():
             continue
         leaf = stack.rsplit(";", 1)[-1]  # "function (file.py:123)"
+        if ";" not in stack:  # only py-spy's "process PID:..." entry: no Python frame
+            leaf = "(native code, no Python frame) (?:0)"
         function, _, where = leaf.partition(" (")
         filename = where.rsplit(":", 1)[0]
         package = package_of(filename)
