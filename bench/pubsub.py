@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _load import paced, percentile, process_cpu  # noqa: E402
+
 from tests.servers import free_port, run_redis, run_tansu  # noqa: E402
 from tether.brokers import Broker, open_broker  # noqa: E402
 from tether.platform.events import CloudEvent, format_time, utc_now  # noqa: E402
@@ -76,11 +78,6 @@ def sidecar_event(topic: str, n: int, source: str = "bench") -> CloudEvent:
         datacontenttype="application/json", time=format_time(utc_now()),
         extensions={"topic": topic, "pubsubname": PUBSUB},
     )
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 # --- backends ---------------------------------------------------------------------------------
@@ -143,22 +140,22 @@ class Running:
     def cpu(self) -> float:
         """CPU seconds (user + system) the sidecar process has used so far: a cost per
         request that a busy shared machine blurs much less than wall-clock figures."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.pid)
 
 
 @contextlib.contextmanager
 def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
             subscriptions: str = "", app_command: Sequence[str] = (),
-            app_port: int | None = None) -> Iterator[Running]:
-    """``tether run`` as a real process; yields the base URL of its HTTP API and its pid."""
+            app_port: int | None = None, tether: Sequence[str] = TETHER) -> Iterator[Running]:
+    """``tether run`` as a real process (started by the ``tether`` command); yields the base
+    URL of its HTTP API and its pid."""
     resources = folder / f"resources-{uuid.uuid4().hex[:6]}"
     resources.mkdir()
     (resources / "pubsub.yaml").write_text(backend.component)
     if subscriptions:
         (resources / "subscriptions.yaml").write_text(subscriptions)
     port = free_port()
-    command = [*TETHER, "run", "--app-id", app_id, "--http-port", str(port),
+    command = [*tether, "run", "--app-id", app_id, "--http-port", str(port),
                "--resources-path", str(resources)]
     if app_port is not None:
         command += ["--app-port", str(app_port)]
@@ -216,34 +213,6 @@ async def run_role(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the load generator (its own process) ---------------------------------------------------
-async def paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]
-                ) -> tuple[list[float], list[float], float]:
-    """Open loop: request i starts at start + i/rate, never waiting for earlier answers.
-    Returns the latencies (s), how late each request started, and the elapsed time."""
-    loop = asyncio.get_running_loop()
-    latencies = [0.0] * count
-    lags = [0.0] * count
-    pending: set[asyncio.Task[None]] = set()
-    start = loop.time() + 0.05
-
-    async def one(i: int, due: float) -> None:
-        began = time.perf_counter()
-        lags[i] = max(0.0, loop.time() - due)
-        await send(i)
-        latencies[i] = time.perf_counter() - began
-
-    for i in range(count):
-        due = start + i / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(i, due))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    await asyncio.gather(*pending)
-    return latencies, lags, loop.time() - start
-
-
 async def loadgen_latency(spec: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
 

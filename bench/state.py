@@ -45,13 +45,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _load import percentile, process_cpu  # noqa: E402
 
 from tests.servers import POSTGRES_DEFAULT, free_port, run_redis  # noqa: E402
 from tether.platform.components import Component  # noqa: E402
@@ -72,11 +74,6 @@ def value(n: int) -> dict[str, Any]:
 
 def value_bytes(n: int) -> bytes:
     return json.dumps(value(n), separators=(",", ":")).encode()
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -212,8 +209,7 @@ class Running:
 
     def cpu(self) -> float:
         """CPU seconds (user + system) the sidecar process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.pid)
 
 
 @contextlib.contextmanager
