@@ -35,6 +35,9 @@ TETHER_RESOURCES_PATH = "TETHER_RESOURCES_PATH"
 TETHER_WORKFLOW_NAMESPACE = "TETHER_WORKFLOW_NAMESPACE"
 #: the pub/sub component the workflow runtime uses when the app has several
 TETHER_WORKFLOW_PUBSUB = "TETHER_WORKFLOW_PUBSUB"
+#: ``off`` turns group commit off (each publish and state write its own round trip): for
+#: benchmarks and tests that compare the two, never needed in production
+TETHER_GROUP_COMMIT = "TETHER_GROUP_COMMIT"
 
 
 def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -70,3 +73,8 @@ def data_dir() -> Path:
     """The embedded defaults' folder: ``TETHER_DATA_DIR``, else ``.tether`` (relative to the
     working directory)."""
     return Path(get(TETHER_DATA_DIR) or DEFAULT_DATA_DIR)
+
+
+def group_commit() -> bool:
+    """Whether concurrent publishes and state writes share round trips (the default)."""
+    return (get(TETHER_GROUP_COMMIT) or "on").lower() not in ("off", "0", "false", "no")
