@@ -249,6 +249,8 @@ class KafkaBroker(Broker):
             members.append(index)
             builders[slot] = (builder, members)
         for (topic, partition), (builder, members) in builders.items():
+            # closed: nothing more is coming, so the batch goes out without lingering
+            builder.close()
             try:
                 sent.append((topic, await producer.send_batch(builder, topic, partition=partition),
                              members))
