@@ -1,9 +1,14 @@
 """Broker layer throughput: Tether against the raw client on the same server, in one run.
 
     .venv/bin/python bench/brokers.py [--events 100000] [--batch 1000] [--backends ...]
+                                      [--singles 20000] [--callers 100]
 
 For each backend: N CloudEvents with 200-byte JSON data are published in batches, then
-consumed and acknowledged by one consumer group. Kafka runs on a tansu broker and Redis on a
+consumed and acknowledged by one consumer group. Then (embedded, Kafka, Redis) the
+"concurrent single publishes" case: ``--callers`` tasks each calling ``publish()`` one event
+at a time, as a sidecar's concurrent requests do, with group commit on and off
+(``TETHER_GROUP_COMMIT``): events/s and this process's CPU per event (its threads
+included), and the ratios. Kafka runs on a tansu broker and Redis on a
 redis-server, both started here on free ports; the raw baselines (aiokafka, redis-py) use
 the same server, the same batch size and the same payload bytes. Consumer group joins are
 left out of the consume time on both sides. Prints events/s and the Tether/raw ratio; record
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -29,6 +35,7 @@ from tests.servers import run_redis, run_tansu
 from tether.brokers import Broker, open_broker
 from tether.brokers.kafka.codec import to_kafka
 from tether.brokers.redis.codec import to_redis_fields
+from tether.platform.env import TETHER_GROUP_COMMIT
 from tether.platform.events import CloudEvent
 
 PARTITIONS = 4
@@ -155,6 +162,49 @@ async def bench_raw_redis(address: str, events: list[CloudEvent], batch: int) ->
     return Result("redis raw redis-py", published - started, consumed - consume_started, received)
 
 
+@dataclass
+class Singles:
+    rate: float
+    cpu_us: float
+
+
+async def bench_singles(url: str, events: list[CloudEvent], callers: int, grouping: bool
+                        ) -> Singles:
+    """``callers`` tasks publishing ``events`` one ``publish()`` at a time."""
+    before = os.environ.get(TETHER_GROUP_COMMIT)
+    os.environ[TETHER_GROUP_COMMIT] = "on" if grouping else "off"
+    try:
+        broker: Broker = open_broker(url)  # reads the switch as it is built
+    finally:
+        if before is None:
+            del os.environ[TETHER_GROUP_COMMIT]
+        else:
+            os.environ[TETHER_GROUP_COMMIT] = before
+    topic = f"singles-{uuid.uuid4().hex[:8]}"
+    async with broker:
+        await broker.create_topic(topic, PARTITIONS)
+        await broker.publish(topic, events[0])  # connections and metadata warm
+        queue = iter(events)
+
+        async def caller() -> None:
+            for event in queue:
+                await broker.publish(topic, event)
+
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Singles(len(events) / elapsed, cpu / len(events) * 1e6)
+
+
+async def compare_singles(name: str, url: str, events: list[CloudEvent], callers: int) -> None:
+    alone = await bench_singles(url, events, callers, grouping=False)
+    grouped = await bench_singles(url, events, callers, grouping=True)
+    rate, cpu = grouped.rate / alone.rate, grouped.cpu_us / alone.cpu_us
+    print(f"{name + ' singles':<24} grouped {grouped.rate:>9,.0f}/s {grouped.cpu_us:>6.0f} µs CPU"
+          f"/event; alone {alone.rate:>9,.0f}/s {alone.cpu_us:>6.0f} µs; grouped/alone: "
+          f"rate {rate:.2f}x, CPU per event {cpu:.2f}x", flush=True)
+
+
 def report(result: Result, baseline: Result | None = None) -> None:
     line = (
         f"{result.name:<24} publish {result.publish_rate:>9,.0f}/s  "
@@ -173,11 +223,14 @@ def temporary_file() -> Iterator[str]:
         yield str(Path(folder) / "broker.db")
 
 
-async def run(backends: list[str], count: int, batch: int) -> None:
-    events = make_events(count)
+async def run(backends: list[str], count: int, batch: int, singles: int, callers: int) -> None:
+    events = make_events(max(count, singles))
+    single_events = events[:singles]
+    events = events[:count]
     size = len(events[0].data_bytes() or b"")
     print(f"{count:,} CloudEvents, {size}-byte JSON data, batches of {batch}, "
-          f"{PARTITIONS} partitions\n", flush=True)
+          f"{PARTITIONS} partitions; {singles:,} single publishes from {callers} callers\n",
+          flush=True)
     runs: dict[str, Callable[[], Awaitable[None]]] = {}
 
     async def memory() -> None:
@@ -186,18 +239,24 @@ async def run(backends: list[str], count: int, batch: int) -> None:
     async def embedded() -> None:
         with temporary_file() as path:
             report(await bench_tether("embedded tether", f"embedded://{path}", events, batch))
+            if singles:
+                await compare_singles("embedded", f"embedded://{path}", single_events, callers)
 
     async def kafka() -> None:
         with run_tansu() as address:
             raw = await bench_raw_kafka(address, events, batch)
             report(raw)
             report(await bench_tether("kafka tether", f"kafka://{address}", events, batch), raw)
+            if singles:
+                await compare_singles("kafka", f"kafka://{address}", single_events, callers)
 
     async def redis_backend() -> None:
         with run_redis() as address:
             raw = await bench_raw_redis(address, events, batch)
             report(raw)
             report(await bench_tether("redis tether", f"redis://{address}/0", events, batch), raw)
+            if singles:
+                await compare_singles("redis", f"redis://{address}/0", single_events, callers)
 
     runs.update(memory=memory, embedded=embedded, kafka=kafka, redis=redis_backend)
     for name in backends:
@@ -211,8 +270,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--backends", nargs="+", default=["memory", "embedded", "kafka", "redis"],
                         choices=["memory", "embedded", "kafka", "redis"])
+    parser.add_argument("--singles", type=int, default=20_000,
+                        help="events of the concurrent single publishes case (0: skip it)")
+    parser.add_argument("--callers", type=int, default=100,
+                        help="concurrent publishers in that case")
     args = parser.parse_args()
-    asyncio.run(run(args.backends, args.events, args.batch))
+    asyncio.run(run(args.backends, args.events, args.batch, args.singles, args.callers))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,21 @@ def run(main: Coroutine[Any, Any, T], *, uvloop: bool = True) -> T:
     return asyncio.run(main)
 
 
+async def singly(
+    run: Callable[[Req], Awaitable[Res]], requests: Sequence[Req]
+) -> list[Res | BaseException]:
+    """Run each request alone, in order, each with its own result or exception: after a
+    group failed as a whole for what may be one member's fault (a backend that can only
+    refuse a whole batch), so a bad request does not fail its neighbours."""
+    results: list[Res | BaseException] = []
+    for request in requests:
+        try:
+            results.append(await run(request))
+        except Exception as exc:  # that member's own answer
+            results.append(exc)
+    return results
+
+
 async def cancel_task(task: asyncio.Task[None] | None) -> None:
     """Cancel a background task and wait until it has stopped (None or done: nothing to do).
 
@@ -49,21 +64,34 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
 class Grouped(Generic[Req, Res]):
     """Group commit: requests made while a call is in flight go out together in the next.
 
-    ``run`` takes a group of requests and returns one result (or exception) per request.
-    The first request of an idle group goes out at once, so a lone request waits for
-    nothing; under load, one call serves everything that queued up meanwhile (one store
-    transaction, one ``publish_batch``). :meth:`submit` waits for its result; :meth:`put`
-    does not (``run`` reports its own failures then).
+    ``run`` takes a group of requests and returns one result (or exception) per request,
+    in order; an exception it raises is every member's. Requests made in the same loop
+    turn form one group, and while a group is in flight the next one forms (at most
+    ``max_group`` each), so a lone request waits for nothing and, under load, one call
+    serves everything that queued up meanwhile (one store transaction, one pipeline).
+    Groups run one at a time, in arrival order: a caller's request that follows one it saw
+    answered goes out after it. :meth:`submit` waits for its result (a caller cancelled
+    while waiting leaves the group: it is dropped if not sent yet, its answer ignored if it
+    is); :meth:`put` does not wait (``run`` reports its own failures then).
+
+    ``grouping=False`` makes :meth:`submit` run each request alone in the caller's task
+    (what benchmarks and tests compare against; see ``TETHER_GROUP_COMMIT``).
     """
 
     def __init__(self, run: Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]],
-                 max_group: int = 1000) -> None:
+                 max_group: int = 1000, *, grouping: bool = True) -> None:
         self._run = run
         self._max = max_group
+        self.grouping = grouping
         self._pending: list[tuple[Req, asyncio.Future[Res] | None]] = []
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, request: Req) -> Res:
+        if not self.grouping:
+            result = (await self._run([request]))[0]
+            if isinstance(result, BaseException):
+                raise result
+            return result
         future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._enqueue(request, future)
         return await future

@@ -37,6 +37,9 @@ TETHER_WORKFLOW_NAMESPACE = "TETHER_WORKFLOW_NAMESPACE"
 TETHER_WORKFLOW_PUBSUB = "TETHER_WORKFLOW_PUBSUB"
 #: ``asyncio`` runs Tether's processes on the standard event loop instead of uvloop
 TETHER_EVENT_LOOP = "TETHER_EVENT_LOOP"
+#: ``off`` turns group commit off (each publish and state write its own round trip): for
+#: benchmarks and tests that compare the two, never needed in production
+TETHER_GROUP_COMMIT = "TETHER_GROUP_COMMIT"
 
 
 def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -77,3 +80,8 @@ def data_dir() -> Path:
 def use_uvloop() -> bool:
     """Whether Tether's own processes run on uvloop (the default where it is installed)."""
     return (get(TETHER_EVENT_LOOP) or "uvloop").lower() != "asyncio"
+
+
+def group_commit() -> bool:
+    """Whether concurrent publishes and state writes share round trips (the default)."""
+    return (get(TETHER_GROUP_COMMIT) or "on").lower() not in ("off", "0", "false", "no")

@@ -70,6 +70,8 @@ class _Worker:
 
 
 class SqliteStore(LogStore):
+    groups_appends = True  # each append is a job on the writer thread
+
     def __init__(
         self,
         path: Path,
@@ -131,9 +133,14 @@ class SqliteStore(LogStore):
         return info[1]
 
     async def append(self, topic: str, entries: Sequence[Entry]) -> None:
-        topic_id = await self._topic_id(topic)
-        seq = await self._writer.run(_encode_and_append, topic_id, entries, self._heads)
-        self.hub.observe(topic_id, seq)
+        await self.append_many([(topic, entries)])
+
+    async def append_many(self, batches: Sequence[tuple[str, Sequence[Entry]]]) -> None:
+        """One job on the writer thread, one INSERT statement for every topic's entries."""
+        ids = [(await self._topic_id(topic), entries) for topic, entries in batches]
+        seqs = await self._writer.run(_encode_and_append, ids, self._heads)
+        for topic_id, seq in seqs.items():
+            self.hub.observe(topic_id, seq)
 
     async def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
         topic_id = await self._topic_id(topic)
@@ -184,10 +191,12 @@ def _prepare_directory(path: Path) -> Path:
 
 
 def _encode_and_append(
-    connection: sqlite3.Connection, topic: int, entries: Sequence[Entry], heads: tables.Heads
-) -> int:
+    connection: sqlite3.Connection, batches: Sequence[tuple[int, Sequence[Entry]]],
+    heads: tables.Heads,
+) -> dict[int, int]:
     # encode before the transaction: the write lock is held only for the inserts
-    return tables.append(connection, topic, rows.encode_rows(entries), heads)
+    encoded = [(topic, rows.encode_rows(entries)) for topic, entries in batches]
+    return tables.append(connection, encoded, heads)
 
 
 def _read_and_decode(

@@ -62,47 +62,55 @@ _INSERTS = {
 _PADDING = (None,) * 7
 
 
+#: one topic's rows of an append: (topic id, rows)
+TopicRows = tuple[int, Sequence[EncodedRow]]
+
+
 def append(
-    connection: sqlite3.Connection, topic: int, rows: Sequence[EncodedRow], heads: Heads
-) -> int:
-    """Insert the rows at the end of their partitions; returns the topic's new ``seq``.
+    connection: sqlite3.Connection, batches: Sequence[TopicRows], heads: Heads
+) -> dict[int, int]:
+    """Insert the rows (of one or several topics, all or none) at the end of their
+    partitions; returns each topic's new ``seq``.
 
     The Python sqlite3 module releases the GIL around every step and must take it back
     after each; with the event loop busy that costs up to a switch interval (5 ms) per step,
-    so a batch is one INSERT statement rather than an executemany of one step per row.
+    so a batch is one INSERT statement rather than an executemany of one step per row, and
+    concurrent publishes to several topics share that statement (group commit).
     Positions come from ``heads``; when another process appended meanwhile, the primary key
     refuses the statement (all of it) and the batch is redone under the write lock.
     """
-    partitions = {row[0] for row in rows}
-    if len(rows) <= MAX_STATEMENT_ROWS and all((topic, p) in heads for p in partitions):
-        params, moved = _number(topic, rows, heads)
+    rows = [(topic, row) for topic, topic_rows in batches for row in topic_rows]
+    slots = {(topic, row[0]) for topic, row in rows}
+    topics = sorted({topic for topic, _ in batches})
+    if len(rows) <= MAX_STATEMENT_ROWS and slots <= heads.keys():
+        params, moved = _number(rows, heads)
         try:
             _insert(connection, params, len(rows))  # one statement: atomic on its own
         except sqlite3.IntegrityError:
             pass  # stale heads: fall through to the locked path
         else:
             heads.update(moved)
-            return _seq(connection, topic)
+            return _seqs(connection, topics)
     fresh: Heads = {}
     with immediate(connection):
-        for partition in partitions:
+        for topic, partition in slots:
             fresh[(topic, partition)] = _next_position(connection, topic, partition)
         for start in range(0, len(rows), MAX_STATEMENT_ROWS):
             chunk = rows[start:start + MAX_STATEMENT_ROWS]
-            params, moved = _number(topic, chunk, fresh)
+            params, moved = _number(chunk, fresh)
             _insert(connection, params, len(chunk))
             fresh.update(moved)
     heads.update(fresh)  # only once committed: a rolled-back batch must not move them
-    return _seq(connection, topic)
+    return _seqs(connection, topics)
 
 
 def _number(
-    topic: int, rows: Sequence[EncodedRow], heads: Heads
+    rows: Sequence[tuple[int, EncodedRow]], heads: Heads
 ) -> tuple[list[object], Heads]:
     """Flat statement parameters with each row's position, and the heads after them."""
     moved: Heads = {}
     params: list[object] = []
-    for partition, key, headers, content_type, data in rows:
+    for topic, (partition, key, headers, content_type, data) in rows:
         slot = (topic, partition)
         position = moved.get(slot)
         if position is None:
@@ -125,9 +133,13 @@ def _next_position(connection: sqlite3.Connection, topic: int, partition: int) -
     return 0 if found is None else int(found) + 1
 
 
-def _seq(connection: sqlite3.Connection, topic: int) -> int:
-    seq: int = connection.execute("SELECT seq FROM topics WHERE id = ?", (topic,)).fetchone()[0]
-    return seq
+def _seqs(connection: sqlite3.Connection, topics: Sequence[int]) -> dict[int, int]:
+    if len(topics) == 1:
+        found = connection.execute("SELECT id, seq FROM topics WHERE id = ?", (topics[0],))
+    else:
+        marks = ",".join("?" * len(topics))
+        found = connection.execute(f"SELECT id, seq FROM topics WHERE id IN ({marks})", topics)
+    return {topic: seq for topic, seq in found.fetchall()}
 
 
 def read(
@@ -148,7 +160,7 @@ def append_raw(connection: sqlite3.Connection, name: str, payload: bytes, partit
     """Tests: put bytes that are not a CloudEvent on the topic's last partition (created with
     ``partitions`` if missing), as a foreign writer might. Returns the new ``seq``."""
     topic, count = ensure_topic(connection, name, partitions)
-    return append(connection, topic, [(count - 1, None, None, None, payload)], {})
+    return append(connection, [(topic, [(count - 1, None, None, None, payload)])], {})[topic]
 
 
 # --- consumer groups --------------------------------------------------------------------------

@@ -10,9 +10,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.group import LeaveGroupRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from tether.brokers.base import (
     DEFAULT_PARTITIONS,
@@ -23,10 +29,12 @@ from tether.brokers.base import (
     SubscribeOptions,
 )
 from tether.brokers.kafka.codec import to_kafka
-from tether.brokers.kafka.errors import publish_error, unavailable
+from tether.brokers.kafka.errors import is_unavailable, publish_error, unavailable
 from tether.brokers.kafka.logs import quiet_aiokafka_repeats
 from tether.brokers.kafka.settings import KafkaSettings
 from tether.brokers.kafka.subscription import KafkaSubscription
+from tether.platform import env
+from tether.platform.aio import Grouped, singly
 from tether.platform.events import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,10 @@ class KafkaBroker(Broker):
         self._subscriptions: set[KafkaSubscription] = set()
         self._closing = False
         self._partitioner = _Partitioner()
+        # group commit: concurrent single publishes go out packed as publish_batch packs
+        self._publishes: Grouped[tuple[str, CloudEvent], None] = Grouped(
+            self._publish_group, grouping=env.group_commit()
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -84,6 +96,7 @@ class KafkaBroker(Broker):
         subscriptions, self._subscriptions = list(self._subscriptions), set()
         try:
             await asyncio.gather(*(s.close(drain_timeout) for s in subscriptions))
+            await self._publishes.drain()
         finally:
             self._producer = None
             self._closing = False
@@ -160,46 +173,112 @@ class KafkaBroker(Broker):
 
     # --- publishing ---------------------------------------------------------------------------
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        await self._send_one(self._require_producer(), topic, event)
+        self._require_producer()
+        await self._publishes.submit((topic, event))
 
     async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
         """Events are packed into one record batch per partition by hand (aiokafka's batch
         API): about three times the rate of one ``send()`` per event, which pays a coroutine,
         a metadata check and a partitioner call each."""
         producer = self._require_producer()
-        if not events:
-            return
-        count = await self._partition_count(producer, topic)
-        partition_for = self._partitioner.partition
-        builders: dict[int, Any] = {}
-        pending: list[asyncio.Future[Any]] = []
-        try:
-            for event in events:
-                key, value, headers = to_kafka(event)
-                partition = partition_for(key, count)
-                builder = builders.get(partition)
-                if builder is None:
-                    builder = builders[partition] = producer.create_batch()
-                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    # full: ship it (waits while this partition's previous batch is in flight)
-                    pending.append(await producer.send_batch(builder, topic, partition=partition))
-                    builder = builders[partition] = producer.create_batch()
-                    builder.append(key=key, value=value, timestamp=None, headers=headers)
-            for partition, builder in builders.items():
-                pending.append(await producer.send_batch(builder, topic, partition=partition))
-            await asyncio.gather(*pending)
-        except KafkaError as exc:
-            for future in pending:  # the first failure is raised; do not leak the others
-                if not future.done():
-                    future.add_done_callback(_consume_exception)
-            self._topics_lost(topic)
-            raise publish_error(topic, exc) from exc
+        for result in await self._send_packed(producer, [(topic, event) for event in events]):
+            if result is not None:
+                raise result
 
     async def _publish_dead_letter(self, topic: str, event: CloudEvent) -> None:
         """Dead letters still go out while close() drains the subscriptions."""
         if self._producer is None:
             raise BrokerClosedError(f"broker {self.url} is closed: cannot dead-letter to {topic}")
-        await self._send_one(self._producer, topic, event)
+        await self._publishes.submit((topic, event))
+
+    async def _publish_group(
+        self, requests: Sequence[tuple[str, CloudEvent]]
+    ) -> list[BaseException | None]:
+        producer = self._producer
+        if producer is None:
+            raise BrokerClosedError(f"broker {self.url} is not connected (closed or never opened)")
+        if len(requests) == 1:  # alone: aiokafka's own send() adds it to the open batch
+            await self._send_one(producer, *requests[0])
+            return [None]
+        return await self._send_packed(producer, requests)
+
+    async def _send_packed(
+        self, producer: AIOKafkaProducer, requests: Sequence[tuple[str, CloudEvent]]
+    ) -> list[BaseException | None]:
+        """Send events (any topics) as one record batch per partition; each gets its own
+        error: a topic that cannot be created or an event too large fails alone, a batch the
+        broker refuses for a record's sake is retried one event at a time, a broker out of
+        reach fails every event it took."""
+        results: list[BaseException | None] = [None] * len(requests)
+        counts: dict[str, int | BaseException] = {}
+        builders: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+        sent: list[tuple[str, asyncio.Future[Any], list[int]]] = []
+        limit = self.settings.max_request_size
+        for index, (topic, event) in enumerate(requests):
+            try:
+                count = counts.get(topic)
+                if count is None:
+                    try:
+                        count = await self._partition_count(producer, topic)
+                    except Exception as exc:  # asked once: every event of the topic fails
+                        count = exc
+                    counts[topic] = count
+                if isinstance(count, BaseException):
+                    raise count
+                key, value, headers = to_kafka(event)
+                size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+                if size > limit:  # as send() checks it: this event's own error
+                    raise publish_error(topic, MessageSizeTooLargeError(
+                        f"the event is {size} bytes as a record, over max_request_size {limit}"))
+            except Exception as exc:
+                results[index] = exc
+                continue
+            partition = self._partitioner.partition(key, count)
+            slot = (topic, partition)
+            builder, members = builders.get(slot) or (None, [])
+            if builder is None or builder.append(
+                    key=key, value=value, timestamp=None, headers=headers) is None:
+                if builder is not None:  # full: ship it (waits while the partition's last
+                    try:                 # batch is in flight)
+                        sent.append((topic, await producer.send_batch(
+                            builder, topic, partition=partition), members))
+                    except KafkaError as exc:
+                        self._fail(topic, exc, members, results)
+                builder, members = producer.create_batch(), []
+                builder.append(key=key, value=value, timestamp=None, headers=headers)
+            members.append(index)
+            builders[slot] = (builder, members)
+        for (topic, partition), (builder, members) in builders.items():
+            # closed: nothing more is coming, so the batch goes out without lingering
+            builder.close()
+            try:
+                sent.append((topic, await producer.send_batch(builder, topic, partition=partition),
+                             members))
+            except KafkaError as exc:
+                self._fail(topic, exc, members, results)
+        outcomes = await asyncio.gather(*(future for _, future, _ in sent), return_exceptions=True)
+        for (topic, _, members), outcome in zip(sent, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                continue
+            if isinstance(outcome, KafkaError) and not is_unavailable(outcome) \
+                    and len(members) > 1:  # one record's fault, maybe: each alone
+                alone = await singly(lambda i: self._send_one(producer, *requests[i]), members)
+                for index, result in zip(members, alone, strict=True):
+                    results[index] = result
+            elif isinstance(outcome, KafkaError):
+                self._fail(topic, outcome, members, results)
+            else:
+                for index in members:
+                    results[index] = outcome
+        return results
+
+    def _fail(self, topic: str, exc: KafkaError, members: list[int],
+              results: list[BaseException | None]) -> None:
+        self._topics_lost(topic)
+        error = publish_error(topic, exc)
+        error.__cause__ = exc
+        for index in members:
+            results[index] = error
 
     async def _send_one(self, producer: AIOKafkaProducer, topic: str, event: CloudEvent) -> None:
         count = await self._partition_count(producer, topic)
@@ -286,11 +365,6 @@ def _done_future() -> asyncio.Future[None]:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     future.set_result(None)
     return future
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -13,11 +13,17 @@ from tether.brokers.base import (
     Broker,
     BrokerClosedError,
     BrokerConfigError,
+    BrokerUnavailableError,
     SubscribeOptions,
 )
 from tether.brokers.log.store import Entry, LogStore
 from tether.brokers.log.subscription import LogSubscription
+from tether.platform import env
+from tether.platform.aio import Grouped, singly
 from tether.platform.events import CloudEvent
+
+#: a publish to one of these topics (topic, event)
+Publish = tuple[str, CloudEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,10 @@ class LogBroker(Broker):
         self._round_robin = itertools.count()
         self._subscriptions: list[LogSubscription] = []
         self._connected = False
+        # group commit: concurrent publishes (any topics) share one append, one round trip
+        self._publishes: Grouped[Publish, None] = Grouped(
+            self._publish_group, grouping=store.groups_appends and env.group_commit()
+        )
 
     async def connect(self) -> None:
         if not self._connected:
@@ -66,6 +76,7 @@ class LogBroker(Broker):
     async def close(self, drain_timeout: float = 30.0) -> None:
         if not self._connected:
             return
+        await self._publishes.drain()
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(s.close(drain_timeout) for s in subscriptions))
         self._connected = False
@@ -85,18 +96,58 @@ class LogBroker(Broker):
         return count
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        await self.publish_batch(topic, (event,))
+        self._check_open()
+        await self._publishes.submit((topic, event))
+
+    async def _publish_group(self, requests: Sequence[Publish]) -> list[BaseException | None]:
+        """Publishes made concurrently, in one :meth:`LogStore.append_many`; each gets its own
+        error: a topic that cannot be resolved fails its own publishes, a store that is
+        unavailable fails all, anything else is retried one publish at a time."""
+        results: list[BaseException | None] = [None] * len(requests)
+        topics: dict[str, list[int]] = {}
+        for index, (topic, _) in enumerate(requests):
+            topics.setdefault(topic, []).append(index)
+        batches: list[tuple[str, list[Entry]]] = []
+        members: list[tuple[int, str, Entry]] = []
+        for topic, indexes in topics.items():
+            try:
+                count = await self.partition_count(topic)
+            except Exception as exc:
+                for index in indexes:
+                    results[index] = exc
+                continue
+            entries = [self._entry(requests[index][1], count) for index in indexes]
+            batches.append((topic, entries))
+            members += ((i, topic, entry) for i, entry in zip(indexes, entries, strict=True))
+        if not batches:
+            return results
+        try:
+            await self.store.append_many(batches)
+        except (BrokerUnavailableError, BrokerClosedError) as exc:  # the store's, not an event's
+            for index, _, _ in members:
+                results[index] = exc
+        except Exception as exc:
+            if len(members) == 1:
+                results[members[0][0]] = exc
+            else:
+                outcomes = await singly(self._append_one, [(t, e) for _, t, e in members])
+                for (index, _, _), outcome in zip(members, outcomes, strict=True):
+                    results[index] = outcome
+        return results
+
+    async def _append_one(self, member: tuple[str, Entry]) -> None:
+        await self.store.append_many([(member[0], [member[1]])])
+
+    def _entry(self, event: CloudEvent, partitions: int) -> Entry:
+        key = event.partitionkey
+        return (partition_for(key, partitions, self._round_robin), key, event)
 
     async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
         self._check_open()
         if not events:
             return
         count = await self.partition_count(topic)
-        entries: list[Entry] = []
-        for event in events:
-            key = event.partitionkey
-            entries.append((partition_for(key, count, self._round_robin), key, event))
-        await self.store.append(topic, entries)
+        await self.store.append(topic, [self._entry(event, count) for event in events])
 
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None

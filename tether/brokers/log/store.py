@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
 from tether.brokers.subscription import Record
 from tether.platform.events import CloudEvent
@@ -32,6 +33,16 @@ class LogStore(abc.ABC):
     @abc.abstractmethod
     async def append(self, topic: str, entries: Sequence[Entry]) -> None:
         """Append entries atomically (all or none); they are durable when this returns."""
+
+    #: whether an append costs a round trip (a thread handoff, a transaction), so that the
+    #: broker groups concurrent publishes into :meth:`append_many` calls
+    groups_appends: ClassVar[bool] = False
+
+    async def append_many(self, batches: Sequence[tuple[str, Sequence[Entry]]]) -> None:
+        """Append several topics' entries, all or none where the store can (one round trip);
+        by default one :meth:`append` per topic."""
+        for topic, entries in batches:
+            await self.append(topic, entries)
 
     @abc.abstractmethod
     async def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from tether.brokers.base import (
     DEFAULT_PARTITIONS,
@@ -24,6 +26,8 @@ from tether.brokers.redis.scripts import Scripts
 from tether.brokers.redis.settings import parse_url
 from tether.brokers.redis.subscription import RedisSubscription
 from tether.brokers.redis.wire import pack_xadd, xadd_head
+from tether.platform import env
+from tether.platform.aio import Grouped
 from tether.platform.events import CloudEvent
 
 #: events per XADD burst written and answered in one round trip
@@ -42,6 +46,10 @@ class RedisBroker(Broker):
         self._xadd_heads: dict[str, list[tuple[bytes, int]]] = {}
         self._round_robin = itertools.count()
         self._subscriptions: list[RedisSubscription] = []
+        # group commit: concurrent publishes (any topics) go out as one pipeline of XADDs
+        self._publishes: Grouped[tuple[str, CloudEvent], None] = Grouped(
+            self._publish_group, max_group=PUBLISH_CHUNK, grouping=env.group_commit()
+        )
 
     @property
     def client(self) -> aioredis.Redis:
@@ -87,6 +95,7 @@ class RedisBroker(Broker):
     async def close(self, drain_timeout: float = 30.0) -> None:
         if self._client is None:
             return
+        await self._publishes.drain()
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(s.close(drain_timeout) for s in subscriptions))
         client, self._client, self._scripts = self._client, None, None
@@ -118,12 +127,51 @@ class RedisBroker(Broker):
         return int(stored)
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        await self.publish_batch(topic, (event,))
-
-    async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
         self.client  # noqa: B018 - raises BrokerClosedError when not connected
-        if not events:
-            return
+        await self._publishes.submit((topic, event))
+
+    async def _publish_group(
+        self, requests: Sequence[tuple[str, CloudEvent]]
+    ) -> list[BaseException | None]:
+        """Publishes made concurrently, as one pipeline of XADDs whose replies are read one
+        by one: an event that cannot be encoded, a topic whose metadata cannot be read or a
+        stream that refuses its XADD fails only its own publish; a lost connection all."""
+        results: list[BaseException | None] = [None] * len(requests)
+        commands: list[bytes] = []
+        members: list[int] = []
+        for index, (topic, event) in enumerate(requests):
+            try:
+                heads = await self._heads(topic)
+                head, fixed = heads[
+                    partition_for(event.partitionkey, len(heads), self._round_robin)
+                ]
+                commands.append(pack_xadd(head, fixed, to_redis_fields(event)))
+            except UNAVAILABLE as exc:
+                results[index] = self._publish_error(topic, exc)
+            except Exception as exc:  # this event's own (it cannot be encoded)
+                results[index] = exc
+            else:
+                members.append(index)
+        if not commands:
+            return results
+        try:
+            replies = await self.send_packed(b"".join(commands), len(commands), each=True)
+        except UNAVAILABLE as exc:
+            for index in members:
+                results[index] = self._publish_error(requests[index][0], exc)
+            return results
+        for index, reply in zip(members, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                results[index] = self._publish_error(requests[index][0], reply)
+        return results
+
+    def _publish_error(self, topic: str, exc: BaseException) -> BrokerUnavailableError:
+        error = BrokerUnavailableError(f"publish to {topic!r} on {self.url}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    async def _heads(self, topic: str) -> list[tuple[bytes, int]]:
+        """The packed XADD head of each of the topic's partition streams."""
         heads = self._xadd_heads.get(topic)
         if heads is None:
             maxlen = self.settings.maxlen
@@ -131,6 +179,13 @@ class RedisBroker(Broker):
                 xadd_head(self.keys.stream(topic, partition), maxlen)
                 for partition in range(await self.partition_count(topic))
             ]
+        return heads
+
+    async def publish_batch(self, topic: str, events: Sequence[CloudEvent]) -> None:
+        self.client  # noqa: B018 - raises BrokerClosedError when not connected
+        if not events:
+            return
+        heads = await self._heads(topic)
         count, round_robin = len(heads), self._round_robin
         try:
             for start in range(0, len(events), PUBLISH_CHUNK):
@@ -141,24 +196,33 @@ class RedisBroker(Broker):
                     commands.append(pack_xadd(head, fixed, to_redis_fields(event)))
                 await self.send_packed(b"".join(commands), len(chunk))
         except UNAVAILABLE as exc:
-            raise BrokerUnavailableError(f"publish to {topic!r} on {self.url}: {exc}") from exc
+            raise self._publish_error(topic, exc) from exc
 
-    async def send_packed(self, payload: bytes, replies: int) -> None:
+    async def send_packed(self, payload: bytes, replies: int, *, each: bool = False) -> list[Any]:
         """Write commands already in the Redis protocol (see :mod:`.wire`) on one connection
-        and read their replies (an error reply raises)."""
+        and read their replies. An error reply raises, or with ``each`` takes its command's
+        place in the returned replies (the others are still read: the connection stays in
+        step)."""
         pool = self.client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        answers: list[Any] = []
         try:
             async with self.deadline():
                 await connection.send_packed_command(payload)
                 for _ in range(replies):
-                    await connection.read_response()
+                    try:
+                        answers.append(await connection.read_response())
+                    except ResponseError as exc:
+                        if not each:
+                            raise
+                        answers.append(exc)
         except BaseException:
             # replies may be left unread: the connection cannot be reused
             await connection.disconnect()
             raise
         finally:
             await pool.release(connection)
+        return answers
 
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None

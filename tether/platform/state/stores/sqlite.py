@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from tether.platform import env
+from tether.platform.aio import Grouped, singly
 from tether.platform.state.store import (
     FEATURE_ETAG,
     FEATURE_QUERY_API,
@@ -55,6 +57,8 @@ from tether.platform.state.stores.common import (
 from tether.platform.state.stores.sqlite_query import compile_query
 
 T = TypeVar("T")
+#: one write request: its operations and outbox records, one transaction of its own
+Write = tuple[list[Operation], list[OutboxRecord]]
 
 SCHEMA_VERSION = "1"
 #: delete expired rows after this many writes (reads already hide them)
@@ -79,6 +83,10 @@ class SqliteStateStore(StateStore):
         #: the event loop's read connection (opened after the schema exists)
         self._reader: sqlite3.Connection | None = None
         self._writes = 0
+        # group commit: writes made concurrently share one transaction on the worker thread
+        self._grouped: Grouped[Write, list[str | None]] = Grouped(
+            self._write_group, grouping=env.group_commit()
+        )
 
     @classmethod
     async def open(
@@ -235,13 +243,57 @@ class SqliteStateStore(StateStore):
                   ) -> list[str | None]:
         with self._write(self._db()) as conn:
             etags = self._apply(conn, ops, time.time())
+            self._insert_outbox(conn, outbox)
+            return etags
+
+    def _insert_outbox(self, conn: sqlite3.Connection, outbox: Sequence[OutboxRecord]) -> None:
+        if outbox:
             conn.executemany(
                 f"INSERT INTO {self._outbox} (id, pubsub, topic, event) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET pubsub = excluded.pubsub,"
                 " topic = excluded.topic, event = excluded.event",
                 [(r.id, r.pubsub, r.topic, r.event) for r in outbox],
             )
-            return etags
+
+    def _transact_many(self, writes: Sequence[Write]) -> list[list[str | None] | BaseException]:
+        """Each write as a savepoint of one transaction: a write whose ETag check fails is
+        rolled back alone and gets its own error; the others commit together."""
+        results: list[list[str | None] | BaseException] = []
+        with self._write(self._db()) as conn:
+            now = time.time()
+            for ops, outbox in writes:
+                # a single operation checks before it writes: nothing to roll back then
+                savepoint = len(ops) > 1 or bool(outbox)
+                if savepoint:
+                    conn.execute("SAVEPOINT w")
+                try:
+                    etags = self._apply(conn, ops, now)
+                    self._insert_outbox(conn, outbox)
+                except ETagMismatchError as exc:
+                    if savepoint:
+                        conn.execute("ROLLBACK TO w")
+                        conn.execute("RELEASE w")
+                    results.append(exc)
+                    continue
+                if savepoint:
+                    conn.execute("RELEASE w")
+                results.append(etags)
+        return results
+
+    async def _write_group(self, writes: Sequence[Write]) -> list[list[str | None] | BaseException]:
+        if len(writes) == 1:
+            ops, outbox = writes[0]
+            return [await self._run(lambda: self._transact(ops, outbox))]
+        try:
+            return await self._run(lambda: self._transact_many(writes))
+        except StateStoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.OperationalError):
+                raise  # locked, disk full, I/O: the store's error, every write's
+            # something in one write made SQLite refuse the transaction: each alone
+            return await singly(self._transact_alone, writes)
+
+    async def _transact_alone(self, write: Write) -> list[str | None]:
+        return await self._run(lambda: self._transact(*write))
 
     # --- the contract -----------------------------------------------------------------
 
@@ -269,20 +321,20 @@ class SqliteStateStore(StateStore):
 
     async def set(self, op: SetOperation) -> str:
         check_operations([op])
-        etag = (await self._run(lambda: self._transact([op], ())))[0]
+        etag = (await self._grouped.submit(([op], [])))[0]
         assert etag is not None  # a set always has one
         return etag
 
     async def delete(self, op: DeleteOperation) -> None:
         check_operations([op])
-        await self._run(lambda: self._transact([op], ()))
+        await self._grouped.submit(([op], []))
 
     async def transact(
         self, ops: Sequence[Operation], outbox: Sequence[OutboxRecord] = ()
     ) -> list[str | None]:
         ops, outbox = list(ops), list(outbox)
         check_operations(ops)
-        return await self._run(lambda: self._transact(ops, outbox))
+        return await self._grouped.submit((ops, outbox))
 
     async def outbox_pending(self, limit: int) -> list[OutboxRecord]:
         def select() -> list[OutboxRecord]:
@@ -317,6 +369,9 @@ class SqliteStateStore(StateStore):
         return QueryResult(items, token)
 
     async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._grouped.drain()
         executor, self._executor = self._executor, None  # type: ignore[assignment]
         if executor is None:
             return
