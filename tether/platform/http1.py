@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
+import ssl
 from dataclasses import dataclass
 
 import httptools
@@ -33,9 +35,58 @@ class Http1Error(ConnectionError):
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    #: header names lower-cased, values as sent
-    headers: dict[str, str]
+    #: (name, value) pairs as sent; ``CIMultiDict(answer.headers)`` looks them up
+    headers: list[tuple[str, str]]
     body: bytes
+
+
+class _Reader:
+    """Parses one answer after another off a connection's bytes (httptools callbacks)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.got_bytes = False
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+
+    def feed(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise Http1Error(f"malformed HTTP answer: {exc}") from exc
+
+    def ends_with_close(self) -> bool:
+        """Whether the connection's end completes the answer (a body with no
+        Content-Length that is not chunked)."""
+        if not self.headers_done:
+            return False
+        names = {name.lower(): value for name, value in self.headers}
+        return "content-length" not in names \
+            and "chunked" not in names.get("transfer-encoding", "").lower()
+
+    def answer(self) -> Answer:
+        return Answer(self.parser.get_status_code(), self.headers, b"".join(self.body))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        self.complete = True
 
 
 class _Connection(asyncio.Protocol):
@@ -44,12 +95,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        self._reader = _Reader()
         self._answer: asyncio.Future[Answer] | None = None
-        self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
-        self._got_bytes = False
-        self._headers_done = False
         self.reusable = False  # set when an answer completed on a keep-alive connection
         self.closed = False
 
@@ -59,12 +106,16 @@ class _Connection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._got_bytes = True
+        reader = self._reader
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(Http1Error(f"malformed HTTP answer: {exc}"))
+            reader.feed(data)
+        except Http1Error as exc:
+            self._fail(exc)
             self.close()
+            return
+        if reader.complete:
+            self.reusable = reader.keep_alive
+            self._complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -72,43 +123,24 @@ class _Connection(asyncio.Protocol):
         answer = self._answer
         if answer is None or answer.done():
             return
-        if self._headers_done and exc is None and self._close_delimited():
-            # a body with no Content-Length and not chunked ends with the connection
+        reader = self._reader
+        if exc is None and reader.ends_with_close():
             self._complete()
-            return
-        self._fail(_Stale() if not self._got_bytes else Http1Error(
-            f"the connection closed mid-answer: {exc!r}" if exc else
-            "the connection closed mid-answer"))
-
-    def _close_delimited(self) -> bool:
-        return "content-length" not in self._headers \
-            and "chunked" not in self._headers.get("transfer-encoding", "").lower()
+        elif not reader.got_bytes:
+            self._fail(_Stale())
+        else:
+            self._fail(Http1Error(f"the connection closed mid-answer ({exc!r})"))
 
     def expire(self, timeout: float) -> None:
         """The caller's deadline passed: fail the exchange and drop the connection."""
         self._fail(TimeoutError(f"no answer within {timeout:g} s"))
         self.close()
 
-    # --- httptools callbacks ----------------------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self._headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.reusable = self._parser.should_keep_alive()
-        self._complete()
-
     # --- exchanges --------------------------------------------------------------------------
     async def exchange(self, request: bytes) -> Answer:
         assert self._transport is not None
         self._answer = self._loop.create_future()
-        self._headers, self._body = {}, []
-        self._got_bytes = self._headers_done = False
+        self._reader.reset()
         self.reusable = False
         self._transport.write(request)
         return await self._answer
@@ -116,8 +148,7 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         answer = self._answer
         if answer is not None and not answer.done():
-            answer.set_result(Answer(self._parser.get_status_code(), self._headers,
-                                     b"".join(self._body)))
+            answer.set_result(self._reader.answer())
 
     def _fail(self, exc: BaseException) -> None:
         answer = self._answer
@@ -135,6 +166,25 @@ class _Stale(Http1Error):
     """The connection closed before any byte of the answer."""
 
 
+def encode_request(
+    method: str, target: str, host_header: bytes, body: bytes, headers: dict[str, str] | None
+) -> bytes:
+    """The request's bytes, to be written at once (one system call, no Nagle wait)."""
+    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), host_header,
+             b"Content-Length: %d\r\n" % len(body)]
+    for name, value in (headers or {}).items():
+        if any(c in name or c in value for c in _FORBIDDEN):
+            raise ValueError(f"header {name!r} holds a line break or NUL")
+        lines.append(f"{name}: {value}\r\n".encode())
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
+
+
+def host_header(host: str, port: int) -> bytes:
+    return f"Host: {host}:{port}\r\n".encode("idna" if not host.isascii() else "ascii")
+
+
 class Http1Pool:
     """Kept-alive connections to ``host:port``, at most ``limit`` at once (callers beyond
     that wait for a free one)."""
@@ -142,7 +192,7 @@ class Http1Pool:
     def __init__(self, host: str, port: int, *, limit: int = 100) -> None:
         self.host = host
         self.port = port
-        self._host_header = f"Host: {host}:{port}\r\n".encode()
+        self._host_header = host_header(host, port)
         self._limit = limit
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open = 0
@@ -160,7 +210,7 @@ class Http1Pool:
     ) -> Answer:
         """Send one request (``target`` already percent-encoded, starting with ``/``) and
         return the whole answer; ``timeout`` bounds the whole exchange."""
-        request = self._encode(method, target, body, headers)
+        request = encode_request(method, target, self._host_header, body, headers)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         for attempt in (1, 2):
@@ -185,19 +235,6 @@ class Http1Pool:
             self._release(connection)
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _encode(
-        self, method: str, target: str, body: bytes, headers: dict[str, str] | None
-    ) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), self._host_header,
-                 b"Content-Length: %d\r\n" % len(body)]
-        for name, value in (headers or {}).items():
-            if any(c in name or c in value for c in _FORBIDDEN):
-                raise ValueError(f"header {name!r} holds a line break or NUL")
-            lines.append(f"{name}: {value}\r\n".encode())
-        lines.append(b"\r\n")
-        lines.append(body)
-        return b"".join(lines)
 
     async def _acquire(
         self, loop: asyncio.AbstractEventLoop, deadline: float | None
@@ -271,3 +308,87 @@ class Http1Pool:
             if not waiter.done():
                 waiter.set_exception(Http1Error("the pool is closed"))
         self._waiters.clear()
+
+
+class BlockingConnection:
+    """One kept-alive HTTP/1.1 connection for blocking callers (``tether.Client``): the
+    same request bytes and parser as the pool, on a plain socket (or ``ssl_context``'s).
+    Not thread-safe: the caller holds a lock."""
+
+    def __init__(
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._host_header = host_header(host, port)
+        self._ssl = ssl_context
+        self._sock: socket.socket | None = None
+        self._reader = _Reader()
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Answer:
+        """Send one request and read the whole answer; ``timeout`` bounds each wait for
+        the socket (as ``http.client`` does). A kept-alive connection the server closed
+        while idle is replaced once."""
+        request = encode_request(method, target, self._host_header, body, headers)
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            sock = self._sock or self._connect(timeout)
+            self._sock = sock
+            sock.settimeout(timeout)
+            try:
+                return self._exchange(sock, request)
+            except _Stale:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise Http1Error("the server closed the connection without answering") from None
+            except BaseException:
+                self.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect(self, timeout: float | None) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise Http1Error(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        return sock
+
+    def _exchange(self, sock: socket.socket, request: bytes) -> Answer:
+        reader = self._reader
+        reader.reset()
+        try:
+            sock.sendall(request)
+            while not reader.complete:
+                data = sock.recv(65536)
+                if not data:
+                    if reader.ends_with_close():
+                        break
+                    raise _Stale() if not reader.got_bytes else Http1Error(
+                        "the connection closed mid-answer")
+                reader.feed(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            if not reader.got_bytes:
+                raise _Stale() from exc
+            raise Http1Error(f"the connection broke mid-answer: {exc}") from exc
+        if not (reader.complete and reader.keep_alive):
+            self.close()
+        return reader.answer()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()

@@ -1,7 +1,7 @@
 """The two clients' cores and the methods written once for both.
 
 :func:`operation` makes a plan (``client_plan.py``) a method of both clients: a blocking one
-on :class:`SyncCore` (``http.client``, one kept-alive connection) and a coroutine on
+on :class:`SyncCore` (one kept-alive connection) and a coroutine on
 :class:`AsyncCore` (an aiohttp session). Each core performs a plan's steps on its transport;
 nothing else differs between :class:`tether.Client` and :class:`tether.AsyncClient`.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import inspect
 import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from http import HTTPStatus
 from types import MethodType, TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
@@ -24,6 +24,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from tether.platform.http1 import BlockingConnection
 from tether.sdk.client_errors import SidecarUnavailableError
 from tether.sdk.client_http import Call, Reply
 from tether.sdk.client_plan import Pause, Plan, PlanRun
@@ -76,18 +77,21 @@ _HINTS = {
                "--dapr-http-port",
 }
 
-# errors of a kept-alive connection the server closed while idle: the request never got an
-# answer, so it is sent once more on a fresh connection (at-least-once tolerates the rare
-# duplicate if the server did act on it)
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+def _reason(status: int) -> str:
+    """The standard reason phrase (the lean parser does not keep the server's)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 class SyncCore(ClientBase):
-    """The blocking core: plans run on one HTTP/1.1 connection, reused, one request at a
-    time (a lock makes a client safe to share between threads)."""
+    """The blocking core: plans run on one kept-alive HTTP/1.1 connection
+    (:class:`tether.platform.http1.BlockingConnection`), one request at a time (a lock makes
+    a client safe to share between threads)."""
 
     def _setup(self) -> None:
-        self._connection: http.client.HTTPConnection | None = None
+        self._connection: BlockingConnection | None = None
         self._lock = threading.Lock()
 
     def _drive(self, run: PlanRun[Any]) -> None:
@@ -101,42 +105,24 @@ class SyncCore(ClientBase):
             except Exception as exc:  # raised in the plan, which may catch it
                 run.fail(exc)
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self) -> BlockingConnection:
         s = self.settings
-        if s.scheme == "https":
-            return http.client.HTTPSConnection(
-                s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
-            )
-        return http.client.HTTPConnection(s.host, s.port, timeout=s.timeout)
+        context = ssl.create_default_context() if s.scheme == "https" else None
+        return BlockingConnection(s.host, s.port, ssl_context=context)
 
     def _send(self, call: Call, timeout: float | None = None) -> Reply:
         headers = {**self.settings.headers(), **call.headers}
         target = call.target(self.settings.base_path)
         with self._lock:
-            for attempt in (1, 2):
-                reused = self._connection is not None
-                connection = self._connection or self._connect()
-                self._connection = connection
-                connection.timeout = timeout or self.settings.timeout
-                if connection.sock is not None:
-                    connection.sock.settimeout(connection.timeout)
-                try:
-                    connection.request(call.method, target, body=call.body, headers=headers)
-                    response = connection.getresponse()
-                    body = response.read()
-                except _STALE as exc:
-                    self._drop()
-                    if reused and attempt == 1:
-                        continue
-                    raise self._unavailable(exc) from None
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
-                    raise self._unavailable(exc) from None
-                if response.will_close:
-                    self._drop()
-                return Reply(response.status, response.reason, body,
-                             CIMultiDict(response.getheaders()))
-        raise AssertionError("unreachable")  # pragma: no cover
+            connection = self._connection or self._connect()
+            self._connection = connection
+            try:
+                answer = connection.request(call.method, target, call.body or b"", headers,
+                                            timeout=timeout or self.settings.timeout)
+            except OSError as exc:  # refused, reset, timed out, a broken answer
+                raise self._unavailable(exc) from None
+        return Reply(answer.status, _reason(answer.status), answer.body,
+                     CIMultiDict(answer.headers))
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
