@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tether.platform import aio
 from tether.platform.http1 import BlockingConnection, Http1Error, Http1Pool
 
 Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
@@ -191,3 +192,19 @@ async def test_the_blocking_connection_keeps_alive_replaces_a_stale_one_and_time
     refused = BlockingConnection("127.0.0.1", port)
     with pytest.raises(Http1Error, match="cannot connect"):
         refused.request("GET", "/", timeout=5)
+
+
+def test_the_pool_works_on_uvloop_as_tether_run_uses_it() -> None:
+    """tether run and tether worker run on uvloop, whose transports are not
+    asyncio.Transport subclasses: the pool must not care."""
+
+    async def exchange() -> bytes:
+        async with server(content_length) as (port, _, _):
+            pool = Http1Pool("127.0.0.1", port)
+            answer = await pool.request("POST", "/", b"on uvloop")
+            await pool.close()
+            return answer.body
+
+    assert aio.run(exchange(), uvloop=True) == b"echo:on uvloop"
+    # aio.run chose the loop for that run only: the process's policy is still asyncio's
+    assert type(asyncio.get_event_loop_policy()).__module__.startswith("asyncio")

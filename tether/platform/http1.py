@@ -21,6 +21,7 @@ import collections
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -102,8 +103,8 @@ class _Connection(asyncio.Protocol):
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCP transport is not an asyncio.Transport subclass, but is one
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
