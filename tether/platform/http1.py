@@ -190,9 +190,13 @@ class Http1Pool:
     """Kept-alive connections to ``host:port``, at most ``limit`` at once (callers beyond
     that wait for a free one)."""
 
-    def __init__(self, host: str, port: int, *, limit: int = 100) -> None:
+    def __init__(
+        self, host: str, port: int, *, limit: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self._ssl = ssl_context
         self._host_header = host_header(host, port)
         self._limit = limit
         self._idle: collections.deque[_Connection] = collections.deque()
@@ -275,11 +279,11 @@ class Http1Pool:
         try:
             if deadline is None:
                 _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop), self.host, self.port)
+                    lambda: _Connection(loop), self.host, self.port, ssl=self._ssl)
             else:
                 async with asyncio.timeout_at(deadline):
                     _, protocol = await loop.create_connection(
-                        lambda: _Connection(loop), self.host, self.port)
+                        lambda: _Connection(loop), self.host, self.port, ssl=self._ssl)
         except OSError as exc:
             raise Http1Error(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         return protocol
@@ -298,6 +302,10 @@ class Http1Pool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def close(self) -> None:
         """Close every idle connection; those in use close when their exchange ends."""

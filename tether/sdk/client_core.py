@@ -20,11 +20,9 @@ from http import HTTPStatus
 from types import MethodType, TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-import aiohttp
 from multidict import CIMultiDict
-from yarl import URL
 
-from tether.platform.http1 import BlockingConnection
+from tether.platform.http1 import BlockingConnection, Http1Pool
 from tether.sdk.client_errors import SidecarUnavailableError
 from tether.sdk.client_http import Call, Reply
 from tether.sdk.client_plan import Pause, Plan, PlanRun
@@ -147,11 +145,12 @@ class SyncCore(ClientBase):
 
 
 class AsyncCore(ClientBase):
-    """The asyncio core: plans run on an aiohttp session (its pool keeps connections
-    alive), created on first use inside the running loop."""
+    """The asyncio core: plans run on kept-alive HTTP/1.1 connections
+    (:class:`tether.platform.http1.Http1Pool`), opened on first use inside the running loop
+    (use a client from one event loop)."""
 
     def _setup(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
 
     async def _drive(self, run: PlanRun[Any]) -> None:
         """Perform the plan's steps until it returns or reaches its BLOCK."""
@@ -164,37 +163,30 @@ class AsyncCore(ClientBase):
             except Exception as exc:  # raised in the plan, which may catch it
                 run.fail(exc)
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self.settings.headers(),
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                # no Content-Type unless a call sets one (aiohttp would add octet-stream)
-                skip_auto_headers=("Content-Type",),
-            )
-        return self._session
+    def _open(self) -> Http1Pool:
+        if self._pool is None or self._pool.closed:
+            s = self.settings
+            context = ssl.create_default_context() if s.scheme == "https" else None
+            self._pool = Http1Pool(s.host, s.port, ssl_context=context)
+        return self._pool
 
     async def _send(self, call: Call, timeout: float | None = None) -> Reply:
-        session = self._open()
+        pool = self._open()
         s = self.settings
-        url = URL(s.origin + call.target(s.base_path), encoded=True)
-        extra: dict[str, Any] = {}
-        if timeout:
-            extra["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        headers = {**s.headers(), **call.headers}
         try:
-            async with session.request(
-                call.method, url, data=call.body, headers=dict(call.headers), **extra
-            ) as response:
-                body = await response.read()
-                return Reply(response.status, response.reason or "", body, response.headers)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await pool.request(call.method, call.target(s.base_path),
+                                        call.body or b"", headers, timeout=timeout or s.timeout)
+        except OSError as exc:  # refused, reset, timed out, a broken answer
             raise self._unavailable(repr(exc)) from None
+        return Reply(answer.status, _reason(answer.status), answer.body,
+                     CIMultiDict(answer.headers))
 
     async def close(self) -> None:
-        """Close the session and its connections."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        """Close the kept-alive connections."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def __aenter__(self) -> Self:
         return self
