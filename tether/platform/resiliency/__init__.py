@@ -10,6 +10,7 @@ from tether.platform.resiliency.breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
+from tether.platform.resiliency.errors import ResiliencyError
 from tether.platform.resiliency.parse import ResiliencySpec, parse_resiliency, resiliency_specs
 from tether.platform.resiliency.policy import Clock, Policy, PolicyTimeoutError
 from tether.platform.resiliency.resiliency import Resiliency
@@ -23,6 +24,7 @@ __all__ = [
     "Policy",
     "PolicyTimeoutError",
     "Resiliency",
+    "ResiliencyError",
     "ResiliencySpec",
     "RetryPolicy",
     "StatusCodes",

@@ -24,7 +24,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
-from tether.platform.errors import TetherError
+from tether.platform.resiliency.errors import ResiliencyError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class TripExpressionError(ValueError):
     """A ``trip`` expression that does not compile to a bool over the counts."""
 
 
-class CircuitOpenError(TetherError):
+class CircuitOpenError(ResiliencyError):
     """The breaker refused the call: open, or half-open with its allowance in use."""
 
     def __init__(self, name: str, state: str) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tether.platform.errors import TetherError
 from tether.platform.resiliency.breaker import CircuitBreaker, CircuitOpenError
+from tether.platform.resiliency.errors import ResiliencyError
 from tether.platform.resiliency.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ T = TypeVar("T")
 StatusOf = Callable[[T], int | None]
 
 
-class PolicyTimeoutError(TetherError, TimeoutError):
+class PolicyTimeoutError(ResiliencyError, TimeoutError):
     """One attempt ran longer than the target's timeout policy."""
 
     def __init__(self, target: str, seconds: float) -> None:
