@@ -1,7 +1,8 @@
 """The block contract: what every building block gets to build itself, and what it gives.
 
 A block (state, secrets, configuration, lock, workflows, ...) builds one service object from
-a :class:`BlockContext`: the app's components and the pub/sub brokers. The service holds
+a :class:`BlockContext`: the app's components, the pub/sub brokers and the resiliency
+policies of its calls to components. The service holds
 the block's logic and resources and raises :class:`~tether.platform.errors.ApiError` for a
 bad call; the front ends (the sidecar's HTTP routes, later gRPC) only translate requests
 and answers. Nothing here knows HTTP.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tether.platform.components import Component
 from tether.platform.errors import ConfigError
+from tether.platform.resiliency import Resiliency
 
 if TYPE_CHECKING:  # the contract sits below the blocks; the registry is one of them
     from tether.platform.pubsub import PubSubRegistry
@@ -37,6 +39,8 @@ class BlockContext:
     app_port: int | None = None
     #: the ``spec`` of the app's Configuration resource (``tether run --config``); {} without
     configuration: Mapping[str, Any] = field(default_factory=dict)
+    #: the app's Resiliency policies (none: every call runs once, as Dapr without any)
+    resiliency: Resiliency = field(default_factory=Resiliency)
 
 
 class Block(Protocol):

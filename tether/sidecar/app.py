@@ -14,6 +14,7 @@ from tether.platform import errors
 from tether.platform.components import Component
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
+from tether.platform.resiliency import Resiliency
 from tether.sidecar import openapi
 from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.middlewares import api_token_check, dapr_errors
@@ -123,6 +124,7 @@ def create_app(
     blocks: Sequence[ApiBlock] = (),
     api_token: str | None = None,
     forward: Handler | None = None,
+    resiliency: Resiliency | None = None,
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
@@ -133,6 +135,8 @@ def create_app(
     app and closed on its cleanup, before the brokers (an outbox may still publish). With an
     ``api_token`` (DAPR_API_TOKEN) every route but the health probes requires it.
 
+    ``resiliency`` holds the policies of publish calls (pub/sub components' outbound).
+
     ``forward`` makes this the application of an API process (``tether run --api-processes``,
     tether/sidecar/forward.py): the routes only the main process can answer (metadata,
     shutdown, and those a block lists in ``main_process_routes()``) go to ``forward``.
@@ -141,7 +145,7 @@ def create_app(
     if api_token:
         middlewares.append(api_token_check(api_token))
     app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
-    publish = PublishApi(registry, app_id)
+    publish = PublishApi(registry, app_id, resiliency)
     meta = MetadataApi(app_id, components, on_shutdown, subscriptions)
     routes: list[web.RouteDef] = []
     for prefix in ("/v1.0", "/v1.0-alpha1"):

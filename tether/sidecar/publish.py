@@ -11,14 +11,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from tether.platform.pubsub import Publisher, PubSubRegistry, parse_bulk
+from tether.platform.resiliency import Resiliency
 from tether.sidecar.request import header, request_metadata, trace_headers
 
 
 class PublishApi:
     """The publish handlers of one sidecar."""
 
-    def __init__(self, registry: PubSubRegistry, app_id: str) -> None:
-        self.publisher = Publisher(registry, app_id)
+    def __init__(
+        self, registry: PubSubRegistry, app_id: str, resiliency: Resiliency | None = None
+    ) -> None:
+        self.publisher = Publisher(registry, app_id, resiliency)
 
     async def publish(self, request: web.Request) -> web.StreamResponse:
         target = self.publisher.resolve(request.match_info["pubsub"], request.match_info["topic"])

@@ -20,6 +20,7 @@ from tether.platform.components.appconfig import load_app_configuration
 from tether.platform.components.registry import describe
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.pubsub import PubSubRegistry
+from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
@@ -86,6 +87,8 @@ class Sidecar:
         self._runner: web.AppRunner | None = None
         self._registry: PubSubRegistry | None = None
         self._declarative: tuple[Subscription, ...] = ()
+        #: the app's Resiliency policies, loaded with its components
+        self.resiliency = Resiliency()
         self.subscriptions: AppSubscriptions | None = None
         self._schedulers: Schedulers | None = None
         self._main: MainProcess | None = None
@@ -109,10 +112,11 @@ class Sidecar:
                 _check_shareable(components)
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
+            self.resiliency = Resiliency.load(resources.others, self.app_id)
             blocks = build_blocks(
                 BlockContext(
                     self.app_id, components, registry, app_port=self.app_port,
-                    configuration=config,
+                    configuration=config, resiliency=self.resiliency,
                 )
             )
         except ConfigError as exc:
@@ -129,6 +133,7 @@ class Sidecar:
             blocks=blocks,
             api_token=self.api_token,
             forward=None if self._main is None else self._main.forward,
+            resiliency=self.resiliency,
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -154,9 +159,10 @@ class Sidecar:
         self._schedulers.start()
         names = ", ".join(c.name for c in components) or "none"
         log.info(
-            "sidecar for app %r: HTTP API on %s (API token %s), components: %s",
+            "sidecar for app %r: HTTP API on %s (API token %s), components: %s%s",
             self.app_id, ", ".join(f"http://{e}" for e in served),
             "required" if self.api_token else "not set", names,
+            f"; resiliency: {', '.join(self.resiliency.names)}" if self.resiliency.names else "",
         )
         exposed = [a for a in self.listen_addresses if not _is_loopback(a)]
         if exposed and not self.api_token:
@@ -207,7 +213,7 @@ class Sidecar:
         assert not self.api_only, "the main process delivers"
         subs = AppSubscriptions(
             self.app_id, app_port, self._registry, self._declarative,
-            options=DeliveryOptions(drain_timeout=drain_timeout),
+            options=DeliveryOptions(drain_timeout=drain_timeout), resiliency=self.resiliency,
         )
         try:
             await subs.start()

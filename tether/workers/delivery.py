@@ -7,7 +7,11 @@ it by the app's answer (docs/delivery.md has the table):
 - SUCCESS: ack;
 - no route matched: ack and skip, or to the ``deadLetterTopic`` if one is set (newer Dapr);
 - RETRY (and failures): nack with exponential backoff; after ``max_deliveries`` the broker
-  dead-letters it (the subscription's ``deadLetterTopic``, else ``<topic>.deadletter``);
+  dead-letters it (the subscription's ``deadLetterTopic``, else ``<topic>.deadletter``).
+  A pub/sub component with an inbound resiliency retry policy replaces both: its backoff
+  and ``maxRetries + 1`` deliveries (docs/resiliency.md); its timeout bounds each call to
+  the app (a timeout is a RETRY), and while its circuit breaker is open the worker holds
+  the event (and its key) instead of calling the app;
 - DROP: to the ``deadLetterTopic`` if the subscription has one, else ack with a warning;
 - expired (``expiration`` in the past, from publish's ``ttlInSeconds``): never sent to the
   app; dead-lettered or dropped like DROP;
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -43,6 +47,8 @@ from tether.platform.events.envelope import DAPR_EVENT_TYPE, EXPIRATION
 from tether.platform.events.event import BINARY_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
 from tether.platform.pubsub.routing import RouteEvaluationError, RouteTable
+from tether.platform.resiliency import CircuitOpenError, Policy
+from tether.platform.resiliency.retry import FOREVER
 from tether.workers.app_channel import AppChannel, BulkAppChannel, Outcome
 from tether.workers.retry import Backoff
 
@@ -53,6 +59,10 @@ DEFAULT_MAX_CONCURRENCY = 100
 STALL_POLL = 0.005
 #: Dapr's source for a raw payload wrapped into a CloudEvent (pkg/pubsub FromRawPayload)
 RAW_SOURCE = "Dapr"
+#: deliveries of an event under a retry policy with maxRetries -1 (no limit)
+UNLIMITED_DELIVERIES = 2**31 - 1
+#: how often a delivery held by a half-open breaker (its allowance in use) asks again
+BREAKER_POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,7 @@ class DeliveryWorker:
         *,
         group: str | None = None,
         start_from: StartFrom | None = None,
+        inbound: Policy | None = None,
     ) -> None:
         self.subscription = subscription
         self.app_id = app_id
@@ -125,6 +136,8 @@ class DeliveryWorker:
         #: where the group starts if it is new (the component's initialOffset)
         self.start_from = start_from
         self.options = options or DeliveryOptions()
+        #: the pub/sub component's inbound resiliency policy (None or empty: the defaults)
+        self.inbound = inbound if inbound is not None and not inbound.empty else None
         # compiled now: a bad match expression stops startup, not the first delivery
         self.routes = RouteTable.compile(subscription.rules, subscription.default_path)
         self._broker = broker
@@ -142,6 +155,21 @@ class DeliveryWorker:
         return self.subscription.topic
 
     @property
+    def max_deliveries(self) -> int:
+        """Deliveries of an event before the broker dead-letters it."""
+        retry = self.inbound.retry if self.inbound is not None else None
+        if retry is None:
+            return self.options.max_deliveries
+        return UNLIMITED_DELIVERIES if retry.max_retries == FOREVER else retry.max_retries + 1
+
+    def retry_delay(self, delivery_count: int) -> float:
+        """Seconds before redelivering after delivery number ``delivery_count`` failed."""
+        policy = self.inbound
+        if policy is None or policy.retry is None:
+            return self.options.backoff.delay(delivery_count)
+        return policy.retry.delay(delivery_count, policy.clock.random)
+
+    @property
     def in_flight(self) -> int:
         """Events handed to the app (or about to be) and not finished yet."""
         return sum(len(held) for held in self._in_flight.values())
@@ -150,7 +178,7 @@ class DeliveryWorker:
         if self._source is not None:
             return
         options = SubscribeOptions(
-            max_deliveries=self.options.max_deliveries,
+            max_deliveries=self.max_deliveries,
             dead_letter_topic=self.subscription.dead_letter_topic,
             start_from=self.start_from,
         )
@@ -272,11 +300,8 @@ class DeliveryWorker:
             routed = await self._prepare(delivery)
             if routed is not None:
                 path, event = routed
-                try:
-                    outcome = await self._channel.deliver(path, event)
-                except Exception:
-                    log.exception("app channel failed on event %s; retrying", event.id)
-                    outcome = Outcome.RETRY
+                [outcome] = await self._to_app(
+                    lambda: self._deliver_one(path, event), 1, f"event {event.id}")
                 await self._apply(delivery, path, outcome)
         except BrokerError as exc:  # not settled: the broker redelivers it later
             log.warning("could not settle %r: %s", delivery, exc)
@@ -293,18 +318,57 @@ class DeliveryWorker:
                 by_path.setdefault(routed[0], []).append((delivery, routed[1]))
         for path, items in by_path.items():
             events = [event for _, event in items]
-            try:
-                outcomes = await channel.deliver_bulk(
+
+            async def send(path: str = path, events: list[CloudEvent] = events) -> list[Outcome]:
+                return await channel.deliver_bulk(
                     path, events, topic=self.topic, pubsub_name=self.subscription.pubsub_name
                 )
-            except Exception:
-                log.exception("app channel failed on a bulk of %d events; retrying", len(items))
-                outcomes = [Outcome.RETRY] * len(items)
+
+            outcomes = await self._to_app(send, len(items), f"a bulk of {len(items)} events")
             for (delivery, _), outcome in zip(items, outcomes, strict=True):
                 try:
                     await self._apply(delivery, path, outcome)
                 except BrokerError as exc:
                     log.warning("could not settle %r: %s", delivery, exc)
+
+    async def _deliver_one(self, path: str, event: CloudEvent) -> list[Outcome]:
+        return [await self._channel.deliver(path, event)]
+
+    async def _to_app(
+        self, send: Callable[[], Awaitable[list[Outcome]]], count: int, what: str
+    ) -> list[Outcome]:
+        """One call to the app, under the inbound policy's breaker and timeout; a failed
+        call (or a timeout) is RETRY for every event it carried."""
+        policy = self.inbound
+        breaker = policy.breaker if policy is not None else None
+        generation = await self._admit() if breaker is not None else 0
+        try:
+            if policy is not None and policy.timeout is not None:
+                async with asyncio.timeout(policy.timeout):
+                    outcomes = await send()
+            else:
+                outcomes = await send()
+        except TimeoutError:
+            log.warning("the app did not answer %s within the resiliency timeout; retrying",
+                        what)
+            outcomes = [Outcome.RETRY] * count
+        except Exception:
+            log.exception("app channel failed on %s; retrying", what)
+            outcomes = [Outcome.RETRY] * count
+        if breaker is not None:
+            breaker.after(generation, Outcome.RETRY not in outcomes)
+        return outcomes
+
+    async def _admit(self) -> int:
+        """Wait while the inbound breaker refuses calls: the delivery (and its key) is
+        held, not nacked, so an open breaker costs no delivery attempts."""
+        assert self.inbound is not None and self.inbound.breaker is not None
+        breaker = self.inbound.breaker
+        while True:
+            try:
+                return breaker.before()
+            except CircuitOpenError:
+                await asyncio.sleep(max(breaker.open_for(), BREAKER_POLL))
 
     async def _prepare(self, delivery: Delivery) -> tuple[str, CloudEvent] | None:
         """The path and event to send to the app; None when settled without the app
@@ -342,7 +406,7 @@ class DeliveryWorker:
             await self._retry(delivery)
 
     async def _retry(self, delivery: Delivery) -> None:
-        await delivery.nack(self.options.backoff.delay(delivery.delivery_count))
+        await delivery.nack(self.retry_delay(delivery.delivery_count))
 
     async def _drop(self, delivery: Delivery, reason: str) -> None:
         if self.subscription.dead_letter_topic:

@@ -23,6 +23,7 @@ from tether.platform.errors import TetherError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
 from tether.platform.pubsub.routing import RoutingError
+from tether.platform.resiliency import Resiliency
 from tether.workers.app_channel import HttpAppChannel, fetch_programmatic_subscriptions
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 
@@ -100,6 +101,7 @@ class AppSubscriptions:
         *,
         host: str = "127.0.0.1",
         options: DeliveryOptions | None = None,
+        resiliency: Resiliency | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_port = app_port
@@ -107,6 +109,8 @@ class AppSubscriptions:
         self.declarative = tuple(declarative)
         self.host = host
         self.options = options or DeliveryOptions()
+        #: the inbound policies of the pub/sub components (deliveries to the app)
+        self.resiliency = resiliency or Resiliency()
         self.api_token = env.app_api_token()
         self.running: list[tuple[Subscription, str]] = []
         self._workers: list[DeliveryWorker] = []
@@ -193,6 +197,7 @@ class AppSubscriptions:
                 self.options,
                 group=spec.consumer_group,
                 start_from=spec.start_from,
+                inbound=self.resiliency.component_inbound(sub.pubsub_name, "pubsub"),
             )
             await worker.start()
         except (RoutingError, BrokerError, PubSubConfigError) as exc:

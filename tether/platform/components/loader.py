@@ -203,7 +203,7 @@ def _parse_document(doc: Fields, templates: Templates) -> Component | Subscripti
     meta = doc.child("metadata")
     if kind not in ("Component", "Subscription"):
         name = meta.text("name") if meta is not None else None
-        return OtherResource(kind, api_version, name, doc.source)
+        return OtherResource(kind, api_version, name, doc.source, doc.data)
     if meta is None:
         raise doc.error("metadata.name", "is required")
     name = meta.required_text("name")

@@ -165,6 +165,8 @@ class OtherResource:
     api_version: str
     name: str | None
     source: Source
+    #: the whole document, for the block that reads this kind (tether.platform.resiliency)
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Fields:

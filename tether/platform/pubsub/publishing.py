@@ -42,6 +42,7 @@ from tether.platform.pubsub.bulk import UNPARSED, BulkEntry
 from tether.platform.pubsub.delivery_time import DeliveryTimeError, due_time
 from tether.platform.pubsub.registry import PubSubRegistry, PubSubSpec
 from tether.platform.pubsub.scheduled import publish_at
+from tether.platform.resiliency import Resiliency, ResiliencyError
 
 DEFAULT_CONTENT_TYPE = "text/plain"
 RAW_PAYLOAD = "rawPayload"
@@ -209,11 +210,15 @@ class BulkFailure:
 
 
 class Publisher:
-    """Publishes for ``app_id`` through the brokers of ``registry``."""
+    """Publishes for ``app_id`` through the brokers of ``registry``, each call under its
+    component's outbound resiliency policy."""
 
-    def __init__(self, registry: PubSubRegistry, app_id: str) -> None:
+    def __init__(
+        self, registry: PubSubRegistry, app_id: str, resiliency: Resiliency | None = None
+    ) -> None:
         self.registry = registry
         self.app_id = app_id
+        self.resiliency = resiliency or Resiliency()
 
     def resolve(self, pubsub: str, topic: str) -> Target:
         """The checks Dapr makes before it reads the body, in its order."""
@@ -307,20 +312,31 @@ class Publisher:
     async def _publish(
         self, target: Target, events: list[CloudEvent], due: list[datetime | None]
     ) -> None:
-        """Publish (delayed ones to the schedule topic); a broker failure becomes Dapr's
-        500 ERR_PUBSUB_PUBLISH_MESSAGE."""
-        try:
-            broker: Broker = await self.registry.broker(target.spec.name)
+        """Publish (delayed ones to the schedule topic); a broker failure, after the
+        policy's retries, becomes Dapr's 500 ERR_PUBSUB_PUBLISH_MESSAGE."""
+        broker: Broker
+
+        async def publish() -> None:
             if any(d is not None for d in due):
                 await publish_at(broker, target.topic, events, due)
             elif len(events) == 1:
                 await broker.publish(target.topic, events[0])
             else:
                 await broker.publish_batch(target.topic, events)
-        except (BrokerError, OSError) as exc:
+
+        policy = self.resiliency.component_outbound(target.spec.name, "pubsub")
+        try:
+            broker = await self.registry.broker(target.spec.name)
+            await policy.call(publish, permanent=_permanent)
+        except (BrokerError, OSError, ResiliencyError) as exc:
             raise ApiError(
                 500,
                 errors.PUBSUB_PUBLISH_MESSAGE,
                 f"error when publishing to topic {target.topic} in pubsub "
                 f"{target.spec.name}: {exc}",
             ) from exc
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Only a broker's or the network's failure is worth another try."""
+    return not isinstance(exc, BrokerError | OSError | TimeoutError)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from tether.platform import errors
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
+from tether.platform.resiliency import Policy, ResiliencyError
 from tether.platform.state.changes import DELETE, UPSERT, ChangeFeed, ChangeFeedConfigError
 from tether.platform.state.outbox import Outbox, OutboxConfigError, ProjectionError, Upsert
 from tether.platform.state.registry import state_store_spec
@@ -67,6 +68,8 @@ class StateBinding:
     #: opens the store on start (then the service also closes it); None: ``store`` is given
     opener: Callable[[], Awaitable[StateStore]] | None = None
     relay: OutboxRelay | None = None
+    #: the component's outbound resiliency policy: every call to the store runs under it
+    policy: Policy = field(default_factory=lambda: Policy("state"))
 
     @property
     def writes_events(self) -> bool:
@@ -89,7 +92,28 @@ def binding_for(component: Any, context: BlockContext) -> StateBinding:
                 f"state component {component.name!r}: {what} {pubsub!r} is not a pub/sub "
                 f"component of app {context.app_id!r}"
             )
-    return StateBinding(component.name, component.type, keys, feed, outbox, opener=spec.opener)
+    policy = context.resiliency.component_outbound(component.name, "state")
+    return StateBinding(component.name, component.type, keys, feed, outbox, opener=spec.opener,
+                        policy=policy)
+
+
+T = TypeVar("T")
+#: store failures no retry can change: the caller's request is what is wrong
+_PERMANENT = (ETagMismatchError, InvalidOperationError, InvalidQueryError, QueryNotSupportedError)
+
+
+def _permanent(exc: BaseException) -> bool:
+    transient = isinstance(exc, StateStoreError | OSError | TimeoutError)
+    return not transient or isinstance(exc, _PERMANENT)
+
+
+async def _call(binding: StateBinding, fn: Callable[[], Awaitable[T]]) -> T:
+    """One call to the store under the component's outbound policy; the policy's own end of
+    it (a timeout, an open circuit breaker) is a store failure, answered as one (500)."""
+    try:
+        return await binding.policy.call(fn, permanent=_permanent)
+    except ResiliencyError as exc:
+        raise StateStoreError(str(exc)) from exc
 
 
 def query_failed(name: str, exc: Exception, status: int = 400) -> ApiError:
@@ -207,7 +231,8 @@ class StateService:
         except BadRequest as exc:
             raise ApiError(400, exc.code, str(exc)) from None
         try:
-            return await _store(binding).get(stored)
+            store = _store(binding)
+            return await _call(binding, lambda: store.get(stored))
         except StateStoreError as exc:
             raise ApiError(500, errors.STATE_GET,
                            f"fail to get {key} from state store {binding.name}: {exc}") from exc
@@ -224,7 +249,8 @@ class StateService:
         for item in items:
             try:
                 if binding.change_feed is None:
-                    await store.set(item.op)
+                    op = item.op
+                    await _call(binding, lambda: store.set(op))  # noqa: B023 - awaited here
                 else:
                     op = _fresh(item.op)
                     records = self._change(binding, item.key, op.key, UPSERT, op.new_etag)
@@ -239,7 +265,7 @@ class StateService:
         store = _store(binding)
         try:
             if binding.change_feed is None:
-                await store.delete(request.op)
+                await _call(binding, lambda: store.delete(request.op))
             else:
                 records = self._change(binding, request.key, request.op.key, DELETE, None)
                 await self._transact(binding, store, [request.op], records)
@@ -253,8 +279,9 @@ class StateService:
     ) -> list[tuple[str, StateItem | None]]:
         """(the app's key, its item or None) for each key, in the order asked."""
         try:
-            found = await _store(binding).bulk_get([stored for _, stored in wanted.keys]) \
-                if wanted.keys else []
+            store = _store(binding)
+            stored = [stored for _, stored in wanted.keys]
+            found = await _call(binding, lambda: store.bulk_get(stored)) if stored else []
         except StateStoreError as exc:
             raise ApiError(500, errors.STATE_BULK_GET, str(exc)) from exc
         return [(key, item) for (key, _), item in zip(wanted.keys, found, strict=True)]
@@ -295,7 +322,9 @@ class StateService:
     async def query(self, binding: StateBinding, query: Query) -> QueryResult:
         """One page of the app's items matching ``query``, keyed by the app's keys."""
         try:
-            result = await _store(binding).query(replace(query, key_prefix=binding.keys.prefix))
+            store = _store(binding)
+            prefixed = replace(query, key_prefix=binding.keys.prefix)
+            result = await _call(binding, lambda: store.query(prefixed))
         except QueryNotSupportedError:
             raise _query_not_supported() from None
         except InvalidQueryError as exc:
@@ -310,7 +339,7 @@ class StateService:
         self, binding: StateBinding, store: StateStore, ops: Sequence[Operation],
         records: Sequence[OutboxRecord],
     ) -> None:
-        await store.transact(ops, outbox=records)
+        await _call(binding, lambda: store.transact(ops, outbox=records))
         if records and binding.relay is not None:
             binding.relay.written([r.id for r in records])
 
