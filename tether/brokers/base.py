@@ -147,6 +147,12 @@ class Broker(abc.ABC):
         on a backend that :attr:`schedules_natively`."""
         raise BrokerError(f"{type(self).__name__} cannot hold scheduled events itself")
 
+    async def live_members(self, topic: str, group: str) -> int | None:
+        """How many members ``group`` has on ``topic`` right now, or None when this backend
+        cannot tell (service invocation uses it to fail a call to an app nobody serves at
+        once instead of at its deadline)."""
+        return None
+
     @abc.abstractmethod
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None

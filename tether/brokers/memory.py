@@ -100,6 +100,10 @@ class MemoryStore(LogStore):
             del members[name]
         return sorted(members)
 
+    async def live_members(self, group: str, topic: str) -> int:
+        now = time.monotonic()
+        return sum(1 for e in self._members.get((group, topic), {}).values() if e >= now)
+
     async def leave(self, group: str, topic: str, member: str) -> None:
         self._members.get((group, topic), {}).pop(member, None)
         for slot in [s for s, (owner, _) in self._leases.items() if owner == member]:

@@ -40,6 +40,8 @@ TETHER_EVENT_LOOP = "TETHER_EVENT_LOOP"
 #: ``off`` turns group commit off (each publish and state write its own round trip): for
 #: benchmarks and tests that compare the two, never needed in production
 TETHER_GROUP_COMMIT = "TETHER_GROUP_COMMIT"
+#: the pub/sub component service invocation travels on when the app has several
+TETHER_INVOKE_PUBSUB = "TETHER_INVOKE_PUBSUB"
 
 
 def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -40,6 +40,10 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"errorCode": code, "message": message}
 
 
+# service invocation: 500 for an unknown app or a failed call (Dapr's status), 504 when the
+# caller's deadline passes, 400 for a call without an app id or method
+DIRECT_INVOKE = "ERR_DIRECT_INVOKE"
+
 # the codes (and statuses) Dapr answers with on the pub/sub API (pkg/api/errors/pubsub.go)
 PUBSUB_NOT_CONFIGURED = "ERR_PUBSUB_NOT_CONFIGURED"  # 400
 PUBSUB_EMPTY = "ERR_PUBSUB_EMPTY"  # 404

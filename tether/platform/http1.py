@@ -100,10 +100,11 @@ class _Connection(asyncio.Protocol):
         self._answer: asyncio.Future[Answer] | None = None
         self.reusable = False  # set when an answer completed on a keep-alive connection
         self.closed = False
+        self._head = False  # the exchange in progress is a HEAD request
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's TCP transport is not an asyncio.Transport subclass, but is one
+        # uvloop's TCP transport is not an asyncio.Transport subclass, yet has its methods
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
@@ -117,6 +118,11 @@ class _Connection(asyncio.Protocol):
         if reader.complete:
             self.reusable = reader.keep_alive
             self._complete()
+        elif self._head and reader.headers_done:
+            # an answer to HEAD has no body whatever its Content-Length says; the parser
+            # cannot be told, so the answer ends here and the connection is not reused
+            self._complete()
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -138,9 +144,10 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     # --- exchanges --------------------------------------------------------------------------
-    async def exchange(self, request: bytes) -> Answer:
+    async def exchange(self, request: bytes, head: bool = False) -> Answer:
         assert self._transport is not None
         self._answer = self._loop.create_future()
+        self._head = head
         self._reader.reset()
         self.reusable = False
         self._transport.write(request)
@@ -224,7 +231,7 @@ class Http1Pool:
             if deadline is not None:
                 timer = loop.call_at(deadline, connection.expire, timeout or 0.0)
             try:
-                answer = await connection.exchange(request)
+                answer = await connection.exchange(request, method == "HEAD")
             except _Stale:
                 self._release(connection)
                 if reused and attempt == 1:

@@ -144,6 +144,10 @@ def create_app(
     middlewares = [dapr_errors(max_body_size)]
     if api_token:
         middlewares.append(api_token_check(api_token))
+    for block in blocks:  # optional: a block that answers before routing (invocation's proxy)
+        extra = getattr(block, "middlewares", None)
+        if callable(extra):
+            middlewares += extra()
     app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
     publish = PublishApi(registry, app_id, resiliency)
     meta = MetadataApi(app_id, components, on_shutdown, subscriptions)

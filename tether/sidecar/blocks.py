@@ -22,6 +22,7 @@ from tether.platform.secrets.registry import SECRET_STORE_TYPES
 from tether.platform.state.registry import STATE_TYPES
 from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.configuration import configuration_block
+from tether.sidecar.invoke import invoke_block
 from tether.sidecar.lock import lock_block
 from tether.sidecar.secrets import secrets_block
 from tether.sidecar.state import state_block
@@ -36,6 +37,7 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     lock_block,
     configuration_block,
     workflow_block,
+    invoke_block,
 ]
 
 

@@ -18,7 +18,9 @@ from tether.platform.blocks import BlockContext
 from tether.platform.components import Component, Subscription, load_resources
 from tether.platform.components.appconfig import load_app_configuration
 from tether.platform.components.registry import describe
+from tether.platform.env import app_api_token
 from tether.platform.errors import ConfigError, TetherError
+from tether.platform.invocation import invocation_pubsub
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
@@ -26,6 +28,7 @@ from tether.sidecar import create_app
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
 from tether.sidecar.forward import MainProcess
 from tether.workers.delivery import DeliveryOptions
+from tether.workers.invocation import InvocationWorker
 from tether.workers.scheduler import Schedulers
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
 
@@ -90,6 +93,7 @@ class Sidecar:
         #: the app's Resiliency policies, loaded with its components
         self.resiliency = Resiliency()
         self.subscriptions: AppSubscriptions | None = None
+        self._invocations: InvocationWorker | None = None
         self._schedulers: Schedulers | None = None
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
@@ -220,12 +224,32 @@ class Sidecar:
         except SubscriptionError as exc:
             raise SidecarError(str(exc)) from exc
         self.subscriptions = subs
+        await self._take_calls(app_port, drain_timeout)
+
+    async def _take_calls(self, app_port: int, drain_timeout: float) -> None:
+        """Serve the calls to this app (service invocation) from its pub/sub broker."""
+        assert self._registry is not None
+        pubsub = invocation_pubsub(self._registry)
+        if pubsub is None:
+            return
+        try:
+            worker = InvocationWorker(
+                await self._registry.broker(pubsub), self.app_id, app_port,
+                api_token=app_api_token(), drain_timeout=drain_timeout,
+            )
+            await worker.start()
+        except TetherError as exc:
+            raise SidecarError(f"cannot take the calls to app {self.app_id!r} on pub/sub "
+                               f"{pubsub!r}: {exc}") from exc
+        self._invocations = worker
+        log.info("app %r takes calls (service invocation) on pub/sub %r", self.app_id, pubsub)
 
     async def stop_subscriptions(self) -> None:
-        """Stop delivering, letting in-flight deliveries finish (the brokers stay open)."""
+        """Stop delivering and taking calls, letting those in flight finish (the brokers
+        stay open)."""
         subs, self.subscriptions = self.subscriptions, None
-        if subs is not None:
-            await subs.stop()
+        calls, self._invocations = self._invocations, None
+        await asyncio.gather(*(part.stop() for part in (subs, calls) if part is not None))
 
     async def stop(self) -> None:
         """Stop delivering, stop serving and close the brokers (the app's cleanup closes

@@ -175,6 +175,9 @@ class SqliteStore(LogStore):
     async def heartbeat(self, group: str, topic: str, member: str, ttl: float) -> list[str]:
         return await self._writer.run(tables.heartbeat, group, topic, member, ttl)
 
+    async def live_members(self, group: str, topic: str) -> int:
+        return await self._reader.run(tables.live_members, group, topic)
+
     async def leave(self, group: str, topic: str, member: str) -> None:
         await self._writer.run(tables.leave, group, topic, member)
 

@@ -214,6 +214,14 @@ def heartbeat(
     return [row[0] for row in rows]
 
 
+def live_members(connection: sqlite3.Connection, group: str, topic: str) -> int:
+    row = connection.execute(
+        "SELECT COUNT(*) FROM members WHERE grp = ? AND topic = ? AND expires >= ?",
+        (group, topic, time.time()),
+    ).fetchone()
+    return int(row[0])
+
+
 def leave(connection: sqlite3.Connection, group: str, topic: str, member: str) -> None:
     with immediate(connection):
         connection.execute(

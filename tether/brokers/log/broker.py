@@ -149,6 +149,9 @@ class LogBroker(Broker):
         count = await self.partition_count(topic)
         await self.store.append(topic, [self._entry(event, count) for event in events])
 
+    async def live_members(self, topic: str, group: str) -> int | None:
+        return await self.store.live_members(group, topic)
+
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None
     ) -> LogSubscription:

@@ -77,6 +77,10 @@ class LogStore(abc.ABC):
         sorted (expired members are removed)."""
 
     @abc.abstractmethod
+    async def live_members(self, group: str, topic: str) -> int:
+        """How many members of ``group`` on ``topic`` have an unexpired heartbeat."""
+
+    @abc.abstractmethod
     async def leave(self, group: str, topic: str, member: str) -> None:
         """Remove ``member`` and release its leases."""
 

@@ -22,7 +22,7 @@ from tether.brokers.log.broker import partition_for
 from tether.brokers.redis.codec import to_redis_fields
 from tether.brokers.redis.errors import UNAVAILABLE
 from tether.brokers.redis.keys import Keys
-from tether.brokers.redis.scripts import Scripts
+from tether.brokers.redis.scripts import LIVE_MEMBERS, Scripts
 from tether.brokers.redis.settings import parse_url
 from tether.brokers.redis.subscription import RedisSubscription
 from tether.brokers.redis.wire import pack_xadd, xadd_head
@@ -223,6 +223,15 @@ class RedisBroker(Broker):
         finally:
             await pool.release(connection)
         return answers
+
+    async def live_members(self, topic: str, group: str) -> int | None:
+        # scores are expiry times on the server's clock (scripts.HEARTBEAT)
+        try:
+            async with self.deadline():
+                count = await self.client.eval(LIVE_MEMBERS, 1, self.keys.members(topic, group))
+        except UNAVAILABLE as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        return int(count)
 
     def subscribe(
         self, topic: str, group: str, options: SubscribeOptions | None = None

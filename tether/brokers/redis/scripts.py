@@ -17,6 +17,13 @@ redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
+# KEYS[1] members zset -> how many have not expired
+LIVE_MEMBERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], now, '+inf')
+"""
+
 LEASE_RENEWED, LEASE_ACQUIRED, LEASE_HELD = 1, 2, 0
 
 # KEYS lease keys; ARGV member, ttl ms -> per key: 1 renewed, 2 newly acquired, 0 held by another

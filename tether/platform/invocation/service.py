@@ -1,0 +1,170 @@
+"""The calling side of service invocation: a call published, its reply awaited.
+
+:meth:`InvocationService.invoke` publishes the request on the target app's topic and waits,
+until the caller's deadline, for the reply that names it on this sidecar's own reply topic
+(read by one subscription, opened on the first call, in a consumer group of its own). A
+call to an app that no sidecar serves fails at once where the backend can count a group's
+members (memory, embedded, Redis); elsewhere (Kafka, Service Bus) it waits for its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from tether.brokers import Broker, BrokerError, SubscribeOptions
+from tether.brokers import Subscription as BrokerSubscription
+from tether.platform import env, errors
+from tether.platform.aio import cancel_task
+from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.errors import ApiError
+from tether.platform.events.ids import new_id
+from tether.platform.invocation.messages import (
+    Headers,
+    InvokeReply,
+    InvokeRequest,
+    reply_topic,
+    request_topic,
+)
+from tether.platform.pubsub import PubSubRegistry
+
+log = logging.getLogger(__name__)
+
+#: how long a caller waits for a reply unless the call says otherwise (Dapr sets no
+#: deadline without a resiliency policy; a minute bounds a call to an app that never answers)
+DEFAULT_TIMEOUT = 60.0
+#: how long an app seen with live members is taken as served without asking again
+SERVED_FOR = 1.0
+
+
+def invocation_pubsub(registry: PubSubRegistry) -> str | None:
+    """The pub/sub component invocations travel on: ``TETHER_INVOKE_PUBSUB`` if set (naming
+    no component is a BlockConfigError), else the app's first; None if it has none."""
+    named = env.get(env.TETHER_INVOKE_PUBSUB)
+    if named is not None:
+        if registry.spec(named) is None:
+            raise BlockConfigError(
+                f"{env.TETHER_INVOKE_PUBSUB}={named!r} names no pub/sub component of the app "
+                f"(it has: {', '.join(registry.names) or 'none'})"
+            )
+        return named
+    return registry.names[0] if registry.names else None
+
+
+def target_app(target: str) -> str:
+    """The app id of ``app`` or ``app.namespace`` (one broker is one namespace)."""
+    return target.split(".", 1)[0]
+
+
+def failed(app_id: str, reason: str, status: int = 500) -> ApiError:
+    return ApiError(status, errors.DIRECT_INVOKE, f"failed to invoke, id: {app_id}, err: {reason}")
+
+
+class InvocationService:
+    """Invokes methods of other apps (or this one) through the broker."""
+
+    def __init__(self, context: BlockContext, *, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.app_id = context.app_id
+        self.default_timeout = default_timeout
+        self._registry = context.pubsub
+        self.pubsub = invocation_pubsub(context.pubsub)
+        #: this sidecar's reply topic: one per process, never shared
+        self.reply_topic = reply_topic(self.app_id, uuid.uuid4().hex[:16])
+        self._pending: dict[str, asyncio.Future[InvokeReply]] = {}
+        self._served: dict[str, float] = {}
+        self._replies: BrokerSubscription | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._opening = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Nothing to open yet: the reply subscription waits for the first call."""
+
+    async def close(self) -> None:
+        task, self._reader = self._reader, None
+        if task is not None:
+            await cancel_task(task)
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            await replies.close(1.0)
+        for future in self._pending.values():
+            future.cancel()
+
+    async def invoke(
+        self, target: str, verb: str, path: str, headers: Headers, body: bytes,
+        timeout: float | None = None,
+    ) -> InvokeReply:
+        """The target app's answer to ``verb path``; ApiError (Dapr's ERR_DIRECT_INVOKE) when
+        there is none: no such app (500), no answer before the deadline (504)."""
+        app_id = target_app(target)
+        if not app_id:
+            raise failed(target, "the app id is empty", 400)
+        seconds = self.default_timeout if timeout is None else timeout
+        request = InvokeRequest(
+            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
+            headers=headers, body=body, deadline=time.time() + seconds,
+            reply_to=self.reply_topic,
+        )
+        future: asyncio.Future[InvokeReply] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = future
+        try:
+            async with asyncio.timeout(seconds):
+                broker = await self._broker(app_id)
+                await self._check_served(broker, app_id)
+                await self._listen(broker)
+                await broker.publish(request_topic(app_id), request.to_event())
+                return await future
+        except TimeoutError:
+            raise failed(app_id, f"no answer within {seconds:g}s (the call's deadline)", 504
+                         ) from None
+        except BrokerError as exc:
+            raise failed(app_id, f"pub/sub {self.pubsub!r}: {exc}") from exc
+        finally:
+            self._pending.pop(request.id, None)
+
+    async def _broker(self, app_id: str) -> Broker:
+        if self.pubsub is None:
+            raise failed(app_id, "the app has no pub/sub component to invoke through")
+        return await self._registry.broker(self.pubsub)
+
+    async def _check_served(self, broker: Broker, app_id: str) -> None:
+        """A call to an app no sidecar serves fails now, where the backend can tell."""
+        now = time.monotonic()
+        if self._served.get(app_id, 0.0) > now:
+            return
+        members = await broker.live_members(request_topic(app_id), app_id)
+        if members == 0:
+            raise failed(app_id, f"couldn't find service: {app_id} (no sidecar of it takes "
+                                 f"calls on pub/sub {self.pubsub!r})")
+        self._served[app_id] = now + SERVED_FOR
+
+    async def _listen(self, broker: Broker) -> None:
+        """Open the reply subscription once."""
+        if self._reader is not None:
+            return
+        async with self._opening:
+            if self._reader is not None:
+                return
+            options = SubscribeOptions(gate_by_key=False, max_deliveries=1,
+                                       start_from="earliest")
+            replies = broker.subscribe(self.reply_topic, self.reply_topic, options)
+            await replies.start()
+            self._replies = replies
+            self._reader = asyncio.create_task(self._read(replies), name="invoke:replies")
+
+    async def _read(self, replies: BrokerSubscription) -> None:
+        async for delivery in replies:
+            try:
+                reply = InvokeReply.from_event(delivery.event)
+            except ValueError as exc:
+                log.warning("unreadable reply %s on %s: %s", delivery.event.id,
+                            self.reply_topic, exc)
+            else:
+                future = self._pending.get(reply.request_id)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+            try:
+                await delivery.ack()
+            except BrokerError as exc:  # a reply read twice is ignored (its call is over)
+                log.debug("could not ack reply %s: %s", delivery.event.id, exc)

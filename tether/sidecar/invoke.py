@@ -1,0 +1,100 @@
+"""Service invocation over HTTP as Dapr serves it: ``/v1.0/invoke/{app-id}/method/{path}``
+for every verb, and the proxy form (any request carrying ``dapr-app-id``).
+
+The method path is passed on as received (slashes and percent-encoding kept) with the query
+string; the headers go without the hop-by-hop ones and the sidecar's own; the answer is the
+target app's status, headers and body. ``tether-invoke-timeout`` (a duration: ``5s``,
+``500ms``, or seconds) sets the call's deadline; otherwise it is a minute. The calls travel
+on the broker (:mod:`tether.platform.invocation`, docs/invocation.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tether.platform import errors
+from tether.platform.blocks import BlockContext
+from tether.platform.components.metadata import DurationError, parse_duration
+from tether.platform.errors import ApiError
+from tether.platform.invocation import InvocationService
+from tether.platform.invocation.messages import Headers, end_to_end
+from tether.sidecar.api_block import ServiceRoutes
+from tether.workers.app_channel import API_TOKEN_HEADER
+
+PREFIX = "/v1.0/invoke/"
+APP_ID_HEADER = "dapr-app-id"
+TIMEOUT_HEADER = "tether-invoke-timeout"
+#: headers meant for this sidecar, not for the target app
+#: the verbs a method can be invoked with (Dapr's, and OPTIONS)
+VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+SIDECAR_HEADERS = frozenset({API_TOKEN_HEADER, APP_ID_HEADER, TIMEOUT_HEADER})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvokeApi(ServiceRoutes[InvocationService]):
+    def routes(self) -> Sequence[web.RouteDef]:
+        path = PREFIX + "{appId}/method/{method:.*}"
+        # GET answers HEAD too (aiohttp); the proxy form takes any verb
+        return [web.route(verb, path, self.invoke) for verb in VERBS]
+
+    def middlewares(self) -> Sequence[Any]:
+        """Dapr's HTTP proxy form: a request with ``dapr-app-id`` is a call of its path."""
+
+        @web.middleware
+        async def proxy(request: web.Request, handler: Handler) -> web.StreamResponse:
+            target = request.headers.get(APP_ID_HEADER)
+            if not target or request.path.startswith(PREFIX):
+                return await handler(request)
+            return await self._call(request, target, request.raw_path.lstrip("/"))
+
+        return [proxy]
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        # the raw path keeps the method's percent-encoding; the app id is its next segment
+        raw = request.raw_path[len(PREFIX):]
+        _, _, method = raw.partition("/method/")
+        if not method or method.startswith("?"):
+            raise ApiError(400, errors.DIRECT_INVOKE, "the method to invoke is missing")
+        return await self._call(request, request.match_info["appId"], method)
+
+    async def _call(self, request: web.Request, target: str, path: str) -> web.StreamResponse:
+        headers = _headers(request)
+        body = await request.read()  # over the body limit: 413 (the error middleware)
+        reply = await self.service.invoke(
+            target, request.method, path, headers, body, _timeout(request)
+        )
+        return web.Response(status=reply.status, body=reply.body,
+                            headers=CIMultiDict(reply.headers))
+
+
+def _headers(request: web.Request) -> Headers:
+    """The request's end-to-end headers for the app; 400 for a value that is not UTF-8."""
+    pairs = end_to_end(request.headers.items(), SIDECAR_HEADERS)
+    for name, value in pairs:
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # aiohttp's surrogate escape of bytes that are not UTF-8
+            raise ApiError(400, errors.MALFORMED_REQUEST,
+                           f"the {name} header is not UTF-8 text") from None
+    return pairs
+
+
+def _timeout(request: web.Request) -> float | None:
+    value = request.headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        raise ApiError(400, errors.DIRECT_INVOKE, f"{TIMEOUT_HEADER}: {exc}") from None
+    if seconds <= 0:
+        raise ApiError(400, errors.DIRECT_INVOKE, f"{TIMEOUT_HEADER} must be above zero")
+    return seconds
+
+
+def invoke_block(context: BlockContext) -> InvokeApi:
+    return InvokeApi(InvocationService(context))
