@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ import tether
 from tests.invocation.test_run_invoke import ROOT, Run, component, headers_of
 from tether.cli.run import free_port
 from tether.sdk.client import InvokeMethodError, InvokeMethodResponse, TetherApiError
+from tether.sdk.methods import MethodRequest, MethodResponse
 
 BACKENDS = ("embedded", "redis")
 
@@ -181,3 +183,66 @@ def test_the_cli_exits_1_on_a_failed_call(run: Run) -> None:
     done = tether_invoke("-a", "cart", "-m", "orders", "-H", "no-colon",
                          "--dapr-http-port", port)
     assert done.returncode == 2
+
+
+# --- @app.method: an in-process app answering calls ----------------------------------------
+def test_app_methods_answer_calls_from_a_sidecar(run: Run) -> None:
+    app = tether.App("inproc", resources_path=run.root / "components")
+    seen: list[MethodRequest] = []
+
+    @app.method("orders", methods=["POST"])
+    async def orders(request: MethodRequest) -> Any:
+        seen.append(request)
+        return {"got": request.json(), "query": list(request.query),
+                "caller": request.caller, "x": request.header("x-h")}
+
+    @app.method("v1/text")
+    def text(request: MethodRequest) -> str:  # a sync handler runs in a thread
+        return f"{request.verb} {request.text()}"
+
+    @app.method("teapot")
+    async def teapot(request: MethodRequest) -> MethodResponse:
+        return MethodResponse(b"\x00short", status=418, headers={"x-pot": "yes"},
+                              content_type="application/x-tea")
+
+    @app.method("broken")
+    async def broken(request: MethodRequest) -> None:
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        async with app.run(), tether.AsyncClient(run.url("")) as client:
+            await until_answered(client)
+            answer = await client.invoke_method(
+                "inproc", "orders", '{"n": 1}', http_verb="POST", metadata={"x-h": "v"},
+                http_querystring=(("a", "1"), ("a", "2")))
+            assert answer.status_code == 200 and answer.content_type == "application/json"
+            assert answer.json() == {"got": {"n": 1}, "query": [["a", "1"], ["a", "2"]],
+                                     "caller": "caller", "x": "v"}
+            plain = await client.invoke_method("inproc", "v1/text", "hi", http_verb="PUT")
+            assert plain.text() == "PUT hi" and plain.content_type == "text/plain"
+            with pytest.raises(InvokeMethodError) as caught:
+                await client.invoke_method("inproc", "teapot")
+            tea = caught.value.response
+            assert (tea.status_code, tea.data, tea.content_type) == (
+                418, b"\x00short", "application/x-tea")
+            assert tea.headers["x-pot"] == ["yes"]
+            for method, verb, status in (("orders", "GET", 405), ("nothing", "GET", 404),
+                                         ("broken", "GET", 500)):
+                with pytest.raises(InvokeMethodError) as caught:
+                    await client.invoke_method("inproc", method, http_verb=verb)
+                assert caught.value.status == status, method
+                assert caught.value.error_code == "ERR_DIRECT_INVOKE"
+
+    asyncio.run(main())
+    assert len(seen) == 1 and seen[0].verb == "POST" and seen[0].method == "orders"
+
+
+async def until_answered(client: tether.AsyncClient) -> None:
+    """Calls reach the app once its worker joined group ``inproc`` (unknown before)."""
+    for _ in range(300):
+        try:
+            await client.invoke_method("inproc", "v1/text", timeout=2)
+            return
+        except InvokeMethodError:
+            await asyncio.sleep(0.2)
+    raise AssertionError("the in-process app never answered")
