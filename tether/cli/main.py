@@ -6,6 +6,7 @@
     tether run -f RUN_FILE
     tether worker MODULE:APP [--replicas N] [--broker URL | --resources-path DIR]
     tether workflow start|status|list|history|raise|terminate|pause|resume|purge ...
+    tether invoke --app-id ID --method PATH [-d DATA] [--verb POST] [--dapr-http-port N]
 
 The broker URL comes from ``--broker``, else ``TETHER_BROKER``, else the embedded default.
 """
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     workflow_cli.add_arguments(commands.add_parser(
         "workflow", help="manage workflow instances through a sidecar (docs/workflows.md)"))
+    from tether.cli import invoke as invoke_cli
+
+    invoke_cli.add_arguments(commands.add_parser(
+        "invoke", help="call a method of an app through a sidecar (docs/invocation.md)",
+        description="Calls METHOD of the app APP-ID through a sidecar's /v1.0/invoke API "
+        "and prints the answer's body; exits 1 on a non-2xx answer or an unreachable "
+        "sidecar."))
     return parser
 
 
@@ -104,6 +112,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from tether.cli import workflow as workflow_cli
 
         return workflow_cli.main(args)
+    if args.command == "invoke":
+        from tether.cli import invoke as invoke_cli
+
+        return invoke_cli.main(args)
     parser.print_help()
     return 2
 

@@ -6,7 +6,9 @@ See docs/sdk.md.
 from tether.sdk.app import App
 from tether.sdk.channel import Drop, InProcessChannel, Retry
 from tether.sdk.client import AsyncClient, Client, TetherApiError
+from tether.sdk.methods import MethodRequest, MethodResponse
 
 __all__ = [
-    "App", "AsyncClient", "Client", "Drop", "InProcessChannel", "Retry", "TetherApiError",
+    "App", "AsyncClient", "Client", "Drop", "InProcessChannel", "MethodRequest", "MethodResponse",
+    "Retry", "TetherApiError",
 ]

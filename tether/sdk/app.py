@@ -4,14 +4,16 @@ Handlers registered with :meth:`App.subscribe` become one :class:`Subscription` 
 (pubsub, topic), their ``match`` expressions ordered rules (first registered first) and a
 handler without ``match`` the default route. :meth:`App.run` starts one
 :class:`~tether.workers.delivery.DeliveryWorker` per subscription, in consumer group = app id,
-delivering through :class:`~.channel.InProcessChannel`.
+delivering through :class:`~.channel.InProcessChannel`. Handlers registered with
+:meth:`App.method` answer service invocations (``tether.Client.invoke_method``, a sidecar's
+``/v1.0/invoke``) from the app's invocation topic (:mod:`.methods`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,15 +27,18 @@ from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope, metadata_extensions
 from tether.platform.events.ids import new_id
 from tether.platform.events.json_format import event_from_attributes
+from tether.platform.invocation import invocation_pubsub
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.delivery_time import due_from
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
 from tether.sdk.channel import Handler, InProcessChannel
+from tether.sdk.methods import MethodHandler, Methods, MethodWorker
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 from tether.workers.scheduler import Schedulers
 
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=MethodHandler)
 
 DEFAULT_PUBSUB = "pubsub"
 
@@ -83,6 +88,16 @@ class _Brokers:
     def names(self) -> tuple[str, ...]:
         """Pub/sub names with a broker of their own (a broker URL serves every name)."""
         return self._registry.names if self._registry is not None else (DEFAULT_PUBSUB,)
+
+    def invocation_pubsub(self) -> str:
+        """The pub/sub the app takes calls on: the one a sidecar would use
+        (``TETHER_INVOKE_PUBSUB``, else the first component)."""
+        if self._registry is None:
+            return DEFAULT_PUBSUB
+        named = invocation_pubsub(self._registry)
+        if named is None:
+            raise ValueError("@app.method needs a pub/sub component to take calls on")
+        return named
 
     def group(self, pubsub: str) -> str:
         spec = self._registry.spec(pubsub) if self._registry is not None else None
@@ -140,6 +155,8 @@ class App:
         self._brokers: _Brokers | None = None
         self._brokers_lock = asyncio.Lock()  # concurrent first calls build one _Brokers
         self._workers: list[DeliveryWorker] = []
+        self._methods = Methods()
+        self._method_worker: MethodWorker | None = None
 
     def configure(
         self, *, broker: str | None = None, resources_path: str | Path | None = None
@@ -180,6 +197,20 @@ class App:
             _merge(entry, "dead_letter_topic", dead_letter_topic)
             _merge(entry, "max_concurrency", max_concurrency)
             self._handlers[path] = handler
+            return handler
+
+        return register
+
+    def method(self, name: str, *, methods: Sequence[str] | None = None
+               ) -> Callable[[M], M]:
+        """Register the decorated function to answer invocations of ``name`` (a path such
+        as ``orders`` or ``v1/orders``) on this app, for the HTTP verbs ``methods`` (default:
+        any). It gets a :class:`~tether.sdk.methods.MethodRequest`; what it returns is the
+        answer (bytes, str, None, a JSON value, or a
+        :class:`~tether.sdk.methods.MethodResponse` with a status and headers)."""
+
+        def register(handler: M) -> M:
+            self._methods.add(name, handler, methods)
             return handler
 
         return register
@@ -255,8 +286,9 @@ class App:
 
     # --- running -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start one delivery worker per subscription (a failed start stops those started)."""
-        if self._workers:
+        """Start one delivery worker per subscription, and the invocation worker if methods
+        are registered (a failed start stops those started)."""
+        if self._workers or self._method_worker is not None:
             return
         source = await self._source()
         channel = InProcessChannel(self._handlers)
@@ -281,6 +313,11 @@ class App:
                 )
                 await worker.start()
                 self._workers.append(worker)
+            if self._methods:
+                broker = await source.get(source.invocation_pubsub())
+                method_worker = MethodWorker(broker, self.app_id, self._methods)
+                await method_worker.start()
+                self._method_worker = method_worker
         except BaseException:
             await self.stop()
             raise
@@ -288,7 +325,11 @@ class App:
     async def stop(self) -> None:
         """Take no more events, let handlers in flight finish, close the brokers."""
         workers, self._workers = self._workers, []
-        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        method_worker, self._method_worker = self._method_worker, None
+        stopping = [w.stop() for w in workers]
+        if method_worker is not None:
+            stopping.append(method_worker.stop())
+        await asyncio.gather(*stopping, return_exceptions=True)
         schedulers, self._schedulers = self._schedulers, None
         if schedulers is not None:
             await schedulers.stop()

@@ -5,7 +5,8 @@ Each building block is a mixin in its own module, its methods written once for b
 clients over one request core (``client_core.py``): pub/sub in ``client_pubsub.py``,
 health/metadata/shutdown in ``client_meta.py``, secrets in ``client_secrets.py``, the lock
 in ``client_lock.py``, configuration in ``client_configuration.py``, state in
-``client_state.py``, workflows in ``client_workflow.py``. A new block adds its module and
+``client_state.py``, workflows in ``client_workflow.py``, service invocation in
+``client_invoke.py``. A new block adds its module and
 its mixin to ``_Blocks`` below.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from tether.sdk.client_configuration import ConfigurationItem, ConfigurationMixin
 from tether.sdk.client_core import AsyncCore, SyncCore
 from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
+from tether.sdk.client_invoke import InvokeMethodError, InvokeMethodResponse, InvokeMixin
 from tether.sdk.client_lock import (
     LockLostError,
     LockMixin,
@@ -46,6 +48,8 @@ __all__ = [
     "ConfigurationItem",
     "FailedEntry",
     "GetWorkflowResponse",
+    "InvokeMethodError",
+    "InvokeMethodResponse",
     "LockLostError",
     "LockNotAcquiredError",
     "PublishEntry",
@@ -64,7 +68,7 @@ __all__ = [
 
 class _Blocks(
     PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
-    WorkflowMixin,
+    WorkflowMixin, InvokeMixin,
 ):
     """The methods of both clients."""
 
