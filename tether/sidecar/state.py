@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
@@ -35,12 +35,23 @@ from tether.platform.state.store import DeleteOperation, Query, StateItem
 from tether.sidecar.api_block import ServiceRoutes
 from tether.sidecar.request import header, request_metadata, trace_headers
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 _STORE = "{store:[^/]+}"
 _KEY = "{key:[^/]+}"
 
 
 def _bad(exc: BadRequest) -> ApiError:
     return ApiError(400, exc.code, str(exc))
+
+
+def _read(parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``parse(...)`` of a request, its BadRequest answered as the state API's 400."""
+    try:
+        return parse(*args, **kwargs)
+    except BadRequest as exc:
+        raise _bad(exc) from None
 
 
 def _no_content() -> web.Response:
@@ -142,21 +153,16 @@ class StateApi(ServiceRoutes[StateService]):
 
     async def save(self, request: web.Request) -> web.StreamResponse:
         binding = self.service.binding(request.match_info["store"])
-        try:
-            items = save_requests(await request.read(), binding.keys, request_metadata(request))
-        except BadRequest as exc:
-            raise _bad(exc) from None
+        items = _read(save_requests, await request.read(), binding.keys,
+                      request_metadata(request))
         await self.service.save(binding, items)
         return _no_content()
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         binding = self.service.binding(request.match_info["store"])
         concurrency = request.query.get("concurrency", "")
-        try:
-            key, stored = store_key(binding.keys, request.match_info["key"], "path")
-            check_options(concurrency, request.query.get("consistency", ""), "query")
-        except BadRequest as exc:
-            raise _bad(exc) from None
+        key, stored = _read(store_key, binding.keys, request.match_info["key"], "path")
+        _read(check_options, concurrency, request.query.get("consistency", ""), "query")
         op = DeleteOperation(key=stored, etag=header(request, "If-Match"),
                              first_write=concurrency == FIRST_WRITE)
         await self.service.delete(binding, DeleteRequest(key, op))
@@ -164,20 +170,14 @@ class StateApi(ServiceRoutes[StateService]):
 
     async def bulk_get(self, request: web.Request) -> web.StreamResponse:
         binding = self.service.binding(request.match_info["store"])
-        try:
-            wanted = bulk_get(await request.read(), binding.keys)
-        except BadRequest as exc:
-            raise _bad(exc) from None
+        wanted = _read(bulk_get, await request.read(), binding.keys)
         found = await self.service.bulk_get(binding, wanted)
         body = b"[" + b",".join(_item_json(key, item) for key, item in found) + b"]"
         return web.Response(body=body, content_type="application/json")
 
     async def transaction(self, request: web.Request) -> web.StreamResponse:
         binding = self.service.transactional(request.match_info["store"])
-        try:
-            txn = transaction(await request.read(), binding.keys, request_metadata(request))
-        except BadRequest as exc:
-            raise _bad(exc) from None
+        txn = _read(transaction, await request.read(), binding.keys, request_metadata(request))
         await self.service.transaction(binding, txn, trace_headers(request))
         return _no_content()
 

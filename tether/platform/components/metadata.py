@@ -104,6 +104,19 @@ def required(component: Component, field: str, hint: str = "") -> str:
     return value
 
 
+def paired(component: Component, first: str, second: str, error: type[ConfigError],
+           problem: str) -> tuple[str, str] | None:
+    """Two plain values that only work together (a pubsub and its topic): both, or None
+    when neither is set; when only one is, ``error`` naming the component and ``problem``."""
+    a, b = component.value(first) or "", component.value(second) or ""
+    if not a and not b:
+        return None
+    if not a or not b:
+        raise error(f"{component.block} component {component.name!r}: {first} and {second} "
+                    f"{problem}")
+    return a, b
+
+
 def boolean(component: Component, field: str, default: bool = False) -> bool:
     value = text(component, field)
     if value is None:

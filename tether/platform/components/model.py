@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.platform.errors import ConfigError
+
+T = TypeVar("T")
 
 PUBLISHING_SCOPES = "publishingScopes"
 SUBSCRIPTION_SCOPES = "subscriptionScopes"
@@ -186,13 +188,15 @@ class Fields:
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
 
-    def text(self, key: str) -> str | None:
+    def _typed(self, key: str, kind: type[T], noun: str) -> T | None:
+        """The field's value, None when unset; an error when it is not a ``kind``."""
         value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.error(key, f"must be a string, not {_yaml_type(value)}")
+        if value is not None and not isinstance(value, kind):
+            raise self.error(key, f"must be {noun}, not {_yaml_type(value)}")
         return value
+
+    def text(self, key: str) -> str | None:
+        return self._typed(key, str, "a string")
 
     def required_text(self, key: str) -> str:
         value = self.text(key)
@@ -227,21 +231,12 @@ class Fields:
         return tuple(value)
 
     def child(self, key: str) -> Fields | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.error(key, f"must be a mapping, not {_yaml_type(value)}")
-        return Fields(value, self.name_of(key), self.source)
+        value = self._typed(key, dict, "a mapping")
+        return None if value is None else Fields(value, self.name_of(key), self.source)
 
     def children(self, key: str) -> list[Fields]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list, not {_yaml_type(value)}")
         out = []
-        for index, item in enumerate(value):
+        for index, item in enumerate(self._typed(key, list, "a list") or ()):
             where = f"{self.name_of(key)}[{index}]"
             if not isinstance(item, dict):
                 raise self.source.error(where, f"must be a mapping, not {_yaml_type(item)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.platform.components import Component
+from tether.platform.components.metadata import paired
 from tether.platform.errors import ConfigError
 from tether.platform.events import CloudEvent, utc_now
 from tether.platform.events.event import JSON_CONTENT_TYPE
@@ -43,16 +44,9 @@ class ChangeFeed:
 
     @classmethod
     def from_component(cls, component: Component) -> ChangeFeed | None:
-        pubsub = component.value(FEED_PUBSUB) or ""
-        topic = component.value(FEED_TOPIC) or ""
-        if not pubsub and not topic:
-            return None
-        if not pubsub or not topic:
-            raise ChangeFeedConfigError(
-                f"state component {component.name!r}: {FEED_PUBSUB} and {FEED_TOPIC} "
-                "must be set together"
-            )
-        return cls(component.name, pubsub, topic)
+        pair = paired(component, FEED_PUBSUB, FEED_TOPIC, ChangeFeedConfigError,
+                      "must be set together")
+        return None if pair is None else cls(component.name, *pair)
 
     def event(
         self,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.platform.components import Component
-from tether.platform.components.metadata import is_truthy
+from tether.platform.components.metadata import is_truthy, paired
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope
@@ -82,16 +82,9 @@ class Outbox:
 
     @classmethod
     def from_component(cls, component: Component) -> Outbox | None:
-        pubsub = component.value(PUBLISH_PUBSUB) or ""
-        topic = component.value(PUBLISH_TOPIC) or ""
-        if not pubsub and not topic:
-            return None
-        if not pubsub or not topic:
-            raise OutboxConfigError(
-                f"state component {component.name!r}: {PUBLISH_PUBSUB} and {PUBLISH_TOPIC} "
-                "are both required for the outbox"
-            )
-        return cls(pubsub, topic)
+        pair = paired(component, PUBLISH_PUBSUB, PUBLISH_TOPIC, OutboxConfigError,
+                      "are both required for the outbox")
+        return None if pair is None else cls(*pair)
 
     def records(
         self, upserts: Sequence[Upsert], *, app_id: str, trace: Mapping[str, str]

@@ -21,7 +21,14 @@ from tether.platform.workflows.actions import (
     ScheduleTask,
 )
 from tether.platform.workflows.authoring import name_of
-from tether.platform.workflows.history import ParentInstance, _dt_from_str, _dt_to_str
+from tether.platform.workflows.history import (
+    HistoryEvent,
+    ParentInstance,
+    SubOrchestrationCreated,
+    TaskScheduled,
+    _dt_from_str,
+    _dt_to_str,
+)
 from tether.platform.workflows.retry import RetryPolicy
 from tether.platform.workflows.task import (
     CompletableTask,
@@ -33,12 +40,14 @@ from tether.platform.workflows.task import (
 )
 
 
-def describe_action(action: Action) -> str:
-    """How a step is named in errors: "activity 'charge'", "a timer", "child workflow 'x'"."""
-    if isinstance(action, ScheduleTask):
-        return f"activity {action.name!r}"
-    if isinstance(action, CreateSubOrchestration):
-        return f"child workflow {action.name!r}"
+def describe_step(step: Action | HistoryEvent) -> str:
+    """How a step is named in errors: "activity 'charge'", "a timer", "child workflow 'x'".
+    One rule for the code's action and history's record of it, so that replay can compare
+    the two names."""
+    if isinstance(step, ScheduleTask | TaskScheduled):
+        return f"activity {step.name!r}"
+    if isinstance(step, CreateSubOrchestration | SubOrchestrationCreated):
+        return f"child workflow {step.name!r}"
     return "a timer"
 
 
@@ -196,7 +205,7 @@ class DaprWorkflowContext:
         task_id = self._next_task_id
         self._next_task_id += 1
         action = build(task_id)
-        task.label = describe_action(action)
+        task.label = describe_step(action)
         self.pending[task_id] = action
         self.open_tasks[task_id] = task
         self.open_actions[task_id] = action

@@ -31,7 +31,7 @@ from tether.platform.workflows.actions import (
     TerminateOrchestration,
 )
 from tether.platform.workflows.authoring import WorkflowRegistry, invoke
-from tether.platform.workflows.context import DaprWorkflowContext, describe_action
+from tether.platform.workflows.context import DaprWorkflowContext, describe_step
 from tether.platform.workflows.errors import (
     FailureDetails,
     InvalidHistoryError,
@@ -93,14 +93,6 @@ class ExecutionResult:
 class _ContinueAsNew:
     input: str | None
     carried: list[HistoryEvent] = field(default_factory=list)
-
-
-def _describe_event(ev: HistoryEvent) -> str:
-    if isinstance(ev, TaskScheduled):
-        return f"activity {ev.name!r}"
-    if isinstance(ev, SubOrchestrationCreated):
-        return f"child workflow {ev.name!r}"
-    return "a timer"
 
 
 def _scheduling_event(action: Action, now: datetime) -> HistoryEvent:
@@ -380,13 +372,13 @@ class OrchestrationState:
     def _match(self, ev: HistoryEvent) -> None:
         """A scheduling event from history must match what the replayed code scheduled."""
         assert isinstance(ev, TaskScheduled | TimerCreated | SubOrchestrationCreated)
-        recorded = _describe_event(ev)
+        recorded = describe_step(ev)
         action = self.ctx.pending.pop(ev.task_id, None) if self.ctx else None
         if action is None:
             self._nondeterministic(
                 f"task {ev.task_id}: history has {recorded} but the code did not schedule it")
             return
-        called = describe_action(action)
+        called = describe_step(action)
         if called != recorded:
             self._nondeterministic(
                 f"task {ev.task_id}: history has {recorded} but the code called {called}")
@@ -398,7 +390,7 @@ class OrchestrationState:
             return
         task_id, action = next(iter(self.ctx.pending.items()))
         self._nondeterministic(
-            f"task {task_id}: the code called {describe_action(action)} but history has no"
+            f"task {task_id}: the code called {describe_step(action)} but history has no"
             f" task {task_id} at that step")
 
     def _nondeterministic(self, message: str) -> None:

@@ -14,6 +14,7 @@ from tether.platform.json_body import has_lone_surrogate, is_unicode_text
 from tether.platform.state.store import (
     MAX_TTL_SECONDS,
     ETagInvalidError,
+    ETagMismatchError,
     InvalidOperationError,
     Operation,
     SetOperation,
@@ -55,6 +56,16 @@ def check_operations(ops: Sequence[Operation]) -> None:
                     f"content type {op.content_type!r} of key {op.key!r} is not Unicode text "
                     "without NUL"
                 )
+
+
+def check_conflict(op: Operation, current_etag: str | None) -> None:
+    """ETagMismatchError when ``op`` cannot apply to an item whose ETag is ``current_etag``
+    (None: no live item): its ETag differs, or a first-write set finds the key taken."""
+    if op.etag is not None:
+        if current_etag != op.etag:
+            raise ETagMismatchError(op.key)
+    elif op.first_write and isinstance(op, SetOperation) and current_etag is not None:
+        raise ETagMismatchError(op.key, f"key {op.key!r} already exists (first-write)")
 
 
 def is_key(key: str) -> bool:

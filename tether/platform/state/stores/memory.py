@@ -16,7 +16,6 @@ from tether.platform.state.store import (
     FEATURE_TRANSACTIONAL,
     FEATURE_TTL,
     DeleteOperation,
-    ETagMismatchError,
     Operation,
     OutboxRecord,
     Query,
@@ -28,6 +27,7 @@ from tether.platform.state.store import (
 )
 from tether.platform.state.stores import query as q
 from tether.platform.state.stores.common import (
+    check_conflict,
     check_operations,
     etag_for,
     expiry,
@@ -79,13 +79,13 @@ class MemoryStateStore(StateStore):
         self._check_open()
         check_operations([op])
         now = time.time()
-        self._check(op, self._live(op.key, now))
+        _check(op, self._live(op.key, now))
         return self._apply_set(op, etag_for(op), now)
 
     async def delete(self, op: DeleteOperation) -> None:
         self._check_open()
         check_operations([op])
-        self._check(op, self._live(op.key, time.time()))
+        _check(op, self._live(op.key, time.time()))
         self._items.pop(op.key, None)
 
     async def transact(
@@ -99,7 +99,7 @@ class MemoryStateStore(StateStore):
         view: dict[str, _Entry | None] = {}
         for op, etag in zip(ops, etags, strict=True):
             current = view[op.key] if op.key in view else self._live(op.key, now)
-            self._check(op, current)
+            _check(op, current)
             view[op.key] = None if etag is None else _Entry(b"", etag, None)
         for op, etag in zip(ops, etags, strict=True):
             if isinstance(op, SetOperation) and etag is not None:
@@ -109,14 +109,6 @@ class MemoryStateStore(StateStore):
         for record in outbox:
             self._outbox[record.id] = record
         return etags
-
-    @staticmethod
-    def _check(op: Operation, current: _Entry | None) -> None:
-        if op.etag is not None:
-            if current is None or current.etag != op.etag:
-                raise ETagMismatchError(op.key)
-        elif op.first_write and isinstance(op, SetOperation) and current is not None:
-            raise ETagMismatchError(op.key, f"key {op.key!r} already exists (first-write)")
 
     def _apply_set(self, op: SetOperation, etag: str, now: float) -> str:
         self._items[op.key] = _Entry(op.value, etag, expiry(op.ttl_seconds, None, now))
@@ -148,3 +140,7 @@ class MemoryStateStore(StateStore):
 
     async def close(self) -> None:
         self._closed = True
+
+
+def _check(op: Operation, current: _Entry | None) -> None:
+    check_conflict(op, None if current is None else current.etag)

@@ -47,6 +47,7 @@ from tether.platform.state.store import (
 )
 from tether.platform.state.stores import query as q
 from tether.platform.state.stores.common import (
+    check_conflict,
     check_operations,
     etag_for,
     expiry,
@@ -217,7 +218,7 @@ class SqliteStateStore(StateStore):
         etags: list[str | None] = []
         for op in ops:
             current = self._current_etag(conn, op.key, now)
-            _check(op, current)
+            check_conflict(op, current)
             if isinstance(op, DeleteOperation):
                 conn.execute(f"DELETE FROM {self._table} WHERE key = ?", (op.key,))
                 etags.append(None)
@@ -387,10 +388,3 @@ class SqliteStateStore(StateStore):
         await asyncio.get_running_loop().run_in_executor(executor, disconnect)
         executor.shutdown(wait=False)
 
-
-def _check(op: Operation, current: str | None) -> None:
-    if op.etag is not None:
-        if current != op.etag:
-            raise ETagMismatchError(op.key)
-    elif op.first_write and isinstance(op, SetOperation) and current is not None:
-        raise ETagMismatchError(op.key, f"key {op.key!r} already exists (first-write)")
