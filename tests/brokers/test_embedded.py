@@ -20,7 +20,7 @@ import pytest
 
 from tests.brokers.harness_embedded import EmbeddedHarness
 from tether.brokers import BrokerConfigError, Delivery, Subscription, open_broker
-from tether.brokers.embedded import SqliteStore, parse_url, schema, tables
+from tether.brokers.embedded import SqliteStore, parse_url, schema, tables, wakeup
 from tether.brokers.log.broker import LogBroker
 from tether.brokers.log.subscription import LogSubscription
 from tether.platform.events import CloudEvent
@@ -412,3 +412,21 @@ async def test_a_killed_process_partitions_are_taken_over_and_redelivered(
     assert held == set(theirs)
     assert redelivered == held
     assert sorted(mine) == sorted(e.id for e in sent)
+
+
+async def test_a_waiter_that_gives_up_after_the_hub_is_released_does_not_park_its_watcher(
+    tmp_path: Path,
+) -> None:
+    """A fetch that times out after the store closed deactivates the hub's watcher: the
+    watcher must still see its stop, or the close's join of the thread never returns (a
+    test run once hung in the event loop's teardown on that). The thread is started last,
+    so it reaches its wait after the stop and the give-up, the order that hung."""
+    path = tmp_path / "broker.db"
+    sqlite3.connect(path).close()
+    watcher = wakeup.Watcher(path, 0.01, 1.0, asyncio.get_running_loop(), lambda seqs: None)
+    watcher.activate()  # a fetcher waits
+    thread = watcher.stop()  # the store closes
+    watcher.deactivate()  # the fetcher gives up
+    watcher.start()
+    await asyncio.to_thread(thread.join, 5)
+    assert not thread.is_alive()

@@ -127,7 +127,11 @@ class Watcher:
         self._active.set()
 
     def deactivate(self) -> None:
-        self._active.clear()
+        # after stop() the flag must stay set: a waiter that gives up after the hub was
+        # released would otherwise park the thread in _active.wait() for good, and the
+        # release's join with it (both run on the loop's thread, so this check is safe)
+        if not self._stopping.is_set():
+            self._active.clear()
 
     def stop(self) -> threading.Thread:
         """Ask the thread to end; returns it so the caller can join it off the loop."""
