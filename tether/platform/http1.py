@@ -25,12 +25,15 @@ from typing import cast
 
 import httptools
 
+from tether.platform.errors import TetherError
+
 #: bytes a header name or value must not hold (they would split the request)
 _FORBIDDEN = ("\r", "\n", "\0")
 
 
-class Http1Error(ConnectionError):
-    """The request got no complete answer (refused, reset, malformed)."""
+class Http1Error(TetherError, ConnectionError):
+    """The request got no complete answer (refused, reset, malformed); an OSError, as the
+    socket errors it stands for."""
 
 
 @dataclass(frozen=True, slots=True)

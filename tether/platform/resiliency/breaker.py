@@ -24,6 +24,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
+from tether.platform.errors import TetherError
 from tether.platform.resiliency.errors import ResiliencyError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ _ENV = cel.NewEnv(variables={name: cel.Type.INT for name in COUNTS})
 _BOOL_OR_DYN = (cel.Type.BOOL, cel.Type.DYN)
 
 
-class TripExpressionError(ValueError):
+class TripExpressionError(TetherError, ValueError):
     """A ``trip`` expression that does not compile to a bool over the counts."""
 
 

@@ -13,6 +13,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tether.platform.errors import TetherError
+
 CONSTANT = "constant"
 EXPONENTIAL = "exponential"
 FOREVER = -1
@@ -27,7 +29,7 @@ HTTP_CODES = (100, 599)
 GRPC_CODES = (0, 16)
 
 
-class CodeRangeError(ValueError):
+class CodeRangeError(TetherError, ValueError):
     """A ``matching`` list Dapr would refuse; the message says which part."""
 
 
