@@ -1,12 +1,16 @@
 """Latency service invocation adds: a call through two sidecars (caller's and target's,
 over the broker) against the same call made on the target app directly, at a paced rate
-(default 1,000 requests/s) with a 1 KB body; p50/p90/p99 per backend, in one run.
+(default 1,000 requests/s) with a 1 KB body; p50/p90/p99 per backend, in one run. Also the
+CPU the ``tether run`` process (both sidecars, not the apps) spends per paced call, and the
+calls/s at saturation (``--workers`` closed-loop senders for ``--seconds``) against the app's
+own requests/s with the same senders.
 
 Anchor: Dapr v1.17 HTTP invocation adds +1.06 ms p50, +1.48 p90, +2.90 p99 through two
 sidecars (docs/benchmarks.md). Usage:
 
     python bench/invoke.py [--requests 5000] [--rate 1000] [--backends embedded,redis]
                            [--redis 127.0.0.1:6379] [--kafka 127.0.0.1:9092]
+                           [--seconds 5] [--workers 32]
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import RawPool, http_request, paced, percentile
+from _load import RawPool, http_request, paced, percentile, process_cpu, saturate
 from pubsub import wait_http
 
 from tether.cli.run import free_port
@@ -88,11 +92,14 @@ def start(backend: str, folder: Path, args: argparse.Namespace
     return process, ports["caller"], app_port
 
 
-async def measure(port: int, path: str, count: int, rate: float) -> dict[str, float]:
+def echo_pool(port: int, path: str) -> RawPool:
     body = os.urandom(512).hex().encode()  # 1 KB
-    pool = RawPool("127.0.0.1", port,
-                   http_request("POST", path, f"127.0.0.1:{port}", body,
-                                "application/octet-stream"))
+    return RawPool("127.0.0.1", port, http_request("POST", path, f"127.0.0.1:{port}", body,
+                                                    "application/octet-stream"))
+
+
+async def measure(port: int, path: str, count: int, rate: float) -> dict[str, float]:
+    pool = echo_pool(port, path)
     statuses: list[int] = []
 
     async def send(_: int) -> None:
@@ -109,6 +116,23 @@ async def measure(port: int, path: str, count: int, rate: float) -> dict[str, fl
     ordered = sorted(latencies)
     return {q: percentile(ordered, v) * 1000 for q, v in
             (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))}
+
+
+async def throughput(port: int, path: str, seconds: float, workers: int) -> float:
+    """Calls/s with ``workers`` senders each sending its next call once answered."""
+    pool = echo_pool(port, path)
+    failed: list[int] = []
+
+    async def send() -> None:
+        status = await pool.send()
+        if status != 200:
+            failed.append(status)
+
+    done, elapsed = await saturate(seconds, workers, send)
+    pool.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} calls failed at saturation (first {failed[0]})")
+    return done / elapsed
 
 
 async def ready(port: int) -> None:
@@ -130,18 +154,30 @@ def main() -> None:
     parser.add_argument("--backends", default="embedded,redis")
     parser.add_argument("--redis", default="127.0.0.1:6379")
     parser.add_argument("--kafka", default="127.0.0.1:9092")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="length of each saturation run")
+    parser.add_argument("--workers", type=int, default=32,
+                        help="closed-loop senders at saturation")
     args = parser.parse_args()
     print(f"load average: {Path('/proc/loadavg').read_text().strip()}")
     print(f"{args.requests} requests at {args.rate:g}/s, 1 KB body; ms")
     print(f"{'backend':10} {'path':8} {'p50':>7} {'p90':>7} {'p99':>7}")
+    invoke_path = "/v1.0/invoke/target/method/echo"
+    extra: list[str] = []
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory(prefix=f"bench-invoke-{backend}-") as tmp:
             process, caller, app_port = start(backend, Path(tmp), args)
             try:
                 asyncio.run(ready(caller))
                 direct = asyncio.run(measure(app_port, "/echo", args.requests, args.rate))
-                through = asyncio.run(measure(caller, "/v1.0/invoke/target/method/echo",
-                                              args.requests, args.rate))
+                cpu = process_cpu(process.pid)
+                through = asyncio.run(measure(caller, invoke_path, args.requests, args.rate))
+                # the warm-up's calls count too
+                per_call = (process_cpu(process.pid) - cpu) / (args.requests + 200) * 1e6
+                app_rate = asyncio.run(throughput(app_port, "/echo", args.seconds,
+                                                  args.workers))
+                invoke_rate = asyncio.run(throughput(caller, invoke_path, args.seconds,
+                                                     args.workers))
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(60)
@@ -150,6 +186,10 @@ def main() -> None:
             print(f"{backend:10} {name:8} " + " ".join(f"{row[q]:7.2f}" for q in row))
         print(f"{backend:10} {'/dapr':8} " + " ".join(
             f"{added[q] / DAPR_ADDED_MS[q]:6.1f}x" for q in added))
+        extra.append(f"{backend:10} sidecars' CPU per paced call {per_call:.0f} us; at saturation "
+                     f"({args.workers} senders) {invoke_rate:,.0f} calls/s invoked, "
+                     f"{app_rate:,.0f} req/s direct ({invoke_rate / app_rate:.0%})")
+    print("\n".join(extra))
 
 
 if __name__ == "__main__":

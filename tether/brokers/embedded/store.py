@@ -71,6 +71,7 @@ class _Worker:
 
 class SqliteStore(LogStore):
     groups_appends = True  # each append is a job on the writer thread
+    wakes_after_read = True  # the hub compares the seq of this task's last read (wakeup.py)
 
     def __init__(
         self,

@@ -37,6 +37,10 @@ class LogStore(abc.ABC):
     #: whether an append costs a round trip (a thread handoff, a transaction), so that the
     #: broker groups concurrent publishes into :meth:`append_many` calls
     groups_appends: ClassVar[bool] = False
+    #: whether :meth:`wait_for_data` returns at once when the topic was appended since the
+    #: calling task's last :meth:`read`: a fetcher that read less than a full batch then
+    #: waits without reading again (an empty read per wake-up saved)
+    wakes_after_read: ClassVar[bool] = False
 
     async def append_many(self, batches: Sequence[tuple[str, Sequence[Entry]]]) -> None:
         """Append several topics' entries, all or none where the store can (one round trip);

@@ -170,3 +170,6 @@ class LogSubscription(Subscription):
                 owned.tracker.register(record.position)
                 await self._put(record)
             offset = records[-1].position + 1
+            if len(records) < FETCH_BATCH and store.wakes_after_read:
+                # the partition had no more; an append since that read ends the wait at once
+                await store.wait_for_data(topic, poll)

@@ -146,6 +146,9 @@ class InvocationService:
         async with self._opening:
             if self._reader is not None:
                 return
+            # one partition: one reader of this private topic, so replies arriving together
+            # come back in one fetch instead of waking a fetch loop per partition each
+            await broker.create_topic(self.reply_topic, 1)
             options = SubscribeOptions(gate_by_key=False, max_deliveries=1,
                                        start_from="earliest")
             replies = broker.subscribe(self.reply_topic, self.reply_topic, options)
