@@ -78,15 +78,22 @@ class Process:
 class Run:
     """``tether run -f`` with the apps ``caller`` and ``cart`` (both target_app.py)."""
 
-    def __init__(self, root: Path, backend: str) -> None:
+    def __init__(self, root: Path, backend: str,
+                 configs: dict[str, dict[str, Any]] | None = None) -> None:
         self.root = root
         self.backend = backend
         self.ports = {"caller": free_port(), "cart": free_port()}
         apps = []
         for app_id, port in self.ports.items():
             (root / app_id).mkdir()
-            apps.append({"appID": app_id, "appDirPath": f"./{app_id}", "daprHTTPPort": port,
-                         "appPort": free_port(), "command": [sys.executable, str(APP)]})
+            app = {"appID": app_id, "appDirPath": f"./{app_id}", "daprHTTPPort": port,
+                   "appPort": free_port(), "command": [sys.executable, str(APP)]}
+            if configs and app_id in configs:  # the app's Configuration resource
+                (root / f"{app_id}-config.yaml").write_text(yaml.safe_dump({
+                    "apiVersion": "dapr.io/v1alpha1", "kind": "Configuration",
+                    "metadata": {"name": app_id}, "spec": configs[app_id]}))
+                app["configFilePath"] = str(root / f"{app_id}-config.yaml")
+            apps.append(app)
         run_file = {"version": 1, "common": {"resourcesPath": "./components"}, "apps": apps}
         (root / "dapr.yaml").write_text(yaml.safe_dump(run_file))
         self.process = Process(["-f", "dapr.yaml"], root, root / "tether.log")
@@ -245,3 +252,30 @@ def test_two_replicas_of_the_target_share_the_calls(run: Run) -> None:
         log = replica.stop()
     assert "Traceback" not in log, log
     run.until_served()  # the survivor takes the calls again once the group has shrunk
+
+
+def test_the_targets_access_control_list_decides_who_may_call_what(
+    tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    """cart's Configuration lets caller read /ready and post /orders/**, nothing else (one
+    backend: the list is checked by the target's sidecar, whatever carried the call)."""
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "pubsub.yaml").write_text(component("embedded", tmp_path, request))
+    acl = {"accessControl": {"defaultAction": "deny", "policies": [{
+        "appId": "caller", "defaultAction": "deny", "operations": [
+            {"name": "/ready", "httpVerb": ["GET"], "action": "allow"},
+            {"name": "/orders/**", "httpVerb": ["POST"], "action": "allow"},
+        ]}]}}
+    started = Run(tmp_path, "embedded", configs={"cart": acl})
+    try:
+        started.until_served()
+        assert started.call("POST", "/v1.0/invoke/cart/method/orders/7/lines",
+                            data="x").status_code == 200
+        for verb, path in (("GET", "/orders/7"), ("POST", "/teapot")):
+            denied = started.call(verb, f"/v1.0/invoke/cart/method{path}", data="x")
+            assert denied.status_code == 403, denied.text
+            assert denied.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+            assert "access control policy has denied access" in denied.json()["message"]
+    finally:
+        log = started.process.stop()
+    assert "Traceback" not in log, log

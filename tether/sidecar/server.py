@@ -21,6 +21,7 @@ from tether.platform.components.registry import describe
 from tether.platform.env import app_api_token
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.invocation import invocation_pubsub
+from tether.platform.invocation.access import AccessControl
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
@@ -98,6 +99,8 @@ class Sidecar:
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
         self.listening: tuple[str, ...] = ()
+        #: who may call this app's methods (the Configuration's accessControl); None: anyone
+        self._access: AccessControl | None = None
 
     @property
     def api_only(self) -> bool:
@@ -117,6 +120,7 @@ class Sidecar:
             registry = PubSubRegistry(components)
             self._declarative = resources.subscriptions_for(self.app_id)
             self.resiliency = Resiliency.load(resources.others, self.app_id)
+            self._access = AccessControl.from_configuration(config)
             blocks = build_blocks(
                 BlockContext(
                     self.app_id, components, registry, app_port=self.app_port,
@@ -236,6 +240,7 @@ class Sidecar:
             worker = InvocationWorker(
                 await self._registry.broker(pubsub), self.app_id, app_port,
                 api_token=app_api_token(), drain_timeout=drain_timeout,
+                access=self._access,
             )
             await worker.start()
         except TetherError as exc:

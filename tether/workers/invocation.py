@@ -26,6 +26,7 @@ from tether.platform.aio import cancel_task
 from tether.platform.events.ids import new_id
 from tether.platform.http1 import Http1Pool
 from tether.platform.invocation import InvokeReply, InvokeRequest, request_topic
+from tether.platform.invocation.access import AccessControl
 from tether.platform.invocation.messages import end_to_end
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST, MAX_CONNECTIONS
 
@@ -51,8 +52,10 @@ class InvocationWorker:
         api_token: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         drain_timeout: float = 30.0,
+        access: AccessControl | None = None,
     ) -> None:
         self.app_id = app_id
+        self._access = access
         self.topic = request_topic(app_id)
         self._broker = broker
         self._pool = Http1Pool(host, app_port, limit=MAX_CONNECTIONS)
@@ -120,13 +123,25 @@ class InvocationWorker:
                 log.info("call %s from %r skipped: its caller gave up %.3fs ago",
                          request.id, request.caller, -remaining)
             else:
-                reply = await self._call(request, remaining)
+                reply = self._refusal(request) or await self._call(request, remaining)
                 if reply is not None:
                     await self._send(request, reply)
         try:
             await delivery.ack()
         except BrokerError as exc:
             log.warning("could not ack call %s: %s", delivery.event.id, exc)
+
+    def _refusal(self, request: InvokeRequest) -> InvokeReply | None:
+        """Dapr's 403 when the access control list denies the caller this method."""
+        if self._access is None or self._access.allows(request.caller, request.path,
+                                                         request.verb):
+            return None
+        log.info("call %s from %r to %s /%s denied by the access control list",
+                 request.id, request.caller, request.verb, request.path)
+        message = (f"access control policy has denied access to appid: {request.caller} "
+                   f"operation: {request.path.lstrip('/')} verb: {request.verb}")
+        body = json.dumps(errors.error_body(errors.DIRECT_INVOKE, message)).encode()
+        return InvokeReply(request.id, 403, [("Content-Type", "application/json")], body)
 
     async def _call(self, request: InvokeRequest, remaining: float) -> InvokeReply | None:
         """The app's answer; None when the caller's deadline passed first."""
