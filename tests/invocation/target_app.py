@@ -1,7 +1,8 @@
 """A plain aiohttp app that answers every call with what it received (tests/invocation).
 
 The answer's status is ``?status=N`` (default 200); ``/slow`` waits ``?seconds=S`` first
-and records the call in ``slow.jsonl`` once it is made. Each answer carries the process id,
+and records the call in ``slow.jsonl`` once it is made; ``/flaky`` answers 503 to the first
+``?fail=N`` calls with the same ``?id=``. Each answer carries the process id,
 two Set-Cookie headers and an ``x-answer`` header.
 """
 
@@ -19,7 +20,15 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     return web.json_response([])
 
 
+FLAKY: dict[str, int] = {}
+
+
 async def echo(request: web.Request) -> web.StreamResponse:
+    if request.path == "/flaky":
+        key = request.query.get("id", "")
+        FLAKY[key] = FLAKY.get(key, 0) + 1
+        if FLAKY[key] <= int(request.query.get("fail", "0")):
+            return web.json_response({"calls": FLAKY[key]}, status=503)
     if request.path == "/slow":
         with Path("slow.jsonl").open("a") as f:
             f.write(json.dumps({"id": request.query.get("id")}) + "\n")

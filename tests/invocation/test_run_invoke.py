@@ -279,3 +279,39 @@ def test_the_targets_access_control_list_decides_who_may_call_what(
     finally:
         log = started.process.stop()
     assert "Traceback" not in log, log
+
+
+RESILIENCY = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: invoke}
+spec:
+  policies:
+    retries:
+      thrice: {policy: constant, duration: 50ms, maxRetries: 3,
+               matching: {httpStatusCodes: "503"}}
+  targets:
+    apps:
+      cart: {retry: thrice}
+"""
+
+
+def test_the_callers_resiliency_policy_retries_the_apps_failures(
+    tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    """targets.apps.cart retries a 503 three times: two failures are hidden, five are not
+    (the last answer comes back as it was)."""
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "pubsub.yaml").write_text(component("embedded", tmp_path, request))
+    (tmp_path / "components" / "resiliency.yaml").write_text(RESILIENCY)
+    started = Run(tmp_path, "embedded")
+    try:
+        started.until_served()
+        healed = started.call("GET", "/v1.0/invoke/cart/method/flaky?fail=2&id=a")
+        assert healed.status_code == 200, healed.text
+        broken = started.call("GET", "/v1.0/invoke/cart/method/flaky?fail=5&id=b")
+        assert broken.status_code == 503
+        assert broken.json() == {"calls": 4}  # one call and three retries
+    finally:
+        log = started.process.stop()
+    assert "Traceback" not in log, log

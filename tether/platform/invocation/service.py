@@ -29,6 +29,7 @@ from tether.platform.invocation.messages import (
     request_topic,
 )
 from tether.platform.pubsub import PubSubRegistry
+from tether.platform.resiliency import CircuitOpenError, PolicyTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ def failed(app_id: str, reason: str, status: int = 500) -> ApiError:
     return ApiError(status, errors.DIRECT_INVOKE, f"failed to invoke, id: {app_id}, err: {reason}")
 
 
+def _status(reply: InvokeReply) -> int:
+    return reply.status
+
+
+def _permanent(exc: BaseException) -> bool:
+    # the caller's own mistakes are not retried; "no such app" may be an app still starting
+    return isinstance(exc, ApiError) and exc.status < 500
+
+
 class InvocationService:
     """Invokes methods of other apps (or this one) through the broker."""
 
@@ -70,6 +80,7 @@ class InvocationService:
         self.default_timeout = default_timeout
         self._registry = context.pubsub
         self.pubsub = invocation_pubsub(context.pubsub)
+        self._resiliency = context.resiliency
         #: this sidecar's reply topic: one per process, never shared
         self.reply_topic = reply_topic(self.app_id, uuid.uuid4().hex[:16])
         self._pending: dict[str, asyncio.Future[InvokeReply]] = {}
@@ -101,25 +112,43 @@ class InvocationService:
         if not app_id:
             raise failed(target, "the app id is empty", 400)
         seconds = self.default_timeout if timeout is None else timeout
-        request = InvokeRequest(
-            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
-            headers=headers, body=body, deadline=time.time() + seconds,
-            reply_to=self.reply_topic,
-        )
-        future: asyncio.Future[InvokeReply] = asyncio.get_running_loop().create_future()
-        self._pending[request.id] = future
+        deadline = time.time() + seconds
+        policy = self._resiliency.policy_for_app(app_id)
+
+        async def attempt() -> InvokeReply:
+            return await self._attempt(app_id, verb, path, headers, body, deadline)
+
         try:
             async with asyncio.timeout(seconds):
-                broker = await self._broker(app_id)
-                await self._check_served(broker, app_id)
-                await self._listen(broker)
-                await broker.publish(request_topic(app_id), request.to_event())
-                return await future
+                # the app's resiliency policy (targets.apps) retries, times out and breaks
+                # each attempt; the call's own deadline bounds them all
+                return await policy.call(attempt, status=_status, permanent=_permanent)
+        except PolicyTimeoutError as exc:
+            raise failed(app_id, str(exc), 504) from None
+        except CircuitOpenError as exc:
+            raise failed(app_id, str(exc)) from None
         except TimeoutError:
             raise failed(app_id, f"no answer within {seconds:g}s (the call's deadline)", 504
                          ) from None
         except BrokerError as exc:
             raise failed(app_id, f"pub/sub {self.pubsub!r}: {exc}") from exc
+
+    async def _attempt(
+        self, app_id: str, verb: str, path: str, headers: Headers, body: bytes, deadline: float,
+    ) -> InvokeReply:
+        """One request published and its reply awaited (a retry is a new request)."""
+        request = InvokeRequest(
+            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
+            headers=headers, body=body, deadline=deadline, reply_to=self.reply_topic,
+        )
+        future: asyncio.Future[InvokeReply] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = future
+        try:
+            broker = await self._broker(app_id)
+            await self._check_served(broker, app_id)
+            await self._listen(broker)
+            await broker.publish(request_topic(app_id), request.to_event())
+            return await future
         finally:
             self._pending.pop(request.id, None)
 
