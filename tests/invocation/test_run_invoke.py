@@ -76,13 +76,15 @@ class Process:
 
 
 class Run:
-    """``tether run -f`` with the apps ``caller`` and ``cart`` (both target_app.py)."""
+    """``tether run -f`` with the apps ``caller`` and ``cart`` (both target_app.py), or
+    those of ``app_ids``."""
 
     def __init__(self, root: Path, backend: str,
-                 configs: dict[str, dict[str, Any]] | None = None) -> None:
+                 configs: dict[str, dict[str, Any]] | None = None,
+                 app_ids: tuple[str, ...] = ("caller", "cart")) -> None:
         self.root = root
         self.backend = backend
-        self.ports = {"caller": free_port(), "cart": free_port()}
+        self.ports = {app_id: free_port() for app_id in app_ids}
         apps = []
         for app_id, port in self.ports.items():
             (root / app_id).mkdir()
