@@ -1,8 +1,9 @@
 """A plain aiohttp app that answers every call with what it received (tests/invocation).
 
 The answer's status is ``?status=N`` (default 200); ``/slow`` waits ``?seconds=S`` first
-and records the call in ``slow.jsonl`` once it is made; ``/flaky`` answers 503 to the first
-``?fail=N`` calls with the same ``?id=``. Each answer carries the process id,
+and records the call in ``slow.jsonl`` once it is made. A call of ``/async/...`` or
+``/deadletter`` is recorded in ``calls.jsonl`` (path and body); ``?fails=N`` answers 500
+until the same path was called N times. Each answer carries the process id,
 two Set-Cookie headers and an ``x-answer`` header.
 """
 
@@ -15,25 +16,28 @@ from pathlib import Path
 
 from aiohttp import web
 
+#: calls of each recorded path so far (this process)
+ATTEMPTS: dict[str, int] = {}
+
 
 async def subscribe(request: web.Request) -> web.StreamResponse:
     return web.json_response([])
 
 
-FLAKY: dict[str, int] = {}
-
-
 async def echo(request: web.Request) -> web.StreamResponse:
-    if request.path == "/flaky":
-        key = request.query.get("id", "")
-        FLAKY[key] = FLAKY.get(key, 0) + 1
-        if FLAKY[key] <= int(request.query.get("fail", "0")):
-            return web.json_response({"calls": FLAKY[key]}, status=503)
     if request.path == "/slow":
         with Path("slow.jsonl").open("a") as f:
             f.write(json.dumps({"id": request.query.get("id")}) + "\n")
         await asyncio.sleep(float(request.query.get("seconds", "5")))
     body = await request.read()
+    status = int(request.query.get("status", "200"))
+    if request.path.startswith(("/async/", "/deadletter")):
+        before = ATTEMPTS.get(request.raw_path, 0)
+        ATTEMPTS[request.raw_path] = before + 1
+        with Path("calls.jsonl").open("a") as f:
+            f.write(json.dumps({"raw_path": request.raw_path, "body": body.decode()}) + "\n")
+        if before < int(request.query.get("fails", "0")):
+            status = 500
     answer = {
         "method": request.method,
         "raw_path": request.raw_path,
@@ -43,7 +47,7 @@ async def echo(request: web.Request) -> web.StreamResponse:
         "content_type": request.headers.get("Content-Type"),
         "pid": os.getpid(),
     }
-    response = web.json_response(answer, status=int(request.query.get("status", "200")))
+    response = web.json_response(answer, status=status)
     response.headers["x-answer"] = "yes"
     response.headers.add("Set-Cookie", "a=1")
     response.headers.add("Set-Cookie", "b=2")

@@ -76,13 +76,15 @@ class Process:
 
 
 class Run:
-    """``tether run -f`` with the apps ``caller`` and ``cart`` (both target_app.py)."""
+    """``tether run -f`` with the apps ``caller`` and ``cart`` (both target_app.py), or
+    those of ``app_ids``."""
 
     def __init__(self, root: Path, backend: str,
-                 configs: dict[str, dict[str, Any]] | None = None) -> None:
+                 configs: dict[str, dict[str, Any]] | None = None,
+                 app_ids: tuple[str, ...] = ("caller", "cart")) -> None:
         self.root = root
         self.backend = backend
-        self.ports = {"caller": free_port(), "cart": free_port()}
+        self.ports = {app_id: free_port() for app_id in app_ids}
         apps = []
         for app_id, port in self.ports.items():
             (root / app_id).mkdir()
@@ -289,7 +291,7 @@ spec:
   policies:
     retries:
       thrice: {policy: constant, duration: 50ms, maxRetries: 3,
-               matching: {httpStatusCodes: "503"}}
+               matching: {httpStatusCodes: "500"}}
   targets:
     apps:
       cart: {retry: thrice}
@@ -299,7 +301,7 @@ spec:
 def test_the_callers_resiliency_policy_retries_the_apps_failures(
     tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
-    """targets.apps.cart retries a 503 three times: two failures are hidden, five are not
+    """targets.apps.cart retries a 500 three times: two failures are hidden, five are not
     (the last answer comes back as it was)."""
     (tmp_path / "components").mkdir()
     (tmp_path / "components" / "pubsub.yaml").write_text(component("embedded", tmp_path, request))
@@ -307,11 +309,12 @@ def test_the_callers_resiliency_policy_retries_the_apps_failures(
     started = Run(tmp_path, "embedded")
     try:
         started.until_served()
-        healed = started.call("GET", "/v1.0/invoke/cart/method/flaky?fail=2&id=a")
+        healed = started.call("GET", "/v1.0/invoke/cart/method/async/healed?fails=2")
         assert healed.status_code == 200, healed.text
-        broken = started.call("GET", "/v1.0/invoke/cart/method/flaky?fail=5&id=b")
-        assert broken.status_code == 503
-        assert broken.json() == {"calls": 4}  # one call and three retries
+        broken = started.call("GET", "/v1.0/invoke/cart/method/async/broken?fails=5")
+        assert broken.status_code == 500
+        calls = (tmp_path / "cart" / "calls.jsonl").read_text().splitlines()
+        assert sum('"/async/broken?fails=5"' in line for line in calls) == 4  # 1 + 3 retries
     finally:
         log = started.process.stop()
     assert "Traceback" not in log, log

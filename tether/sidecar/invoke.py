@@ -6,6 +6,10 @@ string; the headers go without the hop-by-hop ones and the sidecar's own; the an
 target app's status, headers and body. ``tether-invoke-timeout`` (a duration: ``5s``,
 ``500ms``, or seconds) sets the call's deadline; otherwise it is a minute. The calls travel
 on the broker (:mod:`tether.platform.invocation`, docs/invocation.md).
+
+``tether-invoke-async: true`` (or the query parameter ``metadata.async=true``) makes the
+call durable and async: 202 with ``{"id": ...}`` once the broker holds it, then delivered
+to the app at least once, in order per ``tether-invoke-key``.
 """
 
 from __future__ import annotations
@@ -28,10 +32,15 @@ from tether.workers.app_channel import API_TOKEN_HEADER
 PREFIX = "/v1.0/invoke/"
 APP_ID_HEADER = "dapr-app-id"
 TIMEOUT_HEADER = "tether-invoke-timeout"
-#: headers meant for this sidecar, not for the target app
+ASYNC_HEADER = "tether-invoke-async"
+KEY_HEADER = "tether-invoke-key"
+#: the query parameter that marks a call async, as the header does (not passed on)
+ASYNC_QUERY = "metadata.async"
 #: the verbs a method can be invoked with (Dapr's, and OPTIONS)
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-SIDECAR_HEADERS = frozenset({API_TOKEN_HEADER, APP_ID_HEADER, TIMEOUT_HEADER})
+#: headers meant for this sidecar, not for the target app
+SIDECAR_HEADERS = frozenset({API_TOKEN_HEADER, APP_ID_HEADER, TIMEOUT_HEADER, ASYNC_HEADER,
+                             KEY_HEADER})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -63,7 +72,13 @@ class InvokeApi(ServiceRoutes[InvocationService]):
 
     async def _call(self, request: web.Request, target: str, path: str) -> web.StreamResponse:
         headers = _headers(request)
+        path, is_async = _async(request, path)
         body = await request.read()  # over the body limit: 413 (the error middleware)
+        if is_async:
+            call_id = await self.service.invoke_async(
+                target, request.method, path, headers, body, request.headers.get(KEY_HEADER) or None
+            )
+            return web.json_response({"id": call_id}, status=202)
         reply = await self.service.invoke(
             target, request.method, path, headers, body, _timeout(request)
         )
@@ -81,6 +96,24 @@ def _headers(request: web.Request) -> Headers:
             raise ApiError(400, errors.MALFORMED_REQUEST,
                            f"the {name} header is not UTF-8 text") from None
     return pairs
+
+
+def _async(request: web.Request, path: str) -> tuple[str, bool]:
+    """The method path to pass on (without ``metadata.async``) and whether the call is
+    async; 400 for a flag that is neither true nor false."""
+    flags = [value for name, value in request.query.items() if name == ASYNC_QUERY]
+    if ASYNC_HEADER in request.headers:
+        flags.append(request.headers[ASYNC_HEADER])
+    words = {flag.strip().lower() for flag in flags}
+    if not words <= {"true", "false", ""}:
+        raise ApiError(400, errors.DIRECT_INVOKE,
+                       f"{ASYNC_HEADER} / {ASYNC_QUERY} must be true or false")
+    if ASYNC_QUERY in request.query:
+        base, _, query = path.partition("?")
+        kept = [part for part in query.split("&")
+                if part.split("=", 1)[0] != ASYNC_QUERY]
+        path = f"{base}?{'&'.join(kept)}" if kept else base
+    return path, "true" in words
 
 
 def _timeout(request: web.Request) -> float | None:

@@ -28,6 +28,7 @@ from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
 from tether.sidecar.forward import MainProcess
+from tether.workers.async_invoke import AsyncInvocations, AsyncInvokeChannel
 from tether.workers.delivery import DeliveryOptions
 from tether.workers.invocation import InvocationWorker
 from tether.workers.scheduler import Schedulers
@@ -95,6 +96,7 @@ class Sidecar:
         self.resiliency = Resiliency()
         self.subscriptions: AppSubscriptions | None = None
         self._invocations: InvocationWorker | None = None
+        self._async_calls: AsyncInvocations | None = None
         self._schedulers: Schedulers | None = None
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
@@ -237,16 +239,23 @@ class Sidecar:
         if pubsub is None:
             return
         try:
+            broker = await self._registry.broker(pubsub)
             worker = InvocationWorker(
-                await self._registry.broker(pubsub), self.app_id, app_port,
-                api_token=app_api_token(), drain_timeout=drain_timeout,
-                access=self._access,
+                broker, self.app_id, app_port, api_token=app_api_token(),
+                drain_timeout=drain_timeout, access=self._access,
             )
             await worker.start()
+            self._invocations = worker
+            # durable async calls: delivered as pub/sub events are (retries, dead letters)
+            channel = AsyncInvokeChannel(self.app_id, app_port, api_token=app_api_token(),
+                                         access=self._access)
+            async_calls = AsyncInvocations(broker, pubsub, channel,
+                                           DeliveryOptions(drain_timeout=drain_timeout))
+            await async_calls.start()
+            self._async_calls = async_calls
         except TetherError as exc:
             raise SidecarError(f"cannot take the calls to app {self.app_id!r} on pub/sub "
                                f"{pubsub!r}: {exc}") from exc
-        self._invocations = worker
         log.info("app %r takes calls (service invocation) on pub/sub %r", self.app_id, pubsub)
 
     async def stop_subscriptions(self) -> None:
@@ -254,7 +263,9 @@ class Sidecar:
         stay open)."""
         subs, self.subscriptions = self.subscriptions, None
         calls, self._invocations = self._invocations, None
-        await asyncio.gather(*(part.stop() for part in (subs, calls) if part is not None))
+        async_calls, self._async_calls = self._async_calls, None
+        await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls)
+                               if part is not None))
 
     async def stop(self) -> None:
         """Stop delivering, stop serving and close the brokers (the app's cleanup closes

@@ -39,6 +39,30 @@ CALLEE_HEADER = "dapr-callee-app-id"
 OWN_HEADERS = frozenset({CALLER_HEADER, CALLEE_HEADER, API_TOKEN_HEADER})
 
 
+def app_headers(request: InvokeRequest, app_id: str, api_token: str | None) -> dict[str, str]:
+    """The headers a call is made on the app with: the caller's end-to-end ones and those
+    the sidecar sets (caller and callee app ids, the app API token)."""
+    headers: dict[str, str] = {}
+    for name, value in end_to_end(request.headers, OWN_HEADERS):
+        # one line per name: a repeated request header is a comma list (RFC 9110 5.3)
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    headers[CALLER_HEADER] = request.caller
+    headers[CALLEE_HEADER] = app_id
+    if api_token is not None:
+        headers[API_TOKEN_HEADER] = api_token
+    return headers
+
+
+def denial(access: AccessControl | None, request: InvokeRequest) -> str | None:
+    """Dapr's message when the access control list denies the caller this method."""
+    if access is None or access.allows(request.caller, request.path, request.verb):
+        return None
+    log.info("call %s from %r to %s /%s denied by the access control list",
+             request.id, request.caller, request.verb, request.path)
+    return (f"access control policy has denied access to appid: {request.caller} "
+            f"operation: {request.path.lstrip('/')} verb: {request.verb}")
+
+
 class InvocationWorker:
     """Makes the calls addressed to ``app_id`` on the app at ``host:app_port``."""
 
@@ -133,26 +157,15 @@ class InvocationWorker:
 
     def _refusal(self, request: InvokeRequest) -> InvokeReply | None:
         """Dapr's 403 when the access control list denies the caller this method."""
-        if self._access is None or self._access.allows(request.caller, request.path,
-                                                         request.verb):
+        message = denial(self._access, request)
+        if message is None:
             return None
-        log.info("call %s from %r to %s /%s denied by the access control list",
-                 request.id, request.caller, request.verb, request.path)
-        message = (f"access control policy has denied access to appid: {request.caller} "
-                   f"operation: {request.path.lstrip('/')} verb: {request.verb}")
         body = json.dumps(errors.error_body(errors.DIRECT_INVOKE, message)).encode()
         return InvokeReply(request.id, 403, [("Content-Type", "application/json")], body)
 
     async def _call(self, request: InvokeRequest, remaining: float) -> InvokeReply | None:
         """The app's answer; None when the caller's deadline passed first."""
-        headers: dict[str, str] = {}
-        for name, value in end_to_end(request.headers, OWN_HEADERS):
-            # one line per name: a repeated request header is a comma list (RFC 9110 5.3)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        headers[CALLER_HEADER] = request.caller
-        headers[CALLEE_HEADER] = self.app_id
-        if self._api_token is not None:
-            headers[API_TOKEN_HEADER] = self._api_token
+        headers = app_headers(request, self.app_id, self._api_token)
         try:
             answer = await self._pool.request(
                 request.verb, "/" + request.path.lstrip("/"), request.body, headers,

@@ -31,6 +31,7 @@ CALLEE = "invokecallee"
 IN_REPLY_TO = "invokerequest"
 STATUS = "invokestatus"
 TRACE = ("traceparent", "tracestate")
+PARTITION_KEY = "partitionkey"  # the brokers' ordering key
 
 #: headers that belong to one connection, not to the call (RFC 9110 7.6.1), and those the
 #: sidecars set themselves; never passed on in either direction
@@ -45,6 +46,17 @@ Headers = list[tuple[str, str]]
 def request_topic(app_id: str) -> str:
     """The topic the sidecars of ``app_id`` take calls from (in consumer group ``app_id``)."""
     return TOPIC_PREFIX + app_id
+
+
+def async_topic(app_id: str) -> str:
+    """The topic of ``app_id``'s durable async calls: delivered as pub/sub events are, with
+    retries, per-key order and the dead-letter topic :func:`async_dead_letter_topic`."""
+    return f"{TOPIC_PREFIX}async.{app_id}"
+
+
+def async_dead_letter_topic(app_id: str) -> str:
+    """Where an async call the app refused (or that kept failing) ends up."""
+    return async_topic(app_id) + ".deadletter"
 
 
 def reply_topic(app_id: str, instance: str) -> str:
@@ -75,9 +87,13 @@ class InvokeRequest:
     path: str
     headers: Headers
     body: bytes
-    #: wall-clock seconds since the epoch after which the caller no longer waits
+    #: wall-clock seconds since the epoch after which the caller no longer waits (an async
+    #: call: 0, nobody waits)
     deadline: float
+    #: the caller's reply topic ("" for an async call: nobody waits for the answer)
     reply_to: str
+    #: an async call's ordering key: calls with one key reach the app one at a time, in order
+    key: str | None = None
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds left before the caller gives up (<= 0: it has)."""
@@ -91,6 +107,8 @@ class InvokeRequest:
         }
         lower = {name.lower(): value for name, value in self.headers}
         extensions.update({h: lower[h] for h in TRACE if lower.get(h)})
+        if self.key is not None:
+            extensions[PARTITION_KEY] = self.key
         return CloudEvent(
             id=self.id, source=self.caller, type=REQUEST_TYPE,
             datacontenttype=BINARY_CONTENT_TYPE, data=self.body, extensions=extensions,
@@ -107,6 +125,7 @@ class InvokeRequest:
                 id=event.id, caller=event.source, callee=ext[CALLEE], verb=ext[VERB],
                 path=ext[PATH], headers=_loads(ext[HEADERS]), body=_bytes(event.data),
                 deadline=int(ext[DEADLINE]) / 1000, reply_to=ext[REPLY_TO],
+                key=ext.get(PARTITION_KEY),
             )
         except KeyError as exc:
             raise ValueError(f"extension {exc} is missing") from None

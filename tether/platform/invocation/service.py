@@ -25,6 +25,7 @@ from tether.platform.invocation.messages import (
     Headers,
     InvokeReply,
     InvokeRequest,
+    async_topic,
     reply_topic,
     request_topic,
 )
@@ -151,6 +152,29 @@ class InvocationService:
             return await future
         finally:
             self._pending.pop(request.id, None)
+
+    async def invoke_async(
+        self, target: str, verb: str, path: str, headers: Headers, body: bytes,
+        key: str | None = None,
+    ) -> str:
+        """Publish a durable async call to the target app; its id once the broker accepted
+        it. The target's sidecar makes it at least once (retried, dead-lettered, in order
+        per ``key``), whether or not it runs now. ApiError: 400 for no app id, 503 when the
+        broker did not accept the call (nothing was accepted)."""
+        app_id = target_app(target)
+        if not app_id:
+            raise failed(target, "the app id is empty", 400)
+        request = InvokeRequest(
+            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
+            headers=headers, body=body, deadline=0.0, reply_to="", key=key,
+        )
+        broker = await self._broker(app_id)
+        try:
+            await broker.publish(async_topic(app_id), request.to_event())
+        except BrokerError as exc:
+            raise failed(app_id, f"pub/sub {self.pubsub!r} did not accept the async call: "
+                                 f"{exc}", 503) from exc
+        return request.id
 
     async def _broker(self, app_id: str) -> Broker:
         if self.pubsub is None:
