@@ -73,6 +73,23 @@ def test_api_processes_come_from_the_app_or_common(tmp_path: Path) -> None:
     assert load_run_file(tmp_path)[0].api_processes == 1
 
 
+def test_metrics_port_and_enable_metrics_per_app_or_common(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    write(tmp_path / "dapr.yaml", {
+        "version": 1, "common": {"enableMetrics": False},
+        "apps": [{"appDirPath": "a", "enableMetrics": True, "metricsPort": 9191},
+                 {"appDirPath": "b", "metricsPort": 9192}],
+    })
+    a, b = load_run_file(tmp_path)
+    assert (a.metrics_port, b.metrics_port) == (9191, None)  # b: off by common
+    write(tmp_path / "dapr.yaml", {
+        "version": 1, "apps": [{"appDirPath": "a"}, {"appDirPath": "b"}, {"appDirPath": "c"}],
+    })
+    ports = [spec.metrics_port for spec in load_run_file(tmp_path)]
+    assert None not in ports and len(set(ports)) == 3  # each its own free port
+
+
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
@@ -93,6 +110,11 @@ def test_api_processes_come_from_the_app_or_common(tmp_path: Path) -> None:
          "apps[0].apiProcesses API processes must be 1 to 64, not 0"),
         ({"version": 1, "common": {"apiProcesses": "2"}, "apps": [{"appDirPath": "."}]},
          "common.apiProcesses must be a whole number"),
+        ({"version": 1, "apps": [{"appDirPath": ".", "enableMetrics": "no"}]},
+         "apps[0].enableMetrics must be true or false"),
+        ({"version": 1, "apps": [{"appID": "a", "appDirPath": ".", "metricsPort": 9300},
+                                 {"appID": "b", "appDirPath": ".", "metricsPort": 9300}]},
+         "port 9300 twice"),
     ],
 )
 def test_a_bad_run_file_names_the_file_and_field(

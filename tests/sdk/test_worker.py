@@ -94,3 +94,48 @@ async def test_worker_replicas_survive_sigkill_and_stop_on_sigterm(tmp_path: Pat
         for pid in children(parent.pid):
             os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+async def test_worker_serves_its_series_on_the_metrics_port(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tether.cli.run import free_port
+
+    url = f"embedded://{tmp_path / 'broker.db'}"
+    out = tmp_path / "handled.txt"
+    port = free_port()
+    log = (tmp_path / "worker.log").open("wb")
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "tether.cli.main", "worker", "tests.sdk.sample_app:app",
+         "--broker", url, "--metrics-port", str(port)],
+        cwd=ROOT, env={**os.environ, "TETHER_SAMPLE_OUT": str(out)}, stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def delivered() -> float:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1.0
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "dapr_component_pubsub_ingress_count_total"
+                   and s.labels["app_id"] == "sample" and s.labels["topic"] == "work"
+                   and s.labels["process_status"] == "success")
+
+    try:
+        await until(lambda: delivered() >= 0)  # child 0 listens on the port itself
+        async with open_broker(url) as broker:
+            for n in range(5):
+                await broker.publish("work", CloudEvent(type="t", source="t", data={"n": n}))
+        await until(lambda: len(handled(out)) == 5)
+        await until(lambda: delivered() == 5)
+        parent.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(parent.wait, WAIT) == 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        log.close()

@@ -6,6 +6,9 @@ the app id, so the children split the partitions) until SIGTERM or SIGINT, then 
 The parent restarts a child that exits while it is not stopping (a crash, a SIGKILL), with
 a growing pause for one that keeps dying at once, and on SIGTERM/SIGINT forwards SIGTERM to
 every child, waits for them to drain (``--grace`` seconds, then SIGKILL) and exits 0.
+
+With ``--metrics-port P`` child number i serves its Prometheus series on ``127.0.0.1:P+i``
+(docs/observability.md); without it, none (9090 is the sidecars' default).
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the app id (as TETHER_APP_ID/APP_ID): a WorkflowRuntime's namespace derives from"
         " it, so workers and the app's sidecar (tether run --app-id) share workflows",
     )
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve GET /metrics: child i on PORT+i (default: no metrics endpoint)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -69,9 +76,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     app.configure(broker=args.broker, resources_path=args.resources_path)
     if args.child:
-        aio.run(serve(app), uvloop=env.use_uvloop())
+        aio.run(serve(app, args.metrics_port), uvloop=env.use_uvloop())
         return 0
-    return Supervisor(child_command(args), args.replicas, args.grace).run()
+    return Supervisor(child_command(args), args.replicas, args.grace, args.metrics_port).run()
 
 
 def load_app(target: str) -> App | WorkflowRuntime:
@@ -90,8 +97,23 @@ def load_app(target: str) -> App | WorkflowRuntime:
     return found
 
 
-async def serve(app: App | WorkflowRuntime) -> None:
-    """Run ``app`` until SIGTERM or SIGINT, then drain it."""
+async def serve(app: App | WorkflowRuntime, metrics_port: int | None = None) -> None:
+    """Run ``app`` until SIGTERM or SIGINT, then drain it; with ``metrics_port``, serve the
+    process's series there meanwhile."""
+    metrics = None
+    if metrics_port is not None:
+        from tether.platform.metrics.exposition import MetricsServer  # aiohttp.web: lazily
+
+        metrics = MetricsServer(metrics_port)
+        await metrics.start()
+    try:
+        await _serve(app)
+    finally:
+        if metrics is not None:
+            await metrics.stop()
+
+
+async def _serve(app: App | WorkflowRuntime) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -134,8 +156,11 @@ class _Slot:
 class Supervisor:
     """Keeps ``replicas`` children of ``command`` alive until told to stop."""
 
-    def __init__(self, command: list[str], replicas: int, grace: float) -> None:
+    def __init__(
+        self, command: list[str], replicas: int, grace: float, metrics_port: int | None = None
+    ) -> None:
         self._command = command
+        self._metrics_port = metrics_port
         self._slots = [_Slot() for _ in range(replicas)]
         self._grace = grace
         self._stopping = False
@@ -178,7 +203,10 @@ class Supervisor:
                 )
                 slot.process = None
             if now >= slot.due:
-                slot.process = subprocess.Popen(self._command)
+                command = self._command
+                if self._metrics_port is not None:  # one port per child, kept on a restart
+                    command = [*command, "--metrics-port", str(self._metrics_port + index)]
+                slot.process = subprocess.Popen(command)
                 slot.started = now
                 log.info("worker %d started (pid %d)", index, slot.process.pid)
 

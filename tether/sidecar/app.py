@@ -17,7 +17,7 @@ from tether.platform.pubsub import PubSubRegistry
 from tether.platform.resiliency import Resiliency
 from tether.sidecar import openapi
 from tether.sidecar.api_block import ApiBlock
-from tether.sidecar.middlewares import api_token_check, dapr_errors
+from tether.sidecar.middlewares import api_token_check, dapr_errors, request_metrics
 from tether.sidecar.publish import PublishApi
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ def create_app(
     tether/sidecar/forward.py): the routes only the main process can answer (metadata,
     shutdown, and those a block lists in ``main_process_routes()``) go to ``forward``.
     """
-    middlewares = [dapr_errors(max_body_size)]
+    # the series first: they see every answer, the error shapes and the 401s included
+    middlewares = [request_metrics(app_id), dapr_errors(max_body_size)]
     if api_token:
         middlewares.append(api_token_check(api_token))
     for block in blocks:  # optional: a block that answers before routing (invocation's proxy)

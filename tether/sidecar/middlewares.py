@@ -1,15 +1,16 @@
-"""What runs around every route: Dapr's error shape for every answer, and the API token
-(docs/security.md)."""
+"""What runs around every route: Dapr's error shape for every answer, the API token
+(docs/security.md), and the request series (docs/observability.md)."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from aiohttp import web
 
-from tether.platform import errors
+from tether.platform import errors, metrics
 from tether.platform.errors import ApiError
 from tether.workers.app_channel import API_TOKEN_HEADER
 
@@ -67,3 +68,34 @@ def api_token_check(token: str) -> Any:
 def _bytes(text: str) -> bytes:
     # compare_digest takes ASCII str only; a header may hold any character, surrogates too
     return text.encode("utf-8", "surrogatepass")
+
+
+#: methods recorded by name; any other is "OTHER", so a caller cannot add label values
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+#: the path label of a request no route matched (a 404, or an answer before routing)
+UNMATCHED = "unmatched"
+
+
+def request_metrics(app_id: str) -> Any:
+    """Count and time every answer (dapr_http_server_request_count / _latency) by method,
+    route template (``/v1.0/state/{storeName}``, never the raw path) and status."""
+    record = metrics.HTTP.record
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = perf_counter()
+        status = 500  # an exception aiohttp answers itself
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            method = request.method if request.method in _METHODS else "OTHER"
+            path = UNMATCHED if resource is None else resource.canonical
+            record((app_id, method, path, str(status)), perf_counter() - start)
+
+    return middleware

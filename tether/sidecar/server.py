@@ -22,6 +22,7 @@ from tether.platform.env import app_api_token
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.invocation import invocation_pubsub
 from tether.platform.invocation.access import AccessControl
+from tether.platform.metrics.exposition import MetricsServer
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
@@ -78,6 +79,7 @@ class Sidecar:
         app_port: int | None = None,
         api_token: str | None = None,
         sharing: Sharing | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.app_id = app_id
         #: where blocks push to the app (configuration changes); None: no app channel
@@ -89,6 +91,9 @@ class Sidecar:
         self.api_token = api_token
         self.sharing = sharing
         self.shutdown_requested = asyncio.Event()
+        #: where this app's GET /metrics is served (the main process only); None: nowhere
+        self.metrics_port = metrics_port
+        self._metrics: MetricsServer | None = None
         self._runner: web.AppRunner | None = None
         self._registry: PubSubRegistry | None = None
         self._declarative: tuple[Subscription, ...] = ()
@@ -164,6 +169,11 @@ class Sidecar:
             log.info("API process %d of app %r: HTTP API on %s", os.getpid(), self.app_id,
                      ", ".join(f"http://{e}" for e in served))
             return
+        if self.metrics_port is not None:
+            # on the API's first address (127.0.0.1 unless told otherwise), as Dapr
+            metrics = MetricsServer(self.metrics_port, self.listening[0], self.app_id)
+            if await metrics.start():
+                self._metrics = metrics
         # delayed publish: forward this app's components' scheduled events when due
         self._schedulers = Schedulers(registry.names, registry.broker)
         self._schedulers.start()
@@ -282,6 +292,9 @@ class Sidecar:
         main, self._main = self._main, None
         if main is not None:
             await main.close()
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            await metrics.stop()
 
 
 def _check_shareable(components: Sequence[Component]) -> None:

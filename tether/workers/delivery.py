@@ -35,11 +35,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import perf_counter
 from typing import Any, cast
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
 from tether.brokers.base import DEFAULT_MAX_DELIVERIES, StartFrom
+from tether.platform import metrics
 from tether.platform.components import Subscription
 from tether.platform.components.metadata import is_truthy
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
@@ -149,6 +151,14 @@ class DeliveryWorker:
         self._in_flight: dict[asyncio.Task[None], list[Delivery]] = {}
         self._source: BrokerSubscription | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        # this subscription's series (docs/observability.md), their children looked up once
+        labels = (app_id, subscription.pubsub_name, subscription.topic)
+        self._ingress = {
+            outcome: (*labels, outcome.value.lower()) for outcome in Outcome
+        }
+        self._in_flight_gauge = metrics.child(metrics.DELIVERIES_IN_FLIGHT, *labels)
+        self._retries = metrics.child(metrics.DELIVERY_RETRIES, *labels)
+        self._dead_lettered = metrics.child(metrics.DEAD_LETTERED, *labels)
 
     @property
     def topic(self) -> str:
@@ -286,10 +296,13 @@ class DeliveryWorker:
     def _spawn(self, work: Coroutine[Any, Any, None], deliveries: list[Delivery]) -> None:
         task = asyncio.create_task(work)
         self._in_flight[task] = deliveries
+        self._in_flight_gauge.inc(len(deliveries))
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if self._in_flight.pop(task, None) is not None:
+        held = self._in_flight.pop(task, None)
+        if held is not None:
+            self._in_flight_gauge.dec(len(held))
             self._limit.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
@@ -300,8 +313,10 @@ class DeliveryWorker:
             routed = await self._prepare(delivery)
             if routed is not None:
                 path, event = routed
+                start = perf_counter()
                 [outcome] = await self._to_app(
                     lambda: self._deliver_one(path, event), 1, f"event {event.id}")
+                metrics.INGRESS.record(self._ingress[outcome], perf_counter() - start)
                 await self._apply(delivery, path, outcome)
         except BrokerError as exc:  # not settled: the broker redelivers it later
             log.warning("could not settle %r: %s", delivery, exc)
@@ -324,7 +339,11 @@ class DeliveryWorker:
                     path, events, topic=self.topic, pubsub_name=self.subscription.pubsub_name
                 )
 
+            start = perf_counter()
             outcomes = await self._to_app(send, len(items), f"a bulk of {len(items)} events")
+            elapsed = perf_counter() - start  # each event of the bulk took the whole call
+            for outcome in outcomes:
+                metrics.INGRESS.record(self._ingress[outcome], elapsed)
             for (delivery, _), outcome in zip(items, outcomes, strict=True):
                 try:
                     await self._apply(delivery, path, outcome)
@@ -383,14 +402,14 @@ class DeliveryWorker:
             path = self.routes.path_for(event)
         except RouteEvaluationError as exc:
             if self.subscription.dead_letter_topic:
-                await delivery.dead_letter(str(exc))
+                await self._dead_letter(delivery, str(exc))
             else:
                 log.warning("%s; retrying event %s", exc, event.id)
                 await self._retry(delivery)
             return None
         if path is None:
             if self.subscription.dead_letter_topic:  # as newer Dapr does
-                await delivery.dead_letter("no route matched the event")
+                await self._dead_letter(delivery, "no route matched the event")
             else:
                 log.debug("no route matched event %s on %s; acked", event.id, self.topic)
                 await delivery.ack()
@@ -406,11 +425,18 @@ class DeliveryWorker:
             await self._retry(delivery)
 
     async def _retry(self, delivery: Delivery) -> None:
+        # the broker dead-letters a nacked event that has had all its deliveries
+        last = delivery.delivery_count >= self.max_deliveries
         await delivery.nack(self.retry_delay(delivery.delivery_count))
+        (self._dead_lettered if last else self._retries).inc()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        await delivery.dead_letter(reason)
+        self._dead_lettered.inc()
 
     async def _drop(self, delivery: Delivery, reason: str) -> None:
         if self.subscription.dead_letter_topic:
-            await delivery.dead_letter(reason)
+            await self._dead_letter(delivery, reason)
             return
         log.warning(
             "dropping event %s from %s (%s); no deadLetterTopic is set",

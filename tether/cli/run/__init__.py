@@ -23,6 +23,7 @@ from tether.cli.run.process import (
 from tether.cli.run.supervisor import DEFAULT_PORT_TIMEOUT, run_apps
 from tether.platform import aio, env
 from tether.platform.errors import ConfigError
+from tether.platform.metrics import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from tether.sidecar.server import DEFAULT_HOST, Sidecar, SidecarError
 
 __all__ = [
@@ -92,6 +93,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes serving the sidecar's HTTP API on its port, the main one included "
         "(default %(default)s; more use more cores; no in-memory components then)",
     )
+    parser.add_argument(
+        "-M", "--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="PORT",
+        help="the port of the sidecar's Prometheus GET /metrics (default %(default)s; "
+        "docs/observability.md)",
+    )
+    parser.add_argument(
+        "--enable-metrics", type=_boolean, default=True, metavar="true|false",
+        help="serve GET /metrics (default true; --enable-metrics=false: nothing listens)",
+    )
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument(
         "--app-port-timeout", type=float, default=DEFAULT_PORT_TIMEOUT, metavar="SECONDS",
@@ -111,6 +121,14 @@ def _api_processes(text: str) -> int:
         return check_api_processes(int(text))
     except (ValueError, ConfigError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, not {text!r}")
 
 
 def _addresses(text: str) -> tuple[str, ...]:
@@ -148,6 +166,7 @@ def main(args: argparse.Namespace) -> int:
                 config_file=Path(args.config) if args.config else None,
                 listen_addresses=args.listen_addresses,
                 api_processes=args.api_processes,
+                metrics_port=args.metrics_port if args.enable_metrics else None,
             )
         ]
     return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period)

@@ -16,6 +16,7 @@ from tether.cli.run.lifeline import Watchdog, parent_death_signal
 from tether.cli.run.logs import AppOutput
 from tether.platform import env as variables
 from tether.platform.errors import ConfigError, TetherError
+from tether.platform.metrics import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from tether.sidecar.server import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class AppSpec:
     listen_addresses: tuple[str, ...] = (DEFAULT_HOST,)
     #: how many processes serve the sidecar's HTTP API (tether run --api-processes)
     api_processes: int = 1
+    #: where the sidecar serves GET /metrics (Dapr's --metrics-port); None: metrics off
+    metrics_port: int | None = DEFAULT_METRICS_PORT
 
 
 def listen_addresses(text: str) -> tuple[str, ...]:

@@ -9,6 +9,9 @@ Dapr). Other fields (appProtocol, log destinations, ...) are accepted and ignore
 
 One key is Tether's own, in ``common`` or per app: ``apiProcesses``, ``tether run
 --api-processes`` (Dapr's run file has no such key, and ``dapr run -f`` ignores it).
+
+Metrics, per app: ``metricsPort`` (default: a free port, as the other ports: apps of one
+file cannot all have 9090) and ``enableMetrics`` (default true; in ``common`` too).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def parse_run_file(data: Any, file: Path) -> list[AppSpec]:
         config=_config(common, "common", base, fail),
         addresses=_addresses(common, "common", fail) or (DEFAULT_HOST,),
         api_processes=_api_processes(common, "common", fail),
+        metrics=_enabled(common, "common", fail),
     )
     apps = data.get("apps")
     if not isinstance(apps, list) or not apps:
@@ -90,6 +94,7 @@ class _Shared:
     config: Path | None
     addresses: tuple[str, ...]
     api_processes: int | None
+    metrics: bool | None
 
 
 def _app(
@@ -114,6 +119,8 @@ def _app(
     if config is None and (app_dir / ".dapr" / "config.yaml").is_file():
         config = app_dir / ".dapr" / "config.yaml"
     addresses = _addresses(item, where, fail) or shared.addresses
+    metrics = _enabled(item, where, fail)
+    metrics_on = metrics if metrics is not None else shared.metrics is not False
     return AppSpec(
         app_id=app_id,
         command=tuple(command),
@@ -126,6 +133,8 @@ def _app(
         config_file=config,
         listen_addresses=addresses,
         api_processes=_api_processes(item, where, fail) or shared.api_processes or 1,
+        metrics_port=(_port(item, "metricsPort", where, fail) or free_port()) if metrics_on
+        else None,
     )
 
 
@@ -194,6 +203,14 @@ def _api_processes(item: Mapping[str, Any], where: str, fail: Fail) -> int | Non
         raise fail(f"{where}.apiProcesses", str(exc)) from None
 
 
+def _enabled(item: Mapping[str, Any], where: str, fail: Fail) -> bool | None:
+    """``enableMetrics``: true or false."""
+    value = item.get("enableMetrics")
+    if value is None or isinstance(value, bool):
+        return value
+    raise fail(f"{where}.enableMetrics", f"must be true or false, not {value!r}")
+
+
 def _port(item: Mapping[str, Any], key: str, where: str, fail: Fail) -> int | None:
     value = item.get(key)
     if value is None:
@@ -210,6 +227,7 @@ def _check_distinct(specs: list[AppSpec], fail: Fail) -> None:
             raise fail("apps", f"name app id {app_id!r} twice")
     ports = [s.http_port for s in specs] + [s.grpc_port for s in specs]
     ports += [s.app_port for s in specs if s.app_port is not None]
+    ports += [s.metrics_port for s in specs if s.metrics_port is not None]
     for port in ports:
         if ports.count(port) > 1:
             raise fail("apps", f"use port {port} twice (app, HTTP and gRPC ports must differ)")

@@ -16,7 +16,7 @@ import uuid
 
 from tether.brokers import Broker, BrokerError, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.platform import env, errors
+from tether.platform import env, errors, metrics
 from tether.platform.aio import cancel_task
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.errors import ApiError
@@ -112,6 +112,23 @@ class InvocationService:
         app_id = target_app(target)
         if not app_id:
             raise failed(target, "the app id is empty", 400)
+        start = time.perf_counter()
+        status = 500
+        try:
+            reply = await self._invoke(app_id, verb, path, headers, body, timeout)
+            status = reply.status
+            return reply
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:  # the app's answer's status, or the call's own failure's
+            metrics.INVOCATION.record((self.app_id, app_id, str(status)),
+                                      time.perf_counter() - start)
+
+    async def _invoke(
+        self, app_id: str, verb: str, path: str, headers: Headers, body: bytes,
+        timeout: float | None,
+    ) -> InvokeReply:
         seconds = self.default_timeout if timeout is None else timeout
         deadline = time.time() + seconds
         policy = self._resiliency.policy_for_app(app_id)

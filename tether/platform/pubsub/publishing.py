@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from time import perf_counter
 from typing import Any
 
 from tether.brokers import Broker, BrokerError
-from tether.platform import errors
+from tether.platform import errors, metrics
 from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ApiError
 from tether.platform.events import CloudEvent, InvalidCloudEventError
@@ -325,16 +326,24 @@ class Publisher:
                 await broker.publish_batch(target.topic, events)
 
         policy = self.resiliency.component_outbound(target.spec.name, "pubsub")
+        start = perf_counter()
         try:
             broker = await self.registry.broker(target.spec.name)
             await policy.call(publish, permanent=_permanent)
         except (BrokerError, OSError, ResiliencyError) as exc:
+            self._egress(target, len(events), "false", perf_counter() - start)
             raise ApiError(
                 500,
                 errors.PUBSUB_PUBLISH_MESSAGE,
                 f"error when publishing to topic {target.topic} in pubsub "
                 f"{target.spec.name}: {exc}",
             ) from exc
+        self._egress(target, len(events), "true", perf_counter() - start)
+
+    def _egress(self, target: Target, count: int, success: str, seconds: float) -> None:
+        """dapr_component_pubsub_egress_*: the count per event, the latency per call."""
+        metrics.EGRESS.record((self.app_id, target.spec.name, target.topic, success), seconds,
+                              count)
 
 
 def _permanent(exc: BaseException) -> bool:

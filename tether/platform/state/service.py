@@ -15,9 +15,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from time import perf_counter
 from typing import Any, TypeVar
 
-from tether.platform import errors
+from tether.platform import errors, metrics
 from tether.platform.blocks import BlockConfigError, BlockContext
 from tether.platform.components.keys import InvalidKeyError, KeyScheme
 from tether.platform.errors import ApiError
@@ -107,13 +108,22 @@ def _permanent(exc: BaseException) -> bool:
     return not transient or isinstance(exc, _PERMANENT)
 
 
-async def _call(binding: StateBinding, fn: Callable[[], Awaitable[T]]) -> T:
+async def _call(
+    app_id: str, binding: StateBinding, operation: str, fn: Callable[[], Awaitable[T]]
+) -> T:
     """One call to the store under the component's outbound policy; the policy's own end of
-    it (a timeout, an open circuit breaker) is a store failure, answered as one (500)."""
+    it (a timeout, an open circuit breaker) is a store failure, answered as one (500).
+    Counted and timed as dapr_component_state_* by ``operation``."""
+    start = perf_counter()
+    success = "false"
     try:
-        return await binding.policy.call(fn, permanent=_permanent)
+        result = await binding.policy.call(fn, permanent=_permanent)
+        success = "true"
+        return result
     except ResiliencyError as exc:
         raise StateStoreError(str(exc)) from exc
+    finally:
+        metrics.STATE.record((app_id, binding.name, operation, success), perf_counter() - start)
 
 
 def query_failed(name: str, exc: Exception, status: int = 400) -> ApiError:
@@ -232,7 +242,7 @@ class StateService:
             raise ApiError(400, exc.code, str(exc)) from None
         try:
             store = _store(binding)
-            return await _call(binding, lambda: store.get(stored))
+            return await _call(self.app_id, binding, "get", lambda: store.get(stored))
         except StateStoreError as exc:
             raise ApiError(500, errors.STATE_GET,
                            f"fail to get {key} from state store {binding.name}: {exc}") from exc
@@ -250,7 +260,8 @@ class StateService:
             try:
                 if binding.change_feed is None:
                     op = item.op
-                    await _call(binding, lambda: store.set(op))  # noqa: B023 - awaited here
+                    await _call(self.app_id, binding, "set",
+                                lambda: store.set(op))  # noqa: B023 - awaited here
                 else:
                     op = _fresh(item.op)
                     records = self._change(binding, item.key, op.key, UPSERT, op.new_etag)
@@ -265,7 +276,7 @@ class StateService:
         store = _store(binding)
         try:
             if binding.change_feed is None:
-                await _call(binding, lambda: store.delete(request.op))
+                await _call(self.app_id, binding, "delete", lambda: store.delete(request.op))
             else:
                 records = self._change(binding, request.key, request.op.key, DELETE, None)
                 await self._transact(binding, store, [request.op], records)
@@ -281,7 +292,8 @@ class StateService:
         try:
             store = _store(binding)
             stored = [stored for _, stored in wanted.keys]
-            found = await _call(binding, lambda: store.bulk_get(stored)) if stored else []
+            found = await _call(self.app_id, binding, "bulk_get",
+                                lambda: store.bulk_get(stored)) if stored else []
         except StateStoreError as exc:
             raise ApiError(500, errors.STATE_BULK_GET, str(exc)) from exc
         return [(key, item) for (key, _), item in zip(wanted.keys, found, strict=True)]
@@ -324,7 +336,7 @@ class StateService:
         try:
             store = _store(binding)
             prefixed = replace(query, key_prefix=binding.keys.prefix)
-            result = await _call(binding, lambda: store.query(prefixed))
+            result = await _call(self.app_id, binding, "query", lambda: store.query(prefixed))
         except QueryNotSupportedError:
             raise _query_not_supported() from None
         except InvalidQueryError as exc:
@@ -339,7 +351,8 @@ class StateService:
         self, binding: StateBinding, store: StateStore, ops: Sequence[Operation],
         records: Sequence[OutboxRecord],
     ) -> None:
-        await _call(binding, lambda: store.transact(ops, outbox=records))
+        await _call(self.app_id, binding, "transaction",
+                    lambda: store.transact(ops, outbox=records))
         if records and binding.relay is not None:
             binding.relay.written([r.id for r in records])
 
