@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from tether.platform import aio, env
+from tether.platform.logs import add_log_arguments, setup_logging
 from tether.sdk.app import App
 from tether.workers.workflows import WorkflowRuntime
 
@@ -58,11 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-port", type=int, metavar="PORT",
         help="serve GET /metrics: child i on PORT+i (default: no metrics endpoint)",
     )
+    add_log_arguments(parser)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(args.log_format, level=args.log_level, app_id=args.app_id or env.app_id())
     if args.replicas < 1:
         print("tether: --replicas must be at least 1", file=sys.stderr)
         return 2
@@ -137,7 +139,8 @@ async def _serve(app: App | WorkflowRuntime) -> None:
 
 
 def child_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "tether.cli.main", "worker", args.target, "--child"]
+    command = [sys.executable, "-m", "tether.cli.main", "worker", args.target, "--child",
+               "--log-format", args.log_format, "--log-level", args.log_level]
     if args.broker:
         command += ["--broker", args.broker]
     if args.resources_path:

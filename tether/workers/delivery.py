@@ -48,6 +48,7 @@ from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_tim
 from tether.platform.events.envelope import DAPR_EVENT_TYPE, EXPIRATION
 from tether.platform.events.event import BINARY_CONTENT_TYPE
 from tether.platform.events.json_format import to_json
+from tether.platform.logs import log_context, trace_fields
 from tether.platform.pubsub.routing import RouteEvaluationError, RouteTable
 from tether.platform.resiliency import CircuitOpenError, Policy
 from tether.platform.resiliency.retry import FOREVER
@@ -309,19 +310,29 @@ class DeliveryWorker:
 
     # --- settling ---------------------------------------------------------------------------
     async def _handle(self, delivery: Delivery) -> None:
-        try:
-            routed = await self._prepare(delivery)
-            if routed is not None:
-                path, event = routed
-                start = perf_counter()
-                [outcome] = await self._to_app(
-                    lambda: self._deliver_one(path, event), 1, f"event {event.id}")
-                metrics.INGRESS.record(self._ingress[outcome], perf_counter() - start)
-                await self._apply(delivery, path, outcome)
-        except BrokerError as exc:  # not settled: the broker redelivers it later
-            log.warning("could not settle %r: %s", delivery, exc)
+        event = delivery.event
+        # every line logged while this event is handled names it (docs/observability.md)
+        with log_context(app_id=self.app_id, component=self.subscription.pubsub_name,
+                         topic=self.topic, event_id=event.id, **trace_fields(event.traceparent)):
+            try:
+                routed = await self._prepare(delivery)
+                if routed is not None:
+                    path, event = routed
+                    start = perf_counter()
+                    [outcome] = await self._to_app(
+                        lambda: self._deliver_one(path, event), 1, f"event {event.id}")
+                    metrics.INGRESS.record(self._ingress[outcome], perf_counter() - start)
+                    log.debug("delivered to /%s: %s", path.lstrip("/"), outcome.value)
+                    await self._apply(delivery, path, outcome)
+            except BrokerError as exc:  # not settled: the broker redelivers it later
+                log.warning("could not settle %r: %s", delivery, exc)
 
     async def _handle_batch(self, batch: list[Delivery], channel: BulkAppChannel) -> None:
+        with log_context(app_id=self.app_id, component=self.subscription.pubsub_name,
+                         topic=self.topic):
+            await self._handle_bulk(batch, channel)
+
+    async def _handle_bulk(self, batch: list[Delivery], channel: BulkAppChannel) -> None:
         by_path: dict[str, list[tuple[Delivery, CloudEvent]]] = {}
         for delivery in batch:
             try:

@@ -23,6 +23,7 @@ from tether.cli.run.process import (
 from tether.cli.run.supervisor import DEFAULT_PORT_TIMEOUT, run_apps
 from tether.platform import aio, env
 from tether.platform.errors import ConfigError
+from tether.platform.logs import add_log_arguments
 from tether.platform.metrics import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from tether.sidecar.server import DEFAULT_HOST, Sidecar, SidecarError
 
@@ -50,10 +51,12 @@ def run(
     *,
     port_timeout: float = DEFAULT_PORT_TIMEOUT,
     grace: float = DEFAULT_GRACE,
+    level: str = "info",
 ) -> int:
     """Set up logging and run :func:`run_apps` to completion; the process exit code."""
-    setup_logging(fmt)
-    return aio.run(run_apps(specs, fmt, port_timeout=port_timeout, grace=grace),
+    # one app: every line names it; several: the lines that concern one name it
+    setup_logging(fmt, level=level, app_id=specs[0].app_id if len(specs) == 1 else None)
+    return aio.run(run_apps(specs, fmt, port_timeout=port_timeout, grace=grace, level=level),
                    uvloop=env.use_uvloop())
 
 
@@ -102,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--enable-metrics", type=_boolean, default=True, metavar="true|false",
         help="serve GET /metrics (default true; --enable-metrics=false: nothing listens)",
     )
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    add_log_arguments(parser)
     parser.add_argument(
         "--app-port-timeout", type=float, default=DEFAULT_PORT_TIMEOUT, metavar="SECONDS",
         help="how long to wait for the app to listen on --app-port (default %(default)g)",
@@ -169,4 +172,5 @@ def main(args: argparse.Namespace) -> int:
                 metrics_port=args.metrics_port if args.enable_metrics else None,
             )
         ]
-    return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period)
+    return run(specs, args.log_format, port_timeout=args.app_port_timeout, grace=args.grace_period,
+               level=args.log_level)

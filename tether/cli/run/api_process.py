@@ -42,6 +42,7 @@ class ApiSettings:
     #: the main process's private socket (Sharing.socket)
     socket: str
     log_format: LogFormat
+    log_level: str = "info"
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -83,5 +84,5 @@ async def serve(settings: ApiSettings) -> int:
 
 def main() -> int:
     settings = ApiSettings.decode(sys.stdin.buffer.read())
-    setup_logging(settings.log_format)
+    setup_logging(settings.log_format, level=settings.log_level, app_id=settings.app_id)
     return aio.run(serve(settings), uvloop=env.use_uvloop())

@@ -109,7 +109,7 @@ class ApiProcesses:
     """The ``count`` extra API processes of the sidecar of ``spec``."""
 
     def __init__(self, spec: AppSpec, count: int, fmt: LogFormat, grace: float,
-                 api_token: str | None) -> None:
+                 api_token: str | None, level: str = "info") -> None:
         self.count = count
         self.grace = grace
         # a folder only this user can enter: the main process's private socket goes there
@@ -123,6 +123,7 @@ class ApiProcesses:
             listen_addresses=spec.listen_addresses,
             config_file=None if spec.config_file is None else str(spec.config_file.resolve()),
             app_port=spec.app_port, api_token=api_token, socket=socket_path, log_format=fmt,
+            log_level=level,
         )
         self.processes: list[ApiProcess] = []
         self._watchers: list[asyncio.Task[None]] = []

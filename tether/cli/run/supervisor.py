@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.cli.run.api_processes import ApiProcesses
-from tether.cli.run.logs import AppOutput, LogFormat
+from tether.cli.run.logs import (
+    EXITED_APP,
+    EXITED_DAPR,
+    UP,
+    UP_WITH_APP,
+    AppOutput,
+    LogFormat,
+    status,
+)
 from tether.cli.run.process import (
     DEFAULT_GRACE,
     AppError,
@@ -58,6 +66,7 @@ async def run_apps(
     *,
     port_timeout: float = DEFAULT_PORT_TIMEOUT,
     grace: float = DEFAULT_GRACE,
+    level: str = "info",
 ) -> int:
     """Start a sidecar per spec, then the apps; stop all when one app exits, on SIGINT or
     SIGTERM, or on ``POST /v1.0/shutdown``. Returns the exit code for ``tether run``.
@@ -74,7 +83,7 @@ async def run_apps(
                 token = env.dapr_api_token(app_environment(spec))
                 pool = None
                 if spec.api_processes > 1:
-                    pool = ApiProcesses(spec, spec.api_processes - 1, fmt, grace, token)
+                    pool = ApiProcesses(spec, spec.api_processes - 1, fmt, grace, token, level)
                 pools.append(pool)
                 sidecar = Sidecar(
                     spec.app_id, spec.http_port, spec.resources_paths,
@@ -104,6 +113,7 @@ async def run_apps(
                     await pool.stop()
             for sidecar in sidecars:
                 await sidecar.stop()
+                status(fmt, EXITED_DAPR, sidecar.app_id)
 
 
 @dataclass
@@ -153,6 +163,8 @@ async def _supervise(
         for member in members:
             if member.spec.app_port is not None and (member.process or not member.spec.command):
                 connecting[asyncio.create_task(_connect(member, port_timeout, grace))] = member
+            else:
+                _up(member, fmt)
         while True:
             done, _ = await asyncio.wait(
                 [*stops, *exits, *connecting], return_when=asyncio.FIRST_COMPLETED)
@@ -161,8 +173,11 @@ async def _supervise(
             finished = [t for t in exits if t in done]
             if finished:
                 code = finished[0].result()
-                log.info("app %r exited with code %d", exits[finished[0]].spec.app_id, code)
-                await _stop(members, connecting, apps, signal.SIGTERM, grace)
+                app_id = exits[finished[0]].spec.app_id
+                log.info("app %r exited with code %d", app_id, code)
+                if code == 0:
+                    status(fmt, EXITED_APP, app_id)
+                await _stop(members, connecting, apps, signal.SIGTERM, grace, fmt)
                 if code < 0:  # killed by signal N: 128+N, as a shell says
                     return 128 - code
                 return code or int(failed)
@@ -171,13 +186,14 @@ async def _supervise(
                 forward = received[0] if received else signal.SIGTERM
                 why = signal.Signals(forward).name if received else "POST /v1.0/shutdown"
                 log.info("stopping (%s)", why)
-                await _stop(members, connecting, apps, forward, grace)
+                await _stop(members, connecting, apps, forward, grace, fmt)
                 return int(failed)
             for task in [t for t in connecting if t in done]:
                 member = connecting.pop(task)
                 error = task.exception()
                 if not isinstance(error, AppError | SidecarError):
                     task.result()  # connected, or a bug: raised
+                    _up(member, fmt)
                     continue
                 log.error("%s", error)
                 failed = True
@@ -188,6 +204,11 @@ async def _supervise(
         for task in stops:
             task.cancel()
         await _cancel(connecting)
+
+
+def _up(member: _Member, fmt: LogFormat) -> None:
+    """Dapr's line once an app's sidecar serves and its app (if any) is connected."""
+    status(fmt, UP_WITH_APP if member.spec.command else UP, member.spec.app_id)
 
 
 async def _connect(member: _Member, timeout: float, grace: float) -> None:
@@ -220,11 +241,12 @@ async def _stop(
     apps: list[AppProcess],
     sig: int,
     grace: float,
+    fmt: LogFormat | None = None,
 ) -> None:
     await _cancel(connecting)
     # deliveries in flight finish while the apps still run; then the apps stop
     await asyncio.gather(*(m.sidecar.stop_subscriptions() for m in members))
-    await _stop_apps(apps, sig, grace)
+    await _stop_apps(apps, sig, grace, fmt)
 
 
 async def _cancel(tasks: dict[asyncio.Future[None], _Member]) -> None:
@@ -235,8 +257,13 @@ async def _cancel(tasks: dict[asyncio.Future[None], _Member]) -> None:
     tasks.clear()
 
 
-async def _stop_apps(apps: list[AppProcess], sig: int, grace: float) -> None:
+async def _stop_apps(apps: list[AppProcess], sig: int, grace: float,
+                     fmt: LogFormat | None = None) -> None:
+    """Stop the apps still running; with ``fmt`` (a clean stop), Dapr's line for each app
+    that ended within its grace period."""
     running = [a for a in apps if a.running]
     codes = await asyncio.gather(*(a.stop(sig, grace) for a in running))
     for app, code in zip(running, codes, strict=True):
         log.info("app %r stopped (exit code %d)", app.spec.app_id, code)
+        if fmt is not None and code != -signal.SIGKILL:
+            status(fmt, EXITED_APP, app.spec.app_id)
