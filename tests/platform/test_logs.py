@@ -18,7 +18,7 @@ from tether.platform.logs import log_context, setup_logging, trace_fields
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-FIELDS = {"time", "level", "msg", "logger", "app_id"}
+FIELDS = {"time", "level", "msg", "scope", "app_id"}
 
 
 def publish(run: Run, data: object) -> None:
@@ -112,7 +112,7 @@ def test_a_call_s_extra_wins_over_the_context_and_text_lines_show_fields(
     inside, outside = (json.loads(line) for line in out.getvalue().splitlines())
     assert inside["instance_id"] == "wf-2" and inside["topic"] == "t"
     assert inside["trace_id"] == TRACE_ID and inside["span_id"] == "00f067aa0ba902b7"
-    assert inside["app_id"] == "orders" and inside["logger"] == "tether.workers.workflows"
+    assert inside["app_id"] == "orders" and inside["scope"] == "tether.workers.workflows"
     assert outside.keys() == FIELDS
 
     text = io.StringIO()

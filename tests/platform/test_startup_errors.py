@@ -219,7 +219,7 @@ def test_library_lines_are_json_warnings_and_tethers_error_stays_the_one_error(
     logging.getLogger("aiokafka").error('Unable connect to "%s"', "10.0.0.1:9092")
     logging.getLogger("tether.cli.run").error("cannot start the components of app 'a'")
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [(line["logger"], line["level"]) for line in lines] == [
+    assert [(line["scope"], line["level"]) for line in lines] == [
         ("aiokafka", "warning"), ("tether.cli.run", "error")
     ]
 

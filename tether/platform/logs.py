@@ -113,7 +113,7 @@ class JsonFormatter(logging.Formatter):
             "time": now(),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
-            "logger": record.name,
+            "scope": record.name,
             **record_fields(record),
         }
         if record.exc_info:

@@ -47,7 +47,7 @@ class AppOutput:
     def line(self, text: str) -> None:
         stream = self.stream or sys.stdout
         if self.fmt == "json":
-            out = json.dumps({"time": now(), "app_id": self.app_id, "logger": "app", "msg": text})
+            out = json.dumps({"time": now(), "app_id": self.app_id, "scope": "app", "msg": text})
         else:
             out = f"== APP - {self.app_id} == {text}"
         stream.write(out + "\n")
