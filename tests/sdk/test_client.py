@@ -574,7 +574,9 @@ async def test_under_tether_run(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=WAIT * 2,
     )
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout.strip().splitlines()[-1].split("== ", 2)[-1])
+    # the app's last line (tether run's own "Exited ... successfully" lines follow it)
+    app_lines = [line for line in proc.stdout.splitlines() if line.startswith("== APP")]
+    report = json.loads(app_lines[-1].split("== ", 2)[-1])
     assert report == {"app_id": "shop", "failed": 0, "error": [404, "ERR_PUBSUB_NOT_FOUND"]}
     # the embedded default of tether run: .tether/broker.db under its working directory
     async with open_broker(f"embedded://{tmp_path / '.tether' / 'broker.db'}") as broker:
