@@ -1,0 +1,1 @@
+"""One module per binding type, each with ``build(component) -> Binding``."""
