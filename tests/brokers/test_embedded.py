@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.brokers.harness_embedded import EmbeddedHarness
+from tests.workers import until as _until
 from tether.brokers import BrokerConfigError, Delivery, Subscription, open_broker
 from tether.brokers.embedded import SqliteStore, parse_url, schema, tables, wakeup
 from tether.brokers.log.broker import LogBroker
@@ -300,13 +301,8 @@ def received(out: Path) -> dict[str, float]:
     }
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], bool], what: str) -> None:
+    await _until(condition, what, WAIT)
 
 
 def is_ready(out: Path) -> bool:

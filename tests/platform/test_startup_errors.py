@@ -83,14 +83,14 @@ def test_an_unreachable_store_and_broker_stop_tether_run_with_one_json_error(
 def test_an_unknown_component_type_stops_tether_run_naming_the_file_and_type(
     resources: Path,
 ) -> None:
-    (resources / "cron.yaml").write_text(
-        component_yaml("every-minute", "bindings.cron", schedule="@every 1m"))
+    (resources / "sms.yaml").write_text(
+        component_yaml("text-me", "bindings.twilio.sms", toNumber="+1555"))
     code, out, err = tether_run(resources)
     assert code == 1
     assert "Traceback" not in out + err
     errors = [line for line in err.splitlines() if " ERROR " in line]
     assert len(errors) == 1, err
-    assert "cron.yaml" in errors[0] and "'bindings.cron'" in errors[0]
+    assert "sms.yaml" in errors[0] and "'bindings.twilio.sms'" in errors[0]
     assert not (resources.parent / "started").exists()
 
 
@@ -161,7 +161,7 @@ async def test_a_missing_extra_is_named_at_start(
 @pytest.mark.parametrize(("type_", "expected"), [
     ("state.mongodb", "supported: state.in-memory"),
     ("pubsub.rabbitmq", "supported: pubsub.tether.embedded"),
-    ("bindings.cron", "Tether has no bindings components"),
+    ("bindings.twilio.sms", "supported: bindings.cron"),
     ("middleware.http.ratelimit", "Tether has no middleware components"),
     ("nameresolution.mdns", "Tether has no nameresolution components"),
     ("conversation.openai", "Tether has no conversation components"),

@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import pytest
 from aiohttp import web
 
 from tether.platform.events import CloudEvent
@@ -76,3 +77,13 @@ class AppServer:
 def status(word: str, code: int = 200) -> web.Response:
     return web.Response(status=code, body=json.dumps({"status": word}).encode(),
                         content_type="application/json")
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Wait until ``condition()`` holds; fail naming ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -109,4 +109,6 @@ RAISE_EVENT_WORKFLOW = "ERR_RAISE_EVENT_WORKFLOW"  # 500
 PAUSE_WORKFLOW = "ERR_PAUSE_WORKFLOW"  # 500
 RESUME_WORKFLOW = "ERR_RESUME_WORKFLOW"  # 500
 PURGE_WORKFLOW = "ERR_PURGE_WORKFLOW"  # 500; Tether: 409 for an unfinished instance
+# bindings: 500 in Dapr; Tether answers 404 for an unknown binding, 400 for a bad request
+INVOKE_OUTPUT_BINDING = "ERR_INVOKE_OUTPUT_BINDING"
 LIST_WORKFLOWS = "ERR_LIST_WORKFLOWS"  # Tether's own (the instance list): 501 without query

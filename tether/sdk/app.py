@@ -27,8 +27,7 @@ from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope, metadata_extensions
 from tether.platform.events.ids import new_id
 from tether.platform.events.json_format import event_from_attributes
-from tether.platform.invocation import invocation_pubsub
-from tether.platform.pubsub import PubSubRegistry
+from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.pubsub.delivery_time import due_from
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
@@ -94,7 +93,7 @@ class _Brokers:
         (``TETHER_INVOKE_PUBSUB``, else the first component)."""
         if self._registry is None:
             return DEFAULT_PUBSUB
-        named = invocation_pubsub(self._registry)
+        named = runtime_pubsub(self._registry)
         if named is None:
             raise ValueError("@app.method needs a pub/sub component to take calls on")
         return named

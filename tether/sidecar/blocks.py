@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tether.platform.bindings.registry import BINDING_TYPES
 from tether.platform.blocks import BlockContext
 from tether.platform.components.registry import ComponentTypes
 from tether.platform.configuration.registry import CONFIGURATION_TYPES
@@ -21,6 +22,7 @@ from tether.platform.pubsub.registry import PUBSUB_TYPES
 from tether.platform.secrets.registry import SECRET_STORE_TYPES
 from tether.platform.state.registry import STATE_TYPES
 from tether.sidecar.api_block import ApiBlock
+from tether.sidecar.bindings import bindings_block
 from tether.sidecar.configuration import configuration_block
 from tether.sidecar.invoke import invoke_block
 from tether.sidecar.lock import lock_block
@@ -38,6 +40,7 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     configuration_block,
     workflow_block,
     invoke_block,
+    bindings_block,
 ]
 
 
@@ -49,6 +52,7 @@ COMPONENT_TYPES: tuple[ComponentTypes[..., Any], ...] = (
     SECRET_STORE_TYPES,
     LOCK_TYPES,
     CONFIGURATION_TYPES,
+    BINDING_TYPES,
 )
 
 #: the component types whose data lives in the sidecar process's memory: they cannot serve a

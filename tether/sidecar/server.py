@@ -14,22 +14,24 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tether.platform.bindings import BindingsService
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component, Subscription, load_resources
 from tether.platform.components.appconfig import load_app_configuration
 from tether.platform.components.registry import describe
 from tether.platform.env import app_api_token
 from tether.platform.errors import ConfigError, TetherError
-from tether.platform.invocation import invocation_pubsub
 from tether.platform.invocation.access import AccessControl
 from tether.platform.metrics.exposition import MetricsServer
-from tether.platform.pubsub import PubSubRegistry
+from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
+from tether.sidecar.bindings import BindingsApi
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
 from tether.sidecar.forward import MainProcess
 from tether.workers.async_invoke import AsyncInvocations, AsyncInvokeChannel
+from tether.workers.bindings import BindingChannel, InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions
 from tether.workers.invocation import InvocationWorker
 from tether.workers.scheduler import Schedulers
@@ -103,6 +105,11 @@ class Sidecar:
         self._invocations: InvocationWorker | None = None
         self._async_calls: AsyncInvocations | None = None
         self._schedulers: Schedulers | None = None
+        #: the bindings block's service (None: the app has no bindings), its input
+        #: readers and deliveries, and the worker of its async output calls
+        self._bindings: BindingsService | None = None
+        self._inputs: InputBindings | None = None
+        self._output_calls: OutputCalls | None = None
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
         self.listening: tuple[str, ...] = ()
@@ -133,6 +140,10 @@ class Sidecar:
                     self.app_id, components, registry, app_port=self.app_port,
                     configuration=config, resiliency=self.resiliency,
                 )
+            )
+            self._bindings = next(
+                (b.service for b in blocks
+                 if isinstance(b, BindingsApi) and b.service.bindings), None
             )
         except ConfigError as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
@@ -177,6 +188,7 @@ class Sidecar:
         # delayed publish: forward this app's components' scheduled events when due
         self._schedulers = Schedulers(registry.names, registry.broker)
         self._schedulers.start()
+        await self._run_output_calls()
         names = ", ".join(c.name for c in components) or "none"
         log.info(
             "sidecar for app %r: HTTP API on %s (API token %s), components: %s%s",
@@ -241,11 +253,44 @@ class Sidecar:
             raise SidecarError(str(exc)) from exc
         self.subscriptions = subs
         await self._take_calls(app_port, drain_timeout)
+        await self._start_input_bindings(app_port, drain_timeout)
+
+    async def _run_output_calls(self) -> None:
+        """Run the app's async output binding calls (they need no app)."""
+        service = self._bindings
+        if service is None or not service.outputs or service.pubsub_name is None:
+            return
+        assert self._registry is not None
+        try:
+            calls = OutputCalls(service, await self._registry.broker(service.pubsub_name))
+            await calls.start()
+        except TetherError as exc:
+            await self.stop()
+            raise SidecarError(f"cannot run the async binding calls of app {self.app_id!r}: "
+                               f"{exc}") from exc
+        self._output_calls = calls
+
+    async def _start_input_bindings(self, app_port: int, drain_timeout: float) -> None:
+        """Read the app's input bindings onto their topics and deliver them to the app."""
+        service = self._bindings
+        if service is None or not service.inputs or service.pubsub_name is None:
+            return
+        assert self._registry is not None
+        channel = BindingChannel(app_port, api_token=app_api_token())
+        try:
+            inputs = InputBindings(service, await self._registry.broker(service.pubsub_name),
+                                   channel, DeliveryOptions(drain_timeout=drain_timeout))
+            await inputs.start()
+        except TetherError as exc:
+            await channel.close()
+            raise SidecarError(f"cannot start the input bindings of app {self.app_id!r}: "
+                               f"{exc}") from exc
+        self._inputs = inputs
 
     async def _take_calls(self, app_port: int, drain_timeout: float) -> None:
         """Serve the calls to this app (service invocation) from its pub/sub broker."""
         assert self._registry is not None
-        pubsub = invocation_pubsub(self._registry)
+        pubsub = runtime_pubsub(self._registry)
         if pubsub is None:
             return
         try:
@@ -274,7 +319,8 @@ class Sidecar:
         subs, self.subscriptions = self.subscriptions, None
         calls, self._invocations = self._invocations, None
         async_calls, self._async_calls = self._async_calls, None
-        await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls)
+        inputs, self._inputs = self._inputs, None
+        await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls, inputs)
                                if part is not None))
 
     async def stop(self) -> None:
@@ -284,6 +330,9 @@ class Sidecar:
         schedulers, self._schedulers = self._schedulers, None
         if schedulers is not None:
             await schedulers.stop()
+        output_calls, self._output_calls = self._output_calls, None
+        if output_calls is not None:
+            await output_calls.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -14,6 +14,7 @@ from tether.platform.bindings.binding import (
     OutputBinding,
 )
 from tether.platform.bindings.registry import BINDING_TYPES, BindingConfigError, build_bindings
+from tether.platform.bindings.service import BindingsService
 
 __all__ = [
     "BINDING_TYPES",
@@ -25,6 +26,7 @@ __all__ = [
     "BindingRequest",
     "BindingRequestError",
     "BindingResponse",
+    "BindingsService",
     "Emit",
     "InputMessage",
     "InputSource",

@@ -136,6 +136,11 @@ class Binding:
     #: the app path events are posted to (the component's ``route`` metadata; default
     #: ``/<name>``)
     route: str = ""
+    #: where an input event the app refused (DROP) or kept failing ends up (the
+    #: ``deadLetterTopic`` metadata; default ``tether.binding.<name>.deadletter``)
+    dead_letter_topic: str = ""
+    #: input events handed to the app at once (``maxConcurrency``; 0: the default)
+    max_concurrency: int = 0
 
     @property
     def app_route(self) -> str:

@@ -77,8 +77,11 @@ def _common(component: Component, built: Binding) -> Binding:
     route = metadata.text(component, "route") or ""
     if route and not route.startswith("/"):
         route = "/" + route
-    return dataclasses.replace(built, name=component.name, type=component.type,
-                               output=output, input=input_, route=route)
+    return dataclasses.replace(
+        built, name=component.name, type=component.type, output=output, input=input_,
+        route=route, dead_letter_topic=metadata.text(component, "deadLetterTopic") or "",
+        max_concurrency=metadata.integer(component, "maxConcurrency", minimum=1) or 0,
+    )
 
 
 #: component type -> factory

@@ -11,12 +11,11 @@ from tether.platform.invocation.messages import (
     InvokeRequest,
     request_topic,
 )
-from tether.platform.invocation.service import InvocationService, invocation_pubsub
+from tether.platform.invocation.service import InvocationService
 
 __all__ = [
     "InvocationService",
     "InvokeReply",
     "InvokeRequest",
-    "invocation_pubsub",
     "request_topic",
 ]

@@ -16,9 +16,9 @@ import uuid
 
 from tether.brokers import Broker, BrokerError, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.platform import env, errors, metrics
+from tether.platform import errors, metrics
 from tether.platform.aio import cancel_task
-from tether.platform.blocks import BlockConfigError, BlockContext
+from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
 from tether.platform.events.ids import new_id
 from tether.platform.invocation.messages import (
@@ -29,7 +29,7 @@ from tether.platform.invocation.messages import (
     reply_topic,
     request_topic,
 )
-from tether.platform.pubsub import PubSubRegistry
+from tether.platform.pubsub import runtime_pubsub
 from tether.platform.resiliency import CircuitOpenError, PolicyTimeoutError
 
 log = logging.getLogger(__name__)
@@ -39,20 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0
 #: how long an app seen with live members is taken as served without asking again
 SERVED_FOR = 1.0
-
-
-def invocation_pubsub(registry: PubSubRegistry) -> str | None:
-    """The pub/sub component invocations travel on: ``TETHER_INVOKE_PUBSUB`` if set (naming
-    no component is a BlockConfigError), else the app's first; None if it has none."""
-    named = env.get(env.TETHER_INVOKE_PUBSUB)
-    if named is not None:
-        if registry.spec(named) is None:
-            raise BlockConfigError(
-                f"{env.TETHER_INVOKE_PUBSUB}={named!r} names no pub/sub component of the app "
-                f"(it has: {', '.join(registry.names) or 'none'})"
-            )
-        return named
-    return registry.names[0] if registry.names else None
 
 
 def target_app(target: str) -> str:
@@ -80,7 +66,7 @@ class InvocationService:
         self.app_id = context.app_id
         self.default_timeout = default_timeout
         self._registry = context.pubsub
-        self.pubsub = invocation_pubsub(context.pubsub)
+        self.pubsub = runtime_pubsub(context.pubsub)
         self._resiliency = context.resiliency
         #: this sidecar's reply topic: one per process, never shared
         self.reply_topic = reply_topic(self.app_id, uuid.uuid4().hex[:16])

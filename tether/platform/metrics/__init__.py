@@ -79,6 +79,21 @@ STATE_CALLS = _counter("dapr_component_state_count", "state store calls", STATE_
 STATE_LATENCY = _histogram("dapr_component_state_latencies",
                            "time a state store call took, in ms", STATE_LABELS)
 
+# --- bindings -------------------------------------------------------------------------------
+OUTPUT_BINDING_LABELS = ("name", "operation", "success")
+OUTPUT_BINDING_CALLS = _counter("dapr_component_output_binding_count",
+                                "output binding calls", OUTPUT_BINDING_LABELS)
+OUTPUT_BINDING_LATENCY = _histogram("dapr_component_output_binding_latencies",
+                                    "time an output binding call took, in ms",
+                                    OUTPUT_BINDING_LABELS)
+INPUT_BINDING_LABELS = ("name", "success")
+INPUT_BINDING_EVENTS = _counter("dapr_component_input_binding_count",
+                                "events read from an input source onto its Tether topic",
+                                INPUT_BINDING_LABELS)
+INPUT_BINDING_LATENCY = _histogram("dapr_component_input_binding_latencies",
+                                   "time putting one input event on its topic took, in ms",
+                                   INPUT_BINDING_LABELS)
+
 # --- service invocation (the caller's side) ------------------------------------------------
 INVOCATION_LABELS = ("destination_app_id", "status")
 INVOCATIONS = _counter("tether_invocation_calls",
@@ -122,6 +137,8 @@ INGRESS = Timed(PUBSUB_INGRESS, PUBSUB_INGRESS_LATENCY)
 EGRESS = Timed(PUBSUB_EGRESS, PUBSUB_EGRESS_LATENCY)
 STATE = Timed(STATE_CALLS, STATE_LATENCY)
 INVOCATION = Timed(INVOCATIONS, INVOCATION_LATENCY)
+OUTPUT_BINDING = Timed(OUTPUT_BINDING_CALLS, OUTPUT_BINDING_LATENCY)
+INPUT_BINDING = Timed(INPUT_BINDING_EVENTS, INPUT_BINDING_LATENCY)
 
 __all__ = [
     "DAPR_COUNTERS",
@@ -129,7 +146,9 @@ __all__ = [
     "EGRESS",
     "HTTP",
     "INGRESS",
+    "INPUT_BINDING",
     "INVOCATION",
+    "OUTPUT_BINDING",
     "REGISTRY",
     "STATE",
     "Timed",

@@ -11,6 +11,7 @@ from tether.platform.pubsub.registry import (
     PubSubSpec,
     broker_spec,
     open_spec,
+    runtime_pubsub,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "broker_spec",
     "open_spec",
     "parse_bulk",
+    "runtime_pubsub",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tether.brokers import Broker, BrokerConfigError, open_broker
 from tether.brokers.base import StartFrom
+from tether.platform import env
 from tether.platform.components import Component, TopicScopes, metadata
 from tether.platform.components.metadata import MetadataError
 from tether.platform.components.registry import ComponentTypes, require_extra
@@ -216,3 +217,18 @@ class PubSubRegistry:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+
+def runtime_pubsub(registry: PubSubRegistry) -> str | None:
+    """The pub/sub component Tether's own topics travel on (service invocation, binding
+    events): ``TETHER_INVOKE_PUBSUB`` if set (naming no component is a PubSubConfigError),
+    else the app's first; None if it has none."""
+    named = env.get(env.TETHER_INVOKE_PUBSUB)
+    if named is not None:
+        if registry.spec(named) is None:
+            raise PubSubConfigError(
+                f"{env.TETHER_INVOKE_PUBSUB}={named!r} names no pub/sub component of the app "
+                f"(it has: {', '.join(registry.names) or 'none'})"
+            )
+        return named
+    return registry.names[0] if registry.names else None
