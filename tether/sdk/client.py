@@ -12,6 +12,7 @@ its mixin to ``_Blocks`` below.
 
 from __future__ import annotations
 
+from tether.sdk.client_bindings import BindingResponse, BindingsMixin
 from tether.sdk.client_configuration import ConfigurationItem, ConfigurationMixin
 from tether.sdk.client_core import AsyncCore, SyncCore
 from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
@@ -42,6 +43,7 @@ from tether.sdk.client_workflow import (
 
 __all__ = [
     "AsyncClient",
+    "BindingResponse",
     "BulkStateItem",
     "Client",
     "ClientSettings",
@@ -68,7 +70,7 @@ __all__ = [
 
 class _Blocks(
     PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
-    WorkflowMixin, InvokeMixin,
+    WorkflowMixin, InvokeMixin, BindingsMixin,
 ):
     """The methods of both clients."""
 
