@@ -83,7 +83,8 @@ class RedisBinding:
                     value = await client.getdel(key)
                 else:
                     value = await client.get(key)
-                return BindingResponse(data=value if value is not None else None)
+                # bytes: the client does not decode responses
+                return BindingResponse(data=value.encode() if isinstance(value, str) else value)
             elif request.operation == DELETE:
                 await client.delete(key)
             elif request.operation == INCREMENT:
