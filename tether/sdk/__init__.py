@@ -4,11 +4,12 @@ See docs/sdk.md.
 """
 
 from tether.sdk.app import App
+from tether.sdk.bindings import BindingEvent
 from tether.sdk.channel import Drop, InProcessChannel, Retry
 from tether.sdk.client import AsyncClient, Client, TetherApiError
 from tether.sdk.methods import MethodRequest, MethodResponse
 
 __all__ = [
-    "App", "AsyncClient", "Client", "Drop", "InProcessChannel", "MethodRequest", "MethodResponse",
-    "Retry", "TetherApiError",
+    "App", "AsyncClient", "BindingEvent", "Client", "Drop", "InProcessChannel", "MethodRequest",
+    "MethodResponse", "Retry", "TetherApiError",
 ]

@@ -6,7 +6,9 @@ handler without ``match`` the default route. :meth:`App.run` starts one
 :class:`~tether.workers.delivery.DeliveryWorker` per subscription, in consumer group = app id,
 delivering through :class:`~.channel.InProcessChannel`. Handlers registered with
 :meth:`App.method` answer service invocations (``tether.Client.invoke_method``, a sidecar's
-``/v1.0/invoke``) from the app's invocation topic (:mod:`.methods`).
+``/v1.0/invoke``) from the app's invocation topic (:mod:`.methods`). Handlers registered
+with :meth:`App.binding` take input binding events, and :meth:`App.invoke_binding` calls
+output bindings, both in process (:mod:`.bindings`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any, TypeVar
 
 from tether.brokers import Broker, open_broker
 from tether.brokers.base import StartFrom
-from tether.platform.components import RouteRule, Subscription, load_resources
+from tether.platform.bindings import BindingRequest, BindingResponse, BindingsService
+from tether.platform.blocks import BlockContext
+from tether.platform.components import Component, RouteRule, Subscription, load_resources
 from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope, metadata_extensions
 from tether.platform.events.ids import new_id
@@ -31,13 +35,16 @@ from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.pubsub.delivery_time import due_from
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
+from tether.sdk.bindings import BindingHandler, InProcessBindingChannel
 from tether.sdk.channel import Handler, InProcessChannel
 from tether.sdk.methods import MethodHandler, Methods, MethodWorker
+from tether.workers.bindings import InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 from tether.workers.scheduler import Schedulers
 
 H = TypeVar("H", bound=Handler)
 M = TypeVar("M", bound=MethodHandler)
+BH = TypeVar("BH", bound=BindingHandler)
 
 DEFAULT_PUBSUB = "pubsub"
 
@@ -67,8 +74,11 @@ class _Topic:
 class _Brokers:
     """One broker URL for every pubsub name, or the components of a resources folder."""
 
-    def __init__(self, app_id: str, url: str | None, registry: PubSubRegistry | None) -> None:
+    def __init__(self, app_id: str, url: str | None, registry: PubSubRegistry | None,
+                 components: Sequence[Component] = ()) -> None:
         self._app_id = app_id
+        #: the app's components (none with a broker URL), their secrets resolved
+        self.components = tuple(components)
         self._url = url
         self._broker: Broker | None = None
         self._lock = asyncio.Lock()
@@ -82,7 +92,7 @@ class _Brokers:
             return cls(app_id, url, None)
         loaded = load_resources(resources, app_id)
         components = await resolve_app_secrets(loaded.components_for(app_id))
-        return cls(app_id, url, PubSubRegistry(components))
+        return cls(app_id, url, PubSubRegistry(components), components)
 
     def names(self) -> tuple[str, ...]:
         """Pub/sub names with a broker of their own (a broker URL serves every name)."""
@@ -97,6 +107,17 @@ class _Brokers:
         if named is None:
             raise ValueError("@app.method needs a pub/sub component to take calls on")
         return named
+
+    def bindings(self) -> BindingsService:
+        """The app's binding components as a service (not started)."""
+        if self._registry is None:
+            raise ValueError("bindings need the app's components: App(resources_path=...) "
+                             "instead of a broker URL")
+        return BindingsService.from_context(
+            BlockContext(self._app_id, self.components, self._registry))
+
+    def has_bindings(self) -> bool:
+        return any(c.block == "bindings" for c in self.components)
 
     def group(self, pubsub: str) -> str:
         spec = self._registry.spec(pubsub) if self._registry is not None else None
@@ -156,6 +177,10 @@ class App:
         self._workers: list[DeliveryWorker] = []
         self._methods = Methods()
         self._method_worker: MethodWorker | None = None
+        self._binding_handlers: dict[str, BindingHandler] = {}
+        self._bindings: BindingsService | None = None
+        self._bindings_lock = asyncio.Lock()
+        self._binding_workers: list[InputBindings | OutputCalls] = []
 
     def configure(
         self, *, broker: str | None = None, resources_path: str | Path | None = None
@@ -213,6 +238,59 @@ class App:
             return handler
 
         return register
+
+    def binding(self, name: str) -> Callable[[BH], BH]:
+        """Register the decorated function for the events of input binding ``name`` (a
+        component of the app's resources); it gets a :class:`BindingEvent`."""
+
+        def register(handler: BH) -> BH:
+            if name in self._binding_handlers:
+                raise ValueError(f"input binding {name!r} already has a handler")
+            self._binding_handlers[name] = handler
+            return handler
+
+        return register
+
+    async def invoke_binding(
+        self, name: str, operation: str, data: bytes | str = b"",
+        metadata: Mapping[str, str] | None = None,
+    ) -> BindingResponse:
+        """Run ``operation`` on output binding ``name`` in this process; ApiError (Dapr's
+        status and ``ERR_INVOKE_OUTPUT_BINDING``) when it fails."""
+        service = await self._binding_service()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        return await service.invoke(name, BindingRequest(operation, payload, dict(metadata or {})))
+
+    async def _binding_service(self) -> BindingsService:
+        async with self._bindings_lock:
+            if self._bindings is None:
+                service = (await self._source()).bindings()
+                await service.start()
+                self._bindings = service
+            return self._bindings
+
+    async def _start_bindings(self) -> None:
+        """The input bindings with a handler, and the async output calls."""
+        service = await self._binding_service()
+        routes: dict[str, tuple[str, BindingHandler]] = {}
+        for name, handler in self._binding_handlers.items():
+            binding = service.bindings.get(name)
+            if binding is None or binding.input is None:
+                raise ValueError(f"@app.binding({name!r}): the app has no input binding "
+                                 f"component named {name!r}")
+            routes[binding.app_route] = (name, handler)
+        if service.pubsub_name is None:
+            return
+        broker = await (await self._source()).get(service.pubsub_name)
+        if service.outputs:
+            calls = OutputCalls(service, broker, self.options)
+            await calls.start()
+            self._binding_workers.append(calls)
+        if routes:
+            inputs = InputBindings(service, broker, InProcessBindingChannel(routes),
+                                   self.options)
+            await inputs.start()
+            self._binding_workers.append(inputs)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -287,7 +365,7 @@ class App:
     async def start(self) -> None:
         """Start one delivery worker per subscription, and the invocation worker if methods
         are registered (a failed start stops those started)."""
-        if self._workers or self._method_worker is not None:
+        if self._workers or self._method_worker is not None or self._binding_workers:
             return
         source = await self._source()
         channel = InProcessChannel(self._handlers)
@@ -312,6 +390,10 @@ class App:
                 )
                 await worker.start()
                 self._workers.append(worker)
+            if self._binding_handlers or (
+                self._resources_path is not None and source.has_bindings()
+            ):
+                await self._start_bindings()
             if self._methods:
                 broker = await source.get(source.invocation_pubsub())
                 method_worker = MethodWorker(broker, self.app_id, self._methods)
@@ -325,10 +407,14 @@ class App:
         """Take no more events, let handlers in flight finish, close the brokers."""
         workers, self._workers = self._workers, []
         method_worker, self._method_worker = self._method_worker, None
-        stopping = [w.stop() for w in workers]
+        binding_workers, self._binding_workers = self._binding_workers, []
+        stopping = [w.stop() for w in [*workers, *binding_workers]]
         if method_worker is not None:
             stopping.append(method_worker.stop())
         await asyncio.gather(*stopping, return_exceptions=True)
+        bindings, self._bindings = self._bindings, None
+        if bindings is not None:
+            await bindings.close()
         schedulers, self._schedulers = self._schedulers, None
         if schedulers is not None:
             await schedulers.stop()

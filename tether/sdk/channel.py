@@ -53,22 +53,30 @@ class InProcessChannel:
         if handler is None:  # as an HTTP 404
             log.error("no handler for path %r; dropping event %s", path, event.id)
             return Outcome.DROP
-        try:
-            await call(handler, event)
-        except Retry as retry:
-            if retry.delay:
-                await asyncio.sleep(retry.delay)
-            return Outcome.RETRY
-        except Drop as drop:
-            log.info("handler %s dropped event %s: %s", path, event.id, drop.reason)
-            return Outcome.DROP
-        except Exception:
-            log.exception("handler %s failed on event %s; it will be retried", path, event.id)
-            return Outcome.RETRY
-        return Outcome.SUCCESS
+        return await outcome_of_call(handler, event, path, event.id)
 
 
-async def call(handler: Handler, event: CloudEvent) -> None:
+async def outcome_of_call(handler: Callable[[Any], Awaitable[Any] | Any], argument: Any,
+                          path: str, what: str) -> Outcome:
+    """Run ``handler(argument)`` and read its end as a delivery outcome: returning is
+    SUCCESS, :class:`Retry` RETRY (after its delay), :class:`Drop` DROP, any other
+    exception RETRY (logged)."""
+    try:
+        await call(handler, argument)
+    except Retry as retry:
+        if retry.delay:
+            await asyncio.sleep(retry.delay)
+        return Outcome.RETRY
+    except Drop as drop:
+        log.info("handler %s dropped event %s: %s", path, what, drop.reason)
+        return Outcome.DROP
+    except Exception:
+        log.exception("handler %s failed on event %s; it will be retried", path, what)
+        return Outcome.RETRY
+    return Outcome.SUCCESS
+
+
+async def call(handler: Callable[[Any], Awaitable[Any] | Any], event: Any) -> None:
     if inspect.iscoroutinefunction(handler):
         await handler(event)
         return

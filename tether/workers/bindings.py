@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
+from typing import Protocol
 
 from tether.brokers import Broker
 from tether.platform import metrics
@@ -76,6 +77,17 @@ SOURCE_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 def _header_value(value: str) -> str:
     # a metadata value with a line break would split the header; send it on one line
     return value.replace("\r", " ").replace("\n", " ")
+
+
+class BindingTarget(Protocol):
+    """Where input events go: the app over HTTP (:class:`BindingChannel`) or in process."""
+
+    async def probe(self, path: str) -> bool:
+        """Does the app want the events routed to ``path``?"""
+
+    async def deliver(self, path: str, event: CloudEvent) -> Outcome: ...
+
+    async def close(self) -> None: ...
 
 
 class BindingChannel:
@@ -226,7 +238,7 @@ def _input_subscription(binding: Binding, pubsub: str) -> Subscription:
 class InputBindings:
     """The app's input bindings: each wanted one's reader and delivery worker."""
 
-    def __init__(self, service: BindingsService, broker: Broker, channel: BindingChannel,
+    def __init__(self, service: BindingsService, broker: Broker, channel: BindingTarget,
                  options: DeliveryOptions | None = None) -> None:
         self.service = service
         self.broker = broker
