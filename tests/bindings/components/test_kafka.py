@@ -94,9 +94,11 @@ async def collect(binding: Binding, count: int,
     task = asyncio.create_task(source.run(emit))
     waiter = asyncio.create_task(done.wait())
     try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        # a ceiling against a hang (a message that never comes), not a timing assertion
+        await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # raises what run() raised
+        assert done.is_set(), f"only {len(got)} of {count} messages arrived"
     finally:
         waiter.cancel()
         task.cancel()
