@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from tests.servers import unavailable
+from tests.bindings.conftest import RABBITMQ_URL as URL
 from tether.platform.bindings.binding import (
     Binding,
     BindingFailedError,
@@ -23,8 +21,6 @@ from tether.platform.bindings.registry import BINDING_TYPES, BindingConfigError
 from tether.platform.components.loader import Templates, load_documents
 from tether.platform.components.model import Component
 
-URL = os.environ.get("TETHER_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
-
 
 def build(fields: dict[str, str], name: str = "jobs") -> Binding:
     lines = "".join(f"    - name: {key}\n      value: \"{value}\"\n"
@@ -34,24 +30,6 @@ def build(fields: dict[str, str], name: str = "jobs") -> Binding:
     [loaded] = load_documents(text, "rabbitmq.yaml", Templates(app_id="app"))
     assert isinstance(loaded, Component)
     return BINDING_TYPES.build(loaded)
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[AbstractChannel]:
-    """A plain channel to look at (and clean up) the queues the tests use."""
-    try:
-        connection = await aio_pika.connect(URL, timeout=5)
-    except Exception as exc:  # whatever the reason, the server is not there
-        unavailable(f"RabbitMQ is not reachable at {URL}: {exc!r}")
-    async with connection:
-        yield await connection.channel()
-
-
-@pytest.fixture
-async def queue(channel: AbstractChannel) -> AsyncIterator[str]:
-    name = f"tether-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    await channel.queue_delete(name)
 
 
 async def collect(binding: Binding, count: int,
