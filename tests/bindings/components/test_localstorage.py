@@ -73,6 +73,12 @@ async def test_base64_data_is_stored_decoded_as_dapr_does(tmp_path: Path) -> Non
     assert (tmp_path / "bin").read_bytes() == raw
 
 
+async def test_create_of_the_root_itself_is_refused(tmp_path: Path) -> None:
+    files = await storage(tmp_path)
+    with pytest.raises(BindingRequestError, match="rootPath itself"):
+        await files.invoke(BindingRequest("create", b"x", {"fileName": "."}))
+
+
 @pytest.mark.parametrize("name", ["../escape.txt", "a/../../escape.txt", "/etc/passwd",
                                   "link/escape.txt"])
 async def test_names_that_escape_the_root_are_refused(tmp_path: Path, name: str) -> None:

@@ -113,7 +113,8 @@ class HttpBinding:
                 answer = _metadata(status, reason, response.headers)
                 content_type = response.headers.get("Content-Type")
         except (aiohttp.InvalidURL, ValueError) as exc:
-            raise BindingRequestError(f"invalid request URL {url!r}: {exc}") from None
+            # a path that makes no URL, a header value with a line break
+            raise BindingRequestError(f"invalid request to {url!r}: {exc}") from None
         except TimeoutError:
             raise BindingFailedError(f"{method} {url}: no answer within {self.timeout}s") from None
         except aiohttp.ClientError as exc:

@@ -118,6 +118,8 @@ class LocalStorage:
 
     def _create(self, name: str, data: bytes) -> BindingResponse:
         path = self._path(name)
+        if path == self.root:
+            raise BindingRequestError(f"metadata {FILE_NAME} {name!r} names rootPath itself")
         path.parent.mkdir(parents=True, exist_ok=True)
         # written beside and renamed over: a reader never sees half a file
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
