@@ -168,7 +168,8 @@ class InputReader:
         self._task: asyncio.Task[None] | None = None
         self.lease: Lease | None = None
         if binding.input.exclusive:
-            self.lease = Lease(broker, lease_topic(app_id), f"{app_id}.lease", binding.name)
+            topic = lease_topic(app_id, binding.name)
+            self.lease = Lease(broker, topic, topic, binding.name)
 
     async def start(self) -> None:
         await self.broker.create_topic(self.topic)

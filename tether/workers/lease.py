@@ -2,7 +2,8 @@
 
 Sources with no consumer group of their own (a cron schedule, an MQTT topic without a shared
 subscription) must be read by one replica of an app, not by each. The lease is a *baton*: a
-small event keyed by the lease's name on a topic consumed in one group. The broker hands a
+small event keyed by the lease's name on a topic of its own (one partition), consumed in
+a group of its own. The broker hands a
 key's events to one member (the owner of its partition); that member holds the baton by
 deferring it (unacknowledged: it stays with the member, and goes to another one when the
 member dies or leaves the group). While the baton keeps coming back to a member, that member
@@ -78,7 +79,7 @@ class Lease:
         return self._baton is not None
 
     async def run(self, job: Callable[[], Awaitable[None]]) -> None:
-        await self.broker.create_topic(self.topic)
+        await self.broker.create_topic(self.topic, 1)
         options = SubscribeOptions(gate_by_key=False, start_from="earliest",
                                    max_deliveries=2**31 - 1)
         subscription = self.broker.subscribe(self.topic, self.group, options)
@@ -101,7 +102,7 @@ class Lease:
     async def _handle(self, delivery: Delivery, job: Callable[[], Awaitable[None]]) -> None:
         event = delivery.event
         if event.type != BATON_TYPE or event.partitionkey != self.name:
-            await delivery.ack()  # another lease's baton on a shared topic is not ours
+            await delivery.ack()  # not a baton of this lease: nothing to hold
             return
         if self._baton is not None and event.id != self._baton:
             await delivery.ack()  # an extra baton: one is enough

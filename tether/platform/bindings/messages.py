@@ -46,9 +46,11 @@ def output_dead_letter_topic(app_id: str) -> str:
     return output_topic(app_id) + ".deadletter"
 
 
-def lease_topic(app_id: str) -> str:
-    """Where the leases of ``app_id``'s exclusive input sources are held."""
-    return f"{TOPIC_PREFIX}lease.{app_id}"
+def lease_topic(app_id: str, binding: str) -> str:
+    """Where the lease of ``app_id``'s exclusive input source ``binding`` is held (consumed
+    in a group of the same name: one group per lease, so that one lease's members never
+    see another's baton)."""
+    return f"{TOPIC_PREFIX}lease.{app_id}.{binding}"
 
 
 def _metadata(event: CloudEvent) -> dict[str, str]:
