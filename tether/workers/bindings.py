@@ -267,7 +267,8 @@ class InputBindings:
                 # events read before any replica of the app ever ran are still delivered
                 worker = DeliveryWorker(self.broker, _input_subscription(binding, pubsub),
                                         self.service.app_id, self.channel, options,
-                                        start_from="earliest")
+                                        start_from="earliest",
+                                        inbound=self.service.inbound.get(binding.name))
                 await worker.start()
                 self.workers[binding.name] = worker
                 reader = InputReader(self.service.app_id, binding, self.broker)

@@ -64,12 +64,15 @@ class BindingsService:
         bindings: Mapping[str, Binding],
         *,
         policies: Mapping[str, Policy] | None = None,
+        inbound: Mapping[str, Policy] | None = None,
         pubsub: PubSubRegistry | None = None,
         pubsub_name: str | None = None,
     ) -> None:
         self.app_id = app_id
         self.bindings = dict(bindings)
         self._policies = dict(policies or {})
+        #: each input binding's inbound resiliency policy (how its deliveries are retried)
+        self.inbound = dict(inbound or {})
         self._pubsub = pubsub
         #: the pub/sub component binding events travel on (None: the app has none)
         self.pubsub_name = pubsub_name
@@ -90,8 +93,11 @@ class BindingsService:
         policies = {
             name: context.resiliency.component_outbound(name, BLOCK) for name in bindings
         }
-        return cls(context.app_id, bindings, policies=policies, pubsub=context.pubsub,
-                   pubsub_name=pubsub_name)
+        inbound = {
+            name: context.resiliency.component_inbound(name, BLOCK) for name in bindings
+        }
+        return cls(context.app_id, bindings, policies=policies, inbound=inbound,
+                   pubsub=context.pubsub, pubsub_name=pubsub_name)
 
     @property
     def inputs(self) -> list[Binding]:
