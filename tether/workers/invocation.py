@@ -77,10 +77,17 @@ class InvocationWorker:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         drain_timeout: float = 30.0,
         access: AccessControl | None = None,
+        topic: str | None = None,
+        group: str | None = None,
+        ordered: bool = False,
     ) -> None:
         self.app_id = app_id
         self._access = access
-        self.topic = request_topic(app_id)
+        #: the calls' topic and consumer group (the app's own unless given: an actor type's)
+        self.topic = topic or request_topic(app_id)
+        self.group = group or app_id
+        #: one call per request key at a time (an actor's turns); else all at once
+        self.ordered = ordered
         self._broker = broker
         self._pool = Http1Pool(host, app_port, limit=MAX_CONNECTIONS)
         self._api_token = api_token
@@ -93,8 +100,8 @@ class InvocationWorker:
     async def start(self) -> None:
         # no call is nacked; a call redelivered (its sidecar died, or the group rebalanced
         # while it was pending) is made again while its caller still waits
-        options = SubscribeOptions(gate_by_key=False)
-        source = self._broker.subscribe(self.topic, self.app_id, options)
+        options = SubscribeOptions(gate_by_key=self.ordered)
+        source = self._broker.subscribe(self.topic, self.group, options)
         await source.start()
         self._source = source
         self._loop_task = asyncio.create_task(self._consume(source), name=f"invoke:{self.topic}")

@@ -11,11 +11,12 @@ from tether.platform.invocation.messages import (
     InvokeRequest,
     request_topic,
 )
-from tether.platform.invocation.service import InvocationService
+from tether.platform.invocation.service import InvocationService, Route
 
 __all__ = [
     "InvocationService",
     "InvokeReply",
     "InvokeRequest",
+    "Route",
     "request_topic",
 ]

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 from tether.brokers import Broker, BrokerError, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
@@ -30,7 +31,8 @@ from tether.platform.invocation.messages import (
     request_topic,
 )
 from tether.platform.pubsub import runtime_pubsub
-from tether.platform.resiliency import CircuitOpenError, PolicyTimeoutError
+from tether.platform.resiliency import CircuitOpenError, Policy, PolicyTimeoutError
+from tether.platform.resiliency.policy import no_policy
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,23 @@ def target_app(target: str) -> str:
 
 def failed(app_id: str, reason: str, status: int = 500) -> ApiError:
     return ApiError(status, errors.DIRECT_INVOKE, f"failed to invoke, id: {app_id}, err: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a call goes: the topic its request is published on, the consumer group that
+    serves it (to tell an unserved target at once), the request's partition key (one
+    actor's calls one at a time), the callee named in the request, and how errors name
+    the target."""
+
+    topic: str
+    group: str
+    callee: str
+    key: str | None = None
+
+    @classmethod
+    def app(cls, app_id: str) -> Route:
+        return cls(request_topic(app_id), app_id, app_id)
 
 
 def _status(reply: InvokeReply) -> int:
@@ -101,7 +120,8 @@ class InvocationService:
         start = time.perf_counter()
         status = 500
         try:
-            reply = await self._invoke(app_id, verb, path, headers, body, timeout)
+            reply = await self.call(Route.app(app_id), verb, path, headers, body, timeout,
+                                    self._resiliency.policy_for_app(app_id))
             status = reply.status
             return reply
         except ApiError as exc:
@@ -111,16 +131,20 @@ class InvocationService:
             metrics.INVOCATION.record((self.app_id, app_id, str(status)),
                                       time.perf_counter() - start)
 
-    async def _invoke(
-        self, app_id: str, verb: str, path: str, headers: Headers, body: bytes,
-        timeout: float | None,
+    async def call(
+        self, route: Route, verb: str, path: str, headers: Headers, body: bytes,
+        timeout: float | None = None, policy: Policy | None = None,
     ) -> InvokeReply:
+        """A request on ``route`` and its reply, under ``policy`` (retries, timeout,
+        breaker) within the call's deadline; ApiError (ERR_DIRECT_INVOKE) naming
+        ``route.callee`` when there is no answer."""
+        app_id = route.callee
         seconds = self.default_timeout if timeout is None else timeout
         deadline = time.time() + seconds
-        policy = self._resiliency.policy_for_app(app_id)
+        policy = policy or no_policy(app_id)
 
         async def attempt() -> InvokeReply:
-            return await self._attempt(app_id, verb, path, headers, body, deadline)
+            return await self._attempt(route, verb, path, headers, body, deadline)
 
         try:
             async with asyncio.timeout(seconds):
@@ -138,20 +162,22 @@ class InvocationService:
             raise failed(app_id, f"pub/sub {self.pubsub!r}: {exc}") from exc
 
     async def _attempt(
-        self, app_id: str, verb: str, path: str, headers: Headers, body: bytes, deadline: float,
+        self, route: Route, verb: str, path: str, headers: Headers, body: bytes,
+        deadline: float,
     ) -> InvokeReply:
         """One request published and its reply awaited (a retry is a new request)."""
         request = InvokeRequest(
-            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
+            id=new_id(), caller=self.app_id, callee=route.callee, verb=verb, path=path,
             headers=headers, body=body, deadline=deadline, reply_to=self.reply_topic,
+            key=route.key,
         )
         future: asyncio.Future[InvokeReply] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = future
         try:
-            broker = await self._broker(app_id)
-            await self._check_served(broker, app_id)
+            broker = await self._broker(route.callee)
+            await self._check_served(broker, route)
             await self._listen(broker)
-            await broker.publish(request_topic(app_id), request.to_event())
+            await broker.publish(route.topic, request.to_event())
             return await future
         finally:
             self._pending.pop(request.id, None)
@@ -184,16 +210,16 @@ class InvocationService:
             raise failed(app_id, "the app has no pub/sub component to invoke through")
         return await self._registry.broker(self.pubsub)
 
-    async def _check_served(self, broker: Broker, app_id: str) -> None:
-        """A call to an app no sidecar serves fails now, where the backend can tell."""
+    async def _check_served(self, broker: Broker, route: Route) -> None:
+        """A call nobody serves fails now, where the backend can tell."""
         now = time.monotonic()
-        if self._served.get(app_id, 0.0) > now:
+        if self._served.get(route.topic, 0.0) > now:
             return
-        members = await broker.live_members(request_topic(app_id), app_id)
+        members = await broker.live_members(route.topic, route.group)
         if members == 0:
-            raise failed(app_id, f"couldn't find service: {app_id} (no sidecar of it takes "
-                                 f"calls on pub/sub {self.pubsub!r})")
-        self._served[app_id] = now + SERVED_FOR
+            raise failed(route.callee, f"couldn't find service: {route.callee} (no sidecar "
+                                       f"takes its calls on pub/sub {self.pubsub!r})")
+        self._served[route.topic] = now + SERVED_FOR
 
     async def _listen(self, broker: Broker) -> None:
         """Open the reply subscription once."""
