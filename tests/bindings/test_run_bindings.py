@@ -9,93 +9,39 @@ SIGKILLed mid-stream losing no RabbitMQ message.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
 import tether
+from tests import sidecars
 from tests.bindings.conftest import RABBITMQ_URL
-from tests.invocation.test_run_invoke import WAIT, Process
+from tests.invocation.test_run_invoke import WAIT
 from tests.servers import unavailable
-from tether.cli.run import free_port
+from tests.sidecars import component, until, write_components
 
 APP = Path(__file__).with_name("binding_app.py")
 APP_ID = "binder"
 
 
-def component(name: str, type_: str, **meta: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "dapr.io/v1alpha1", "kind": "Component", "metadata": {"name": name},
-        "spec": {"type": type_, "version": "v1",
-                 "metadata": [{"name": k, "value": v} for k, v in meta.items()]},
-    }
-
-
-def write_components(folder: Path, *documents: dict[str, Any]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "components.yaml").write_text(yaml.safe_dump_all(documents))
-    return folder
-
-
-class Sidecar:
-    """One ``tether run`` of the app with the components in ``root/components``."""
+class Sidecar(sidecars.Sidecar):
+    """``tether run`` of the bindings app (tests/bindings/binding_app.py)."""
 
     def __init__(self, root: Path, name: str = "app") -> None:
-        self.root = root
-        self.folder = root / name
-        self.folder.mkdir()
-        self.port = free_port()
-        self.process = Process(
-            ["-a", APP_ID, "-p", str(free_port()), "-H", str(self.port), "-M", "0",
-             "--enable-metrics", "false", "-d", str(root / "components"), "--",
-             sys.executable, str(APP)],
-            self.folder, root / f"{name}.log",
-        )
-        self.session = requests.Session()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def until_up(self) -> None:
-        deadline = time.monotonic() + WAIT
-        while True:
-            self.process.alive()
-            try:
-                if self.session.get(self.url("/v1.0/healthz"), timeout=5).status_code == 204:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, self.process.log.read_text()
-            time.sleep(0.1)
+        super().__init__(root, APP, APP_ID, name)
 
     def bind(self, name: str, body: dict[str, Any]) -> requests.Response:
         return self.session.post(self.url(f"/v1.0/bindings/{name}"), json=body, timeout=WAIT)
 
     def events(self) -> list[dict[str, Any]]:
-        path = self.folder / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def until(check: Callable[[], bool], what: str, *sidecars: Sidecar) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        for sidecar in sidecars:
-            sidecar.process.alive()
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
+        return self.records("events.jsonl")
 
 
 MQTT_URL = "tcp://127.0.0.1:1883"

@@ -52,8 +52,11 @@ class MetadataApi:
         components: Sequence[Component],
         on_shutdown: ShutdownCallback | None,
         subscriptions: SubscriptionsView | None = None,
+        actors: SubscriptionsView | None = None,
     ) -> None:
         self.app_id = app_id
+        #: the actor types hosted here and their active actors, as ``actors`` lists them
+        self.actors = actors
         self.components = components
         self.on_shutdown = on_shutdown
         self.subscriptions = subscriptions
@@ -78,6 +81,7 @@ class MetadataApi:
                 for c in self.components
             ],
             "subscriptions": list(self.subscriptions()) if self.subscriptions else [],
+            "actors": list(self.actors()) if self.actors else [],
             "httpEndpoints": [],
             "extended": dict(self.extended),
         }
@@ -122,6 +126,7 @@ def create_app(
     close_registry: bool = True,
     subscriptions: SubscriptionsView | None = None,
     blocks: Sequence[ApiBlock] = (),
+    actors: SubscriptionsView | None = None,
     api_token: str | None = None,
     forward: Handler | None = None,
     resiliency: Resiliency | None = None,
@@ -151,7 +156,7 @@ def create_app(
             middlewares += extra()
     app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
     publish = PublishApi(registry, app_id, resiliency)
-    meta = MetadataApi(app_id, components, on_shutdown, subscriptions)
+    meta = MetadataApi(app_id, components, on_shutdown, subscriptions, actors)
     routes: list[web.RouteDef] = []
     for prefix in ("/v1.0", "/v1.0-alpha1"):
         # bulk first: a pub/sub named "bulk" would otherwise shadow it (as in Dapr)

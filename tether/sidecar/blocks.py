@@ -21,6 +21,7 @@ from tether.platform.lock.registry import LOCK_TYPES
 from tether.platform.pubsub.registry import PUBSUB_TYPES
 from tether.platform.secrets.registry import SECRET_STORE_TYPES
 from tether.platform.state.registry import STATE_TYPES
+from tether.sidecar.actors import actors_block
 from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.bindings import bindings_block
 from tether.sidecar.configuration import configuration_block
@@ -41,6 +42,7 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     workflow_block,
     invoke_block,
     bindings_block,
+    actors_block,
 ]
 
 

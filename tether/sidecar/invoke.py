@@ -71,7 +71,7 @@ class InvokeApi(ServiceRoutes[InvocationService]):
         return await self._call(request, request.match_info["appId"], method)
 
     async def _call(self, request: web.Request, target: str, path: str) -> web.StreamResponse:
-        headers = _headers(request)
+        headers = request_headers(request)
         path, is_async = _async(request, path)
         body = await request.read()  # over the body limit: 413 (the error middleware)
         if is_async:
@@ -80,13 +80,13 @@ class InvokeApi(ServiceRoutes[InvocationService]):
             )
             return web.json_response({"id": call_id}, status=202)
         reply = await self.service.invoke(
-            target, request.method, path, headers, body, _timeout(request)
+            target, request.method, path, headers, body, call_timeout(request)
         )
         return web.Response(status=reply.status, body=reply.body,
                             headers=CIMultiDict(reply.headers))
 
 
-def _headers(request: web.Request) -> Headers:
+def request_headers(request: web.Request) -> Headers:
     """The request's end-to-end headers for the app; 400 for a value that is not UTF-8."""
     pairs = end_to_end(request.headers.items(), SIDECAR_HEADERS)
     for name, value in pairs:
@@ -116,7 +116,7 @@ def _async(request: web.Request, path: str) -> tuple[str, bool]:
     return path, "true" in words
 
 
-def _timeout(request: web.Request) -> float | None:
+def call_timeout(request: web.Request) -> float | None:
     value = request.headers.get(TIMEOUT_HEADER)
     if value is None:
         return None

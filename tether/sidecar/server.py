@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tether.platform.actors import ActorService
 from tether.platform.bindings import BindingsService
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component, Subscription, load_resources
@@ -27,9 +28,11 @@ from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
+from tether.sidecar.actors import ActorsApi
 from tether.sidecar.bindings import BindingsApi
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
 from tether.sidecar.forward import MainProcess
+from tether.workers.actors import ActorHost, fetch_actor_config
 from tether.workers.async_invoke import AsyncInvocations, AsyncInvokeChannel
 from tether.workers.bindings import BindingChannel, InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions
@@ -110,6 +113,9 @@ class Sidecar:
         self._bindings: BindingsService | None = None
         self._inputs: InputBindings | None = None
         self._output_calls: OutputCalls | None = None
+        #: the actors block's service, and the actor types this sidecar hosts for its app
+        self._actors: ActorService | None = None
+        self._actor_host: ActorHost | None = None
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
         self.listening: tuple[str, ...] = ()
@@ -141,6 +147,7 @@ class Sidecar:
                     configuration=config, resiliency=self.resiliency,
                 )
             )
+            self._actors = next((b.service for b in blocks if isinstance(b, ActorsApi)), None)
             self._bindings = next(
                 (b.service for b in blocks
                  if isinstance(b, BindingsApi) and b.service.bindings), None
@@ -157,6 +164,7 @@ class Sidecar:
             on_shutdown=self.shutdown_requested.set,
             subscriptions=self._subscriptions_metadata,
             blocks=blocks,
+            actors=self._actors_metadata,
             api_token=self.api_token,
             forward=None if self._main is None else self._main.forward,
             resiliency=self.resiliency,
@@ -236,6 +244,9 @@ class Sidecar:
             log.warning("the HTTP API of app %r cannot listen on %s", self.app_id, failure)
         return served
 
+    def _actors_metadata(self) -> list[dict[str, object]]:
+        return [] if self._actor_host is None else self._actor_host.counts()
+
     def _subscriptions_metadata(self) -> list[dict[str, object]]:
         return [] if self.subscriptions is None else self.subscriptions.metadata()
 
@@ -254,6 +265,7 @@ class Sidecar:
         self.subscriptions = subs
         await self._take_calls(app_port, drain_timeout)
         await self._start_input_bindings(app_port, drain_timeout)
+        await self._host_actors(app_port)
 
     async def _run_output_calls(self) -> None:
         """Run the app's async output binding calls (they need no app)."""
@@ -286,6 +298,24 @@ class Sidecar:
             raise SidecarError(f"cannot start the input bindings of app {self.app_id!r}: "
                                f"{exc}") from exc
         self._inputs = inputs
+
+    async def _host_actors(self, app_port: int) -> None:
+        """Host the actor types the app declares (``GET /dapr/config``), if any."""
+        service = self._actors
+        if service is None or service.pubsub is None:
+            return
+        config = await fetch_actor_config(app_port, app_api_token())
+        if not config.entities:
+            return
+        assert self._registry is not None
+        try:
+            host = ActorHost(service, await self._registry.broker(service.pubsub), app_port,
+                             config, api_token=app_api_token())
+            await host.start()
+        except TetherError as exc:
+            raise SidecarError(f"cannot host the actors of app {self.app_id!r}: {exc}"
+                               ) from exc
+        self._actor_host = host
 
     async def _take_calls(self, app_port: int, drain_timeout: float) -> None:
         """Serve the calls to this app (service invocation) from its pub/sub broker."""
@@ -320,7 +350,9 @@ class Sidecar:
         calls, self._invocations = self._invocations, None
         async_calls, self._async_calls = self._async_calls, None
         inputs, self._inputs = self._inputs, None
-        await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls, inputs)
+        actor_host, self._actor_host = self._actor_host, None
+        await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls, inputs,
+                                                        actor_host)
                                if part is not None))
 
     async def stop(self) -> None:

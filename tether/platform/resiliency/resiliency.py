@@ -109,6 +109,16 @@ class Resiliency:
             self._policies[key] = policy
         return policy
 
+    def policy_for_actor(self, actor_type: str) -> Policy:
+        """Calls of ``actor_type``'s actors (``targets.actors``, else the Actor defaults)."""
+        key = ("actor", actor_type)
+        policy = self._policies.get(key)
+        if policy is None:
+            names = self._m.actors.get(actor_type) or self._defaults(["Actor"])
+            policy = self._build(f"actor {actor_type}", names, actor_type)
+            self._policies[key] = policy
+        return policy
+
     def builtin_retry(self, name: str) -> RetryPolicy | None:
         """A built-in retry (``DaprBuiltInServiceRetries``), as overridden by the user."""
         return self._m.retries.get(name) or BUILT_IN_DEFAULTS.get(name)
