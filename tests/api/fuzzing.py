@@ -89,6 +89,10 @@ _BY_DESIGN: Mapping[str, Any] = {
     "ERR_LIST_WORKFLOWS": lambda case, backend: backend == "redis",
     # a call to an app no sidecar serves (the fuzzed sidecar takes no calls): Dapr's 500
     "ERR_DIRECT_INVOKE": lambda case, backend: case.path.startswith("/v1.0/invoke/"),
+    # an actor type no sidecar hosts (the fuzzed sidecar hosts none): Dapr's 500
+    "ERR_ACTOR_INVOKE_METHOD": lambda case, backend: case.path.startswith("/v1.0/actors/"),
+    # actor state and reminders without an actorStateStore (the fuzzed app has none)
+    "ERR_ACTOR_RUNTIME_NOT_FOUND": lambda case, backend: case.path.startswith("/v1.0/actors/"),
     # a resourceId containing the key separator (Dapr answers 500)
     "ERR_TRY_LOCK": lambda case, backend: "||" in _resource_id(case),
     "ERR_UNLOCK": lambda case, backend: "||" in _resource_id(case),
