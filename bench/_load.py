@@ -179,9 +179,10 @@ class RawPool:
         self.idle: list[_Connection] = []
         self.opened: list[_Connection] = []
 
-    async def send(self) -> int:
+    async def send(self, request: bytes | None = None) -> int:
+        """Send the pool's request (or ``request``, encoded with :func:`http_request`)."""
         connection = self.idle.pop() if self.idle else await self._open()
-        status = await connection.send(self.request)
+        status = await connection.send(request or self.request)
         self.idle.append(connection)
         return status
 
