@@ -158,6 +158,12 @@ async def throughput(port: int, seconds: float, workers: int) -> float:
     return done / elapsed
 
 
+def _stats(app_port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/stats") as answer:
+        stats: dict[str, float] = json.loads(answer.read())
+        return stats
+
+
 async def reminders(port: int, app_port: int, count: int) -> float:
     """Register ``count`` one-shot reminders due together; fires/s from first to last."""
     pool = RawPool("127.0.0.1", port, b"")
@@ -178,8 +184,7 @@ async def reminders(port: int, app_port: int, count: int) -> float:
     deadline = time.time() + 120 + count / 100
     stats: dict[str, float] = {}
     while time.time() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/stats") as answer:
-            stats = json.loads(answer.read())
+        stats = await asyncio.to_thread(_stats, app_port)
         if stats["count"] >= count:
             break
         await asyncio.sleep(0.5)
