@@ -152,3 +152,22 @@ def test_turns_of_one_actor_never_overlap_across_two_hosts(tmp_path: Path) -> No
     finally:
         for h in hosts:
             h.process.stop()
+
+
+def test_tether_client_calls_actors_their_state_and_reminders(one: Sidecar) -> None:
+    import tether
+    from tether.sdk.client import InvokeMethodError
+
+    with tether.Client(one.url("")) as client:
+        assert client.invoke_actor("Counter", "k1", "incr").json() == 1
+        assert client.get_actor_state("Counter", "k1", "count") == 1
+        client.save_actor_state("Counter", "k1", {"count": 41})
+        assert client.invoke_actor("Counter", "k1", "incr").json() == 42
+        client.save_actor_state("Counter", "k1", deletes=["count"])
+        assert client.get_actor_state("Counter", "k1", "count") is None
+        with pytest.raises(InvokeMethodError) as caught:
+            client.invoke_actor("Counter", "k1", "boom")
+        assert caught.value.status == 500
+        client.register_actor_reminder("Counter", "k1", "once", due_time="0.2s")
+        until(lambda: any(r["id"] == "k1" for r in records(one, kind="remind")),
+              "the reminder set through the client", one)

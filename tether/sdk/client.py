@@ -12,6 +12,7 @@ its mixin to ``_Blocks`` below.
 
 from __future__ import annotations
 
+from tether.sdk.client_actors import ActorResponse, ActorsMixin
 from tether.sdk.client_bindings import BindingResponse, BindingsMixin
 from tether.sdk.client_configuration import ConfigurationItem, ConfigurationMixin
 from tether.sdk.client_core import AsyncCore, SyncCore
@@ -42,6 +43,7 @@ from tether.sdk.client_workflow import (
 )
 
 __all__ = [
+    "ActorResponse",
     "AsyncClient",
     "BindingResponse",
     "BulkStateItem",
@@ -70,7 +72,7 @@ __all__ = [
 
 class _Blocks(
     PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
-    WorkflowMixin, InvokeMixin, BindingsMixin,
+    WorkflowMixin, InvokeMixin, BindingsMixin, ActorsMixin,
 ):
     """The methods of both clients."""
 

@@ -100,7 +100,7 @@ def _body(data: bytes | str | bytearray | memoryview) -> bytes:
                     "(json.dumps a value first)")
 
 
-def _seconds(timeout: float) -> str:
+def seconds_header(timeout: float) -> str:
     if not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds above zero, got {timeout!r}")
     return f"{timeout:.3f}".rstrip("0").rstrip(".") + "s"
@@ -117,7 +117,7 @@ def invoke_call(app_id: str, method_name: str, data: bytes | str, content_type: 
     headers = dict(_pairs(metadata))
     headers["Content-Type"] = content_type or headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
     if timeout is not None:
-        headers[TIMEOUT_HEADER] = _seconds(timeout)
+        headers[TIMEOUT_HEADER] = seconds_header(timeout)
     return Call((http_verb or DEFAULT_VERB).upper(), path, {}, headers, _body(data))
 
 
