@@ -11,11 +11,13 @@ each against the raw client doing the same work in the same run.
 Input: the source's messages reach a plain aiohttp app (its own process, started by
 ``tether run``) as ``POST /<binding>``; the app answers 200 and counts the distinct bodies
 and the first and last arrival. Events/s = (N - 1) / (last - first) as the app saw them, so
-the sidecar's start-up and lease are left out (the time from ``tether run`` start to the
-first delivery is printed beside it). The raw baseline is the same client library consuming
-N messages of its own queue/topic in this process, acking each after handling it as the
-component does (RabbitMQ: manual ack, prefetch unlimited; Kafka: commit of each record;
-MQTT: QoS 1 with a manual PUBACK), timed from its first message to its last.
+the sidecar's start-up and lease are left out; "start->1st" is the time from ``tether run``
+start to the first delivery, and "emit ms" the sidecar's mean time to put one message on
+its Tether topic (from its metrics: the reader emits one message at a time, so 1000 / emit
+ms bounds what it can take off the source). The raw baseline is the same client library
+consuming N messages of its own queue/topic in this process, acking each after handling it
+as the component does (RabbitMQ: manual ack, prefetch unlimited; Kafka: commit of each
+record; MQTT: QoS 1 with a manual PUBACK), timed from its first message to its last.
 
 - RabbitMQ and Kafka: N messages are loaded into the source before ``tether run`` (and the
   raw consumer) starts. Kafka runs on a tansu broker started here (or ``--kafka``).
@@ -33,8 +35,9 @@ same concurrency (aio-pika on one channel with confirms, redis-py over a blockin
 psycopg over a pool of the component's default size, 4). Ops/s, p50 and p99.
 
 Tether's pub/sub broker is the embedded one (a fresh SQLite file) or ``--pubsub redis``
-(``--redis``, a namespace of the run's own). RabbitMQ (``--rabbitmq``), Mosquitto
-(``--mqtt``), Redis and PostgreSQL (``--postgres``) are the machine's servers. The figures
+(``--redis``; the run's topics carry its tag and are deleted at the end). RabbitMQ
+(``--rabbitmq``), Mosquitto (``--mqtt``), Redis and PostgreSQL (``--postgres``) are the
+machine's servers. The figures
 are never checked here; record them in docs/benchmarks.md.
 """
 
@@ -91,8 +94,9 @@ def component(name: str, type_: str, **meta: str) -> dict[str, Any]:
 
 def pubsub_component(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     if args.pubsub == "redis":
-        return component("pubsub", "pubsub.redis", redisHost=args.redis,
-                         namespace=f"bench-bindings-{uuid.uuid4().hex[:8]}")
+        # pubsub.redis takes no namespace: the run's topics and groups are its own through
+        # the binding names and app ids (both carry the run tag), deleted at the end
+        return component("pubsub", "pubsub.redis", redisHost=args.redis)
     return component("pubsub", "pubsub.tether.embedded",
                      path=str(folder / f"broker-{uuid.uuid4().hex[:6]}.db"))
 
@@ -103,19 +107,24 @@ class Running:
     base: str
     port: int
     started: float  # time.time() when tether run was started
+    metrics_port: int | None = None
 
 
 @contextlib.contextmanager
-def tether_run(folder: Path, components: Sequence[dict[str, Any]], *, app_port: int | None = None,
-               app_command: Sequence[str] = ()) -> Iterator[Running]:
+def tether_run(folder: Path, run_tag: str, components: Sequence[dict[str, Any]], *,
+               app_port: int | None = None, app_command: Sequence[str] = (),
+               metrics: bool = False) -> Iterator[Running]:
     """``tether run`` as a real process with ``components``; yields once its API answers."""
     tag = uuid.uuid4().hex[:6]
     resources = folder / f"resources-{tag}"
     resources.mkdir()
     (resources / "components.yaml").write_text(yaml.safe_dump_all(components))
     port = free_port()
-    command = [*TETHER, "run", "--app-id", f"bench-{tag}", "--http-port", str(port),
-               "--resources-path", str(resources), "--enable-metrics", "false"]
+    command = [*TETHER, "run", "--app-id", f"bench-{run_tag}-{tag}", "--http-port", str(port),
+               "--resources-path", str(resources)]
+    metrics_port = free_port() if metrics else None
+    command += ["--metrics-port", str(metrics_port)] if metrics_port else \
+        ["--enable-metrics", "false"]
     if app_port is not None:
         command += ["--app-port", str(app_port)]
     if app_command:
@@ -126,7 +135,7 @@ def tether_run(folder: Path, components: Sequence[dict[str, Any]], *, app_port: 
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1.0/healthz", process, log_path)
-        yield Running(f"http://127.0.0.1:{port}", port, started)
+        yield Running(f"http://127.0.0.1:{port}", port, started, metrics_port)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -230,6 +239,7 @@ class InputResult:
     rate: float
     duplicates: int = 0
     to_first: float | None = None  # seconds from tether run start to the first delivery
+    emit_ms: float | None = None  # mean time the reader took to put one event on its topic
 
 
 async def through_tether(folder: Path, args: argparse.Namespace, binding: dict[str, Any],
@@ -240,17 +250,35 @@ async def through_tether(folder: Path, args: argparse.Namespace, binding: dict[s
     name = binding["metadata"]["name"]
     app_port = free_port()
     command = [sys.executable, __file__, "--role", "app", "--port", str(app_port)]
-    with tether_run(folder, [pubsub_component(args, folder), binding], app_port=app_port,
-                    app_command=command) as running:
+    with tether_run(folder, args.tag, [pubsub_component(args, folder), binding],
+                    app_port=app_port,
+                    app_command=command, metrics=True) as running:
         async with AppWatch(app_port, f"/{name}", 0.01 if live else 0.05) as watch:
             if live is not None:
                 await live(watch)
             await watch.until(count, args.timeout, lambda: None)
             entry = watch.entry
+        emit_ms = await mean_emit_ms(running)
     first, last = entry["first"], entry["last"]
     return InputResult(rate=(count - 1) / max(last - first, 1e-9),
                        duplicates=int(entry["posts"] - entry["count"]),
-                       to_first=None if live else first - running.started)
+                       to_first=None if live else first - running.started, emit_ms=emit_ms)
+
+
+async def mean_emit_ms(running: Running) -> float | None:
+    """The reader's mean time per event from the sidecar's metrics: its emits are serial,
+    so 1000 / this is the most events/s the reader can take off the source."""
+    import aiohttp
+
+    totals = {"sum": 0.0, "count": 0.0}
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{running.metrics_port}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            for kind in totals:
+                if line.startswith(f"dapr_component_input_binding_latencies_{kind}{{") \
+                        and 'success="true"' in line:
+                    totals[kind] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"] / totals["count"] if totals["count"] else None
 
 
 # --- RabbitMQ -----------------------------------------------------------------------------------
@@ -313,8 +341,9 @@ async def input_rabbitmq(folder: Path, args: argparse.Namespace) -> tuple[InputR
         await rabbit_load(args.rabbitmq, raw, args.messages, args.size)
         baseline = await rabbit_raw(args.rabbitmq, raw, args.messages)
         await rabbit_load(args.rabbitmq, mine, args.messages, args.size)
-        binding = component("orders", "bindings.rabbitmq", host=args.rabbitmq, queueName=mine,
-                            durable="true", deleteWhenUnused="false", direction="input")
+        binding = component(f"orders-{tag}", "bindings.rabbitmq", host=args.rabbitmq,
+                            queueName=mine, durable="true", deleteWhenUnused="false",
+                            direction="input")
         tether = await through_tether(folder, args, binding, args.messages)
     finally:
         await rabbit_delete(args.rabbitmq, mine, raw)
@@ -371,7 +400,7 @@ async def input_kafka(folder: Path, args: argparse.Namespace) -> tuple[InputResu
     await kafka_load(args.kafka, raw, args.messages, args.size)
     baseline = await kafka_raw(args.kafka, raw, args.messages)
     await kafka_load(args.kafka, mine, args.messages, args.size)
-    binding = component("clicks", "bindings.kafka", brokers=args.kafka, topics=mine,
+    binding = component(f"clicks-{tag}", "bindings.kafka", brokers=args.kafka, topics=mine,
                         consumerGroup=f"bench-{tag}", initialOffset="oldest",
                         direction="input")
     tether = await through_tether(folder, args, binding, args.messages)
@@ -478,8 +507,8 @@ async def input_mqtt(folder: Path, args: argparse.Namespace) -> tuple[InputResul
     consumer_id, raw_id = f"bench-{tag}", f"bench-raw-{tag}"
     try:
         baseline = await mqtt_raw(args, raw, raw_id)
-        binding = component("sensors", "bindings.mqtt3", url=f"tcp://{args.mqtt}", topic=mine,
-                            consumerID=consumer_id, qos="1", direction="input")
+        binding = component(f"sensors-{tag}", "bindings.mqtt3", url=f"tcp://{args.mqtt}",
+                            topic=mine, consumerID=consumer_id, qos="1", direction="input")
 
         async def live(watch: AppWatch) -> None:
             await mqtt_warm(args, mine, lambda: watch.entry.get("warm", 0) > 0)
@@ -600,19 +629,19 @@ async def output_part(folder: Path, args: argparse.Namespace
     components = [pubsub_component(args, folder)]
     requests: dict[str, tuple[str, dict[str, Any], str]] = {}
     if "rabbitmq" in args.outputs:
-        components.append(component("out-rabbitmq", "bindings.rabbitmq", host=args.rabbitmq,
+        components.append(component(f"out-rabbitmq-{tag}", "bindings.rabbitmq", host=args.rabbitmq,
                                     queueName=queue, durable="true", deleteWhenUnused="false",
                                     direction="output"))
-        requests["rabbitmq"] = ("out-rabbitmq", {"operation": "create",
+        requests["rabbitmq"] = (f"out-rabbitmq-{tag}", {"operation": "create",
                                                  "data": data.decode()}, raw_queue)
     if "redis" in args.outputs:
-        components.append(component("out-redis", "bindings.redis", redisHost=args.redis))
-        requests["redis"] = ("out-redis", {"operation": "create", "data": data.decode(),
+        components.append(component(f"out-redis-{tag}", "bindings.redis", redisHost=args.redis))
+        requests["redis"] = (f"out-redis-{tag}", {"operation": "create", "data": data.decode(),
                                            "metadata": {"key": key}}, raw_key)
     if "postgresql" in args.outputs:
-        components.append(component("out-pg", "bindings.postgresql",
+        components.append(component(f"out-pg-{tag}", "bindings.postgresql",
                                     connectionString=args.postgres))
-        requests["postgresql"] = ("out-pg", {"operation": "exec", "metadata": {
+        requests["postgresql"] = (f"out-pg-{tag}", {"operation": "exec", "metadata": {
             "sql": f"INSERT INTO {table} (body) VALUES ($1)",
             "params": json.dumps([data.decode()])}}, raw_table)
         async with await psycopg.AsyncConnection.connect(args.postgres, autocommit=True) as conn:
@@ -620,7 +649,7 @@ async def output_part(folder: Path, args: argparse.Namespace
                 await conn.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, body text)")
     results = []
     try:
-        with tether_run(folder, components) as running:
+        with tether_run(folder, args.tag, components) as running:
             for kind in args.outputs:
                 name, request, target = requests[kind]
                 raw = await raw_output(kind, args, target, data)
@@ -667,15 +696,16 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
               f"from the first delivery to the last (MQTT: live, window {args.window})",
               flush=True)
         print(f"{'source':10} {'raw client':>11} {'tether run':>11} {'ratio':>6}  "
-              f"{'start->1st':>10}  notes", flush=True)
+              f"{'start->1st':>10} {'emit ms':>7}  notes", flush=True)
         for source in args.sources:
             tether, raw = await INPUTS[source](folder, args)
             start = f"{tether.to_first:9.1f}s" if tether.to_first is not None else f"{'-':>10}"
+            emit = f"{tether.emit_ms:7.2f}" if tether.emit_ms is not None else f"{'-':>7}"
             notes = f"raw = {RAW_CLIENT[source]}"
             if tether.duplicates:
                 notes += f"; {tether.duplicates} duplicate deliveries"
             print(f"{source:10} {raw.rate:>9,.0f}/s {tether.rate:>9,.0f}/s "
-                  f"{tether.rate / raw.rate:>6.0%}  {start}  {notes}", flush=True)
+                  f"{tether.rate / raw.rate:>6.0%}  {start} {emit}  {notes}", flush=True)
     if "output" in args.parts:
         print(f"\noutput: {args.workers} closed-loop senders for {args.seconds:g} s, "
               f"{args.size} B data; ops/s and latency (ms)", flush=True)
@@ -685,7 +715,24 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
             print(f"{kind:10} {raw_out.rate:>10,.0f} {raw_out.p50:>6.2f} {raw_out.p99:>6.2f}  "
                   f"{tether_out.rate:>12,.0f} {tether_out.p50:>6.2f} {tether_out.p99:>6.2f} "
                   f"{tether_out.rate / raw_out.rate:>6.0%}  {RAW_CLIENT[kind]}", flush=True)
+    if args.pubsub == "redis":
+        await forget_redis_topics(args)
     print(f"\nload average after: {loadavg()}", flush=True)
+
+
+async def forget_redis_topics(args: argparse.Namespace) -> None:
+    """Delete the run's topics and groups from the Redis pub/sub (every key naming the run
+    tag; the sidecars' shared ``tether.scheduled`` topic stays)."""
+    import redis.asyncio as aioredis
+
+    host, _, port = args.redis.rpartition(":")
+    client = aioredis.Redis(host=host, port=int(port))
+    try:
+        keys = [key async for key in client.scan_iter(match=f"tether:*{args.tag}*")]
+        for start in range(0, len(keys), 500):
+            await client.delete(*keys[start:start + 500])
+    finally:
+        await client.aclose()
 
 
 def main() -> None:

@@ -83,6 +83,6 @@ def test_every_source_and_output_prints_its_ratio_and_cleans_up(
     import psycopg
 
     with psycopg.connect(postgres_dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE %s",
-                           (f"bench_bindings_%{tag.group(1)}",)).fetchone()
-    assert row == (0,)
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE %s",
+                              (f"bench_bindings_%{tag.group(1)}",)).fetchone()
+    assert tables == (0,)
