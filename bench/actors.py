@@ -213,6 +213,8 @@ def main() -> None:
             process, port, app_port = start(backend, Path(tmp), args)
             try:
                 asyncio.run(ready(port))
+                # warm up: connections, the reply subscription, the group settled
+                asyncio.run(measure(port, [f"warmup-{i}" for i in range(50)], 500, args.rate))
                 cpu = process_cpu(process.pid)
                 fresh = asyncio.run(measure(port, [f"new-{i}" for i in range(args.requests)],
                                             args.requests, args.rate))
