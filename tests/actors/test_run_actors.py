@@ -23,6 +23,15 @@ APP = Path(__file__).with_name("actor_app.py")
 APP_ID = "counters"
 
 
+#: events of this topic are delivered to Counter actors, the actor id from the event
+USER_EVENTS = {
+    "apiVersion": "dapr.io/v2alpha1", "kind": "Subscription",
+    "metadata": {"name": "user-events-to-counters"},
+    "spec": {"pubsubname": "pubsub", "topic": "user-events", "routes": {"default": "incr"},
+             "metadata": {"actorType": "Counter", "actorIdExpression": "event.data.user"}},
+}
+
+
 def resources(root: Path) -> None:
     write_components(
         root / "components",
@@ -30,6 +39,7 @@ def resources(root: Path) -> None:
                   sessionTimeout="3s"),
         component("actorstore", "state.sqlite", connectionString=str(root / "state.db"),
                   actorStateStore="true"),
+        USER_EVENTS,
     )
 
 
@@ -171,3 +181,20 @@ def test_tether_client_calls_actors_their_state_and_reminders(one: Sidecar) -> N
         client.register_actor_reminder("Counter", "k1", "once", due_time="0.2s")
         until(lambda: any(r["id"] == "k1" for r in records(one, kind="remind")),
               "the reminder set through the client", one)
+
+
+def test_pubsub_events_become_turns_of_the_actor_they_name_in_order(one: Sidecar) -> None:
+    import json
+
+    for seq in range(10):
+        for user in ("p1", "p2"):
+            answer = one.session.post(
+                one.url(f"/v1.0/publish/pubsub/user-events?metadata.partitionKey={user}"),
+                json={"user": user, "seq": seq}, timeout=WAIT)
+            assert answer.status_code == 204, answer.text
+    until(lambda: all(call(one, user, "get") == 10 for user in ("p1", "p2")),
+          "ten turns of each actor", one)
+    for user in ("p1", "p2"):
+        turns = sorted((r["start"], json.loads(r["body"])["data"]["seq"])
+                       for r in records(one) if r["id"] == user and r["name"] == "incr")
+        assert [seq for _, seq in turns] == list(range(10))  # the publish order

@@ -257,6 +257,7 @@ class Sidecar:
         subs = AppSubscriptions(
             self.app_id, app_port, self._registry, self._declarative,
             options=DeliveryOptions(drain_timeout=drain_timeout), resiliency=self.resiliency,
+            actors=self._actors,
         )
         try:
             await subs.start()

@@ -18,13 +18,19 @@ import aiohttp
 
 from tether.brokers import BrokerError
 from tether.platform import env
+from tether.platform.actors import ActorService
 from tether.platform.components import ProgrammaticSubscriptionError, Subscription
 from tether.platform.errors import TetherError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.pubsub.registry import PubSubConfigError
 from tether.platform.pubsub.routing import RoutingError
 from tether.platform.resiliency import Resiliency
-from tether.workers.app_channel import HttpAppChannel, fetch_programmatic_subscriptions
+from tether.workers.actor_events import ActorEventChannel, actor_target
+from tether.workers.app_channel import (
+    AppChannel,
+    HttpAppChannel,
+    fetch_programmatic_subscriptions,
+)
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -102,6 +108,7 @@ class AppSubscriptions:
         host: str = "127.0.0.1",
         options: DeliveryOptions | None = None,
         resiliency: Resiliency | None = None,
+        actors: ActorService | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_port = app_port
@@ -112,6 +119,8 @@ class AppSubscriptions:
         #: the inbound policies of the pub/sub components (deliveries to the app)
         self.resiliency = resiliency or Resiliency()
         self.api_token = env.app_api_token()
+        #: the actors block, for subscriptions delivered to actors (actor_events.py)
+        self.actors = actors
         self.running: list[tuple[Subscription, str]] = []
         self._workers: list[DeliveryWorker] = []
         self._session: aiohttp.ClientSession | None = None
@@ -185,6 +194,20 @@ class AppSubscriptions:
             out.append((sub, kind))
         return out
 
+    def _channel_for(self, sub: Subscription, kind: str,
+                     channel: HttpAppChannel) -> AppChannel:
+        """The app, or the actors the subscription names (``actorType``)."""
+        try:
+            target = actor_target(sub.metadata)
+        except (ValueError, RoutingError) as exc:
+            raise SubscriptionError(f"{_describe(sub, kind)}: {exc}") from exc
+        if target is None:
+            return channel
+        if self.actors is None:
+            raise SubscriptionError(f"{_describe(sub, kind)}: names actor type {target[0]!r} "
+                                    "but this sidecar has no actors block")
+        return ActorEventChannel(self.actors, *target)
+
     async def _start_worker(self, sub: Subscription, kind: str, channel: HttpAppChannel) -> None:
         spec = self.registry.spec(sub.pubsub_name)
         assert spec is not None
@@ -193,7 +216,7 @@ class AppSubscriptions:
                 await self.registry.broker(sub.pubsub_name),
                 sub,
                 self.app_id,
-                channel,
+                self._channel_for(sub, kind, channel),
                 self.options,
                 group=spec.consumer_group,
                 start_from=spec.start_from,

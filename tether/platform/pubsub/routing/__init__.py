@@ -7,6 +7,8 @@ from tether.platform.pubsub.routing.table import (
     RouteTable,
     RoutingError,
     RuleLike,
+    ValueExpression,
 )
 
-__all__ = ["OnError", "Route", "RouteEvaluationError", "RouteTable", "RoutingError", "RuleLike"]
+__all__ = ["OnError", "Route", "RouteEvaluationError", "RouteTable", "RoutingError", "RuleLike",
+           "ValueExpression"]

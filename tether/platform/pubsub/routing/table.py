@@ -161,3 +161,37 @@ def _check_path(path: object, what: str) -> str:
     if not isinstance(path, str) or not path:
         raise RoutingError(f"{what}: path must be a non-empty string, got {path!r}")
     return path
+
+
+class ValueExpression:
+    """A CEL expression over ``event`` that gives a value (an actor id from
+    ``event.data.userId``, say), compiled once; :meth:`value_of` gives it as text."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        try:
+            self._program = _ENV.compile(expression)
+        except Exception as exc:  # RuntimeError carrying the parser's or checker's message
+            reason = str(exc).removeprefix("INVALID_ARGUMENT: ").removesuffix(
+                " [INVALID_ARGUMENT]")
+            raise RoutingError(f"invalid expression {expression!r}: {reason}") from exc
+        self._needs = needs_of([expression])
+
+    def value_of(self, event: CloudEvent) -> str:
+        """The value as text (a whole number without a fraction); RouteEvaluationError
+        when it cannot be had or is empty."""
+        try:
+            value = self._program.eval(_ENV.Activation({ROOT: activation(event, self._needs)}))
+        except Exception as exc:
+            raise RouteEvaluationError(self.expression, event.id,
+                                       f"{type(exc).__name__}: {exc}") from exc
+        if value.type() == cel.Type.ERROR:
+            raise RouteEvaluationError(self.expression, event.id, str(value.value()))
+        result = value.value()
+        if isinstance(result, float) and result.is_integer():
+            result = int(result)
+        if isinstance(result, bool) or not isinstance(result, str | int | float) \
+                or str(result) == "":
+            raise RouteEvaluationError(self.expression, event.id,
+                                       f"result {result!r} is not a non-empty string or number")
+        return str(result)
