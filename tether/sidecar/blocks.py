@@ -25,6 +25,7 @@ from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.bindings import bindings_block
 from tether.sidecar.configuration import configuration_block
 from tether.sidecar.invoke import invoke_block
+from tether.sidecar.jobs import jobs_block
 from tether.sidecar.lock import lock_block
 from tether.sidecar.secrets import secrets_block
 from tether.sidecar.state import state_block
@@ -41,6 +42,7 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     workflow_block,
     invoke_block,
     bindings_block,
+    jobs_block,
 ]
 
 
