@@ -255,7 +255,10 @@ class Timeline:
             first = point_in_time(job.due_time, created, "dueTime")
         else:
             assert schedule is not None
-            first = schedule.next_after(created)
+            try:  # croniter gives up on a date that never comes (0 0 0 31 2 *)
+                first = schedule.next_after(created)
+            except Exception as exc:
+                raise _bad(f"schedule {job.schedule!r} never fires: {exc}") from None
         expires = point_in_time(job.ttl, created, "ttl") if job.ttl is not None else None
         return cls(job, created, schedule, first, expires)
 
@@ -274,9 +277,12 @@ class Timeline:
             return None
         if self.schedule is None:
             return None
-        following = self.schedule.next_after(previous)
-        if following < now:
-            following = self.schedule.next_after(now)
+        try:
+            following = self.schedule.next_after(previous)
+            if following < now:
+                following = self.schedule.next_after(now)
+        except Exception:  # no further date (croniter's search gave up): the job is over
+            return None
         if self.expires is not None and following > self.expires:
             return None
         return following
