@@ -10,9 +10,20 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 # imported last, so that anything the SDK imports can already read __version__
-from tether.sdk import App, AsyncClient, Client, Drop, Retry, TetherApiError
+from tether.sdk import (
+    App,
+    AsyncClient,
+    Client,
+    ConstantFailurePolicy,
+    Drop,
+    DropFailurePolicy,
+    Job,
+    Retry,
+    TetherApiError,
+)
 
 __all__ = [
-    "App", "AsyncClient", "Client", "CloudEvent", "Drop", "InvalidCloudEventError", "Retry",
-    "TetherApiError", "__version__",
+    "App", "AsyncClient", "Client", "CloudEvent", "ConstantFailurePolicy", "Drop",
+    "DropFailurePolicy", "InvalidCloudEventError", "Job", "Retry", "TetherApiError",
+    "__version__",
 ]

@@ -7,6 +7,7 @@
     tether worker MODULE:APP [--replicas N] [--broker URL | --resources-path DIR]
     tether workflow start|status|list|history|raise|terminate|pause|resume|purge ...
     tether invoke --app-id ID --method PATH [-d DATA] [--verb POST] [--dapr-http-port N]
+    tether jobs [--dapr-http-port N] list|get NAME|delete NAME
 
 The broker URL comes from ``--broker``, else ``TETHER_BROKER``, else the embedded default.
 """
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Calls METHOD of the app APP-ID through a sidecar's /v1.0/invoke API "
         "and prints the answer's body; exits 1 on a non-2xx answer or an unreachable "
         "sidecar."))
+    from tether.cli import jobs as jobs_cli
+
+    jobs_cli.add_arguments(commands.add_parser(
+        "jobs", help="list, show and delete an app's jobs through a sidecar (docs/jobs.md)",
+        description="The Jobs API of a sidecar: list the app's jobs with their next "
+        "triggers, show one, delete one."))
     return parser
 
 
@@ -116,6 +123,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from tether.cli import invoke as invoke_cli
 
         return invoke_cli.main(args)
+    if args.command == "jobs":
+        from tether.cli import jobs as jobs_cli
+
+        return jobs_cli.main(args)
     parser.print_help()
     return 2
 

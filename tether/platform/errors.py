@@ -112,3 +112,13 @@ PURGE_WORKFLOW = "ERR_PURGE_WORKFLOW"  # 500; Tether: 409 for an unfinished inst
 # bindings: 500 in Dapr; Tether answers 404 for an unknown binding, 400 for a bad request
 INVOKE_OUTPUT_BINDING = "ERR_INVOKE_OUTPUT_BINDING"
 LIST_WORKFLOWS = "ERR_LIST_WORKFLOWS"  # Tether's own (the instance list): 501 without query
+# the Jobs API (pkg/messages/errorcodes: Dapr's scheduler codes carry no ERR_ prefix)
+SCHEDULER_EMPTY = "DAPR_SCHEDULER_EMPTY"  # 400: no body
+SCHEDULER_JOB_NAME = "DAPR_SCHEDULER_JOB_NAME"  # 400: a name in the body as well as the URL
+SCHEDULER_JOB_NAME_EMPTY = "DAPR_SCHEDULER_JOB_NAME_EMPTY"  # 400
+SCHEDULER_SCHEDULE_EMPTY = "DAPR_SCHEDULER_SCHEDULE_EMPTY"  # 400: neither schedule nor dueTime
+# 500 in Dapr for a bad schedule, 409 when the job exists; Tether: 400 and 409
+SCHEDULER_SCHEDULE_JOB = "DAPR_SCHEDULER_SCHEDULE_JOB"
+SCHEDULER_GET_JOB = "DAPR_SCHEDULER_GET_JOB"  # 500 in Dapr for an unknown job; Tether: 404
+SCHEDULER_DELETE_JOB = "DAPR_SCHEDULER_DELETE_JOB"  # 500
+SCHEDULER_LIST_JOBS = "DAPR_SCHEDULER_LIST_JOBS"  # 500

@@ -18,6 +18,7 @@ from tether.sdk.client_configuration import ConfigurationItem, ConfigurationMixi
 from tether.sdk.client_core import AsyncCore, SyncCore
 from tether.sdk.client_errors import SidecarUnavailableError, TetherApiError, TetherClientError
 from tether.sdk.client_invoke import InvokeMethodError, InvokeMethodResponse, InvokeMixin
+from tether.sdk.client_jobs import ConstantFailurePolicy, DropFailurePolicy, Job, JobsMixin
 from tether.sdk.client_lock import (
     LockLostError,
     LockMixin,
@@ -50,10 +51,13 @@ __all__ = [
     "Client",
     "ClientSettings",
     "ConfigurationItem",
+    "ConstantFailurePolicy",
+    "DropFailurePolicy",
     "FailedEntry",
     "GetWorkflowResponse",
     "InvokeMethodError",
     "InvokeMethodResponse",
+    "Job",
     "LockLostError",
     "LockNotAcquiredError",
     "PublishEntry",
@@ -72,7 +76,7 @@ __all__ = [
 
 class _Blocks(
     PubSubMixin, MetaMixin, SecretsMixin, LockMixin, ConfigurationMixin, StateMixin,
-    WorkflowMixin, InvokeMixin, BindingsMixin, ActorsMixin,
+    WorkflowMixin, InvokeMixin, BindingsMixin, ActorsMixin, JobsMixin,
 ):
     """The methods of both clients."""
 

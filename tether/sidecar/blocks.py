@@ -26,6 +26,7 @@ from tether.sidecar.api_block import ApiBlock
 from tether.sidecar.bindings import bindings_block
 from tether.sidecar.configuration import configuration_block
 from tether.sidecar.invoke import invoke_block
+from tether.sidecar.jobs import jobs_block
 from tether.sidecar.lock import lock_block
 from tether.sidecar.secrets import secrets_block
 from tether.sidecar.state import state_block
@@ -43,6 +44,7 @@ BLOCK_FACTORIES: list[BlockFactory] = [
     invoke_block,
     bindings_block,
     actors_block,
+    jobs_block,
 ]
 
 

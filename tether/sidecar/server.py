@@ -23,6 +23,7 @@ from tether.platform.components.registry import describe
 from tether.platform.env import app_api_token
 from tether.platform.errors import ConfigError, TetherError
 from tether.platform.invocation.access import AccessControl
+from tether.platform.jobs import JobsService
 from tether.platform.metrics.exposition import MetricsServer
 from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.resiliency import Resiliency
@@ -32,11 +33,13 @@ from tether.sidecar.actors import ActorsApi
 from tether.sidecar.bindings import BindingsApi
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
 from tether.sidecar.forward import MainProcess
+from tether.sidecar.jobs import JobsApi
 from tether.workers.actors import ActorHost, fetch_actor_config
 from tether.workers.async_invoke import AsyncInvocations, AsyncInvokeChannel
 from tether.workers.bindings import BindingChannel, InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions
 from tether.workers.invocation import InvocationWorker
+from tether.workers.jobs import JobChannel, JobTriggers
 from tether.workers.scheduler import Schedulers
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
 
@@ -116,6 +119,9 @@ class Sidecar:
         #: the actors block's service, and the actor types this sidecar hosts for its app
         self._actors: ActorService | None = None
         self._actor_host: ActorHost | None = None
+        #: the jobs block's service and the worker firing its triggers on the app
+        self._jobs: JobsService | None = None
+        self._job_triggers: JobTriggers | None = None
         self._main: MainProcess | None = None
         #: the listen addresses it serves on, once started (a failing one is skipped)
         self.listening: tuple[str, ...] = ()
@@ -151,6 +157,9 @@ class Sidecar:
             self._bindings = next(
                 (b.service for b in blocks
                  if isinstance(b, BindingsApi) and b.service.bindings), None
+            )
+            self._jobs = next(
+                (b.service for b in blocks if isinstance(b, JobsApi) and b.service.usable), None
             )
         except ConfigError as exc:
             raise SidecarError(f"cannot load the components of app {self.app_id!r}: {exc}") from exc
@@ -267,6 +276,7 @@ class Sidecar:
         await self._take_calls(app_port, drain_timeout)
         await self._start_input_bindings(app_port, drain_timeout)
         await self._host_actors(app_port)
+        await self._start_jobs(app_port, drain_timeout)
 
     async def _run_output_calls(self) -> None:
         """Run the app's async output binding calls (they need no app)."""
@@ -318,6 +328,22 @@ class Sidecar:
                                ) from exc
         self._actor_host = host
 
+    async def _start_jobs(self, app_port: int, drain_timeout: float) -> None:
+        """Fire the app's job triggers on it (``POST /job/{name}``)."""
+        service = self._jobs
+        if service is None or service.pubsub_name is None:
+            return
+        assert self._registry is not None
+        channel = JobChannel(service, app_port, api_token=app_api_token())
+        try:
+            triggers = JobTriggers(service, await self._registry.broker(service.pubsub_name),
+                                   channel, DeliveryOptions(drain_timeout=drain_timeout))
+            await triggers.start()
+        except TetherError as exc:
+            raise SidecarError(f"cannot start the jobs of app {self.app_id!r}: {exc}"
+                               ) from exc
+        self._job_triggers = triggers
+
     async def _take_calls(self, app_port: int, drain_timeout: float) -> None:
         """Serve the calls to this app (service invocation) from its pub/sub broker."""
         assert self._registry is not None
@@ -352,8 +378,9 @@ class Sidecar:
         async_calls, self._async_calls = self._async_calls, None
         inputs, self._inputs = self._inputs, None
         actor_host, self._actor_host = self._actor_host, None
+        jobs, self._job_triggers = self._job_triggers, None
         await asyncio.gather(*(part.stop() for part in (subs, calls, async_calls, inputs,
-                                                        actor_host)
+                                                        actor_host, jobs)
                                if part is not None))
 
     async def stop(self) -> None:
