@@ -25,7 +25,7 @@ from typing import Any
 
 import uvicorn
 from dapr.actor import Actor, ActorId, ActorInterface, ActorProxy, Remindable, actormethod
-from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.config import ActorRuntimeConfig, ActorTypeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
@@ -67,10 +67,10 @@ class SdkCounter(Actor, SdkCounterInterface, Remindable):
         super().__init__(ctx, actor_id)
 
     async def _on_activate(self) -> None:
-        record(kind="activate", id=self.id.id, name="")
+        record(kind="activate", id=self.id.id, name=type(self).__name__)
 
     async def _on_deactivate(self) -> None:
-        record(kind="deactivate", id=self.id.id, name="")
+        record(kind="deactivate", id=self.id.id, name=type(self).__name__)
 
     async def incr(self, by: int) -> int:
         _, count = await self._state_manager.try_get_state("count")
@@ -123,16 +123,23 @@ class SdkCounter(Actor, SdkCounterInterface, Remindable):
                period=period.total_seconds() if isinstance(period, timedelta) else period)
 
 
+class SdkSleeper(SdkCounter):
+    """The same actor as another type, deactivated after 2 s idle (its ``entitiesConfig``)."""
+
+
 app = FastAPI(title="SdkCounterService")
 actor = DaprActor(app)
 # whole seconds: the SDK writes durations as 0h0m3s0ms0μs, rounding fractions of a second
 ActorRuntime.set_actor_config(ActorRuntimeConfig(
-    actor_idle_timeout=timedelta(seconds=60), actor_scan_interval=timedelta(seconds=1)))
+    actor_idle_timeout=timedelta(seconds=60), actor_scan_interval=timedelta(seconds=1),
+    actor_type_configs=[ActorTypeConfig("SdkSleeper", actor_idle_timeout=timedelta(seconds=2))],
+))
 
 
 @app.on_event("startup")
 async def startup_event() -> None:
     await actor.register_actor(SdkCounter)
+    await actor.register_actor(SdkSleeper)
 
 
 if __name__ == "__main__":

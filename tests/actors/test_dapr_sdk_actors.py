@@ -43,8 +43,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
         assert "Traceback" not in log, log
 
 
-def proxy(actor_id: str) -> Any:
-    return ActorProxy.create(TYPE, ActorId(actor_id), SdkCounterInterface)
+def proxy(actor_id: str, actor_type: str = TYPE) -> Any:
+    return ActorProxy.create(actor_type, ActorId(actor_id), SdkCounterInterface)
 
 
 def fires(sidecar: Sidecar, kind: str, actor_id: str) -> list[dict[str, Any]]:
@@ -115,3 +115,17 @@ async def test_reminders_and_timers_fire_until_unregistered(sidecar: Sidecar) ->
     time.sleep(3)
     assert (len(fires(sidecar, "reminder", "r1")), len(fires(sidecar, "timer", "r1"))) \
         == counts
+
+
+async def test_an_idle_actor_is_deactivated_and_comes_back_with_its_state(
+        sidecar: Sidecar) -> None:
+    s1 = proxy("s1", "SdkSleeper")  # idle timeout 2 s, from the app's entitiesConfig
+    assert await s1.Incr(2) == 2
+    until(lambda: any(r["name"] == "SdkSleeper" for r in fires(sidecar, "deactivate", "s1")),
+          "the idle actor's _on_deactivate", sidecar)
+    assert await s1.Incr(1) == 3
+    activations = [r for r in fires(sidecar, "activate", "s1") if r["name"] == "SdkSleeper"]
+    assert len(activations) == 2
+    # the other type's actors of the same app keep the app-wide idle timeout (60 s)
+    assert not [r for r in sidecar.records("fires.jsonl")
+                if r["kind"] == "deactivate" and r["name"] == TYPE]
