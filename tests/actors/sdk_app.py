@@ -8,6 +8,7 @@ The ``SdkCounter`` type (interface ``SdkCounterInterface``, shared with the test
 - ``Incr``: adds to ``count`` through ``self._state_manager`` and saves it, answers the count;
 - ``Get``: answers ``count`` and ``history``; ``SetHistory``: keeps a list (a second state key);
 - ``Forward``: calls ``Incr`` of another actor (``{"to": id, "by": n}``) with the SDK's proxy;
+- ``Relay``: calls ``Forward`` of actor ``via``, which calls this actor back (reentrancy);
 - ``Forget``: removes ``history`` and writes ``note`` with a TTL; ``Fail`` raises;
 - ``Schedule``: registers the reminder ``ping`` and the timer ``tick`` (callback ``on_tick``);
 - ``Unschedule``: unregisters both;
@@ -25,7 +26,11 @@ from typing import Any
 
 import uvicorn
 from dapr.actor import Actor, ActorId, ActorInterface, ActorProxy, Remindable, actormethod
-from dapr.actor.runtime.config import ActorRuntimeConfig, ActorTypeConfig
+from dapr.actor.runtime.config import (
+    ActorReentrancyConfig,
+    ActorRuntimeConfig,
+    ActorTypeConfig,
+)
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
@@ -48,6 +53,9 @@ class SdkCounterInterface(ActorInterface):
 
     @actormethod(name="Forward")
     async def forward(self, call: dict[str, Any]) -> int: ...
+
+    @actormethod(name="Relay")
+    async def relay(self, call: dict[str, Any]) -> int: ...
 
     @actormethod(name="Forget")
     async def forget(self, ttl_seconds: int) -> bool: ...
@@ -90,8 +98,18 @@ class SdkCounter(Actor, SdkCounterInterface, Remindable):
 
     async def forward(self, call: dict[str, Any]) -> int:
         """Calls another actor from inside this one's turn, through the SDK's proxy."""
-        other = ActorProxy.create("SdkCounter", ActorId(call["to"]), SdkCounterInterface)
+        other = ActorProxy.create(call.get("type", "SdkCounter"), ActorId(call["to"]),
+                                  SdkCounterInterface)
         result: int = await other.Incr(call["by"])
+        return result
+
+    async def relay(self, call: dict[str, Any]) -> int:
+        """Calls ``Forward`` of actor ``via``, which calls ``Incr`` of this actor back: a
+        reentrant call, which only a type with reentrancy enabled takes inside its turn."""
+        via = ActorProxy.create(type(self).__name__, ActorId(call["via"]),
+                                SdkCounterInterface)
+        result: int = await via.Forward({"to": self.id.id, "by": call["by"],
+                                         "type": type(self).__name__})
         return result
 
     async def forget(self, ttl_seconds: int) -> bool:
@@ -127,12 +145,20 @@ class SdkSleeper(SdkCounter):
     """The same actor as another type, deactivated after 2 s idle (its ``entitiesConfig``)."""
 
 
+class SdkReentrant(SdkCounter):
+    """The same actor as another type with Dapr's reentrancy enabled (``entitiesConfig``)."""
+
+
 app = FastAPI(title="SdkCounterService")
 actor = DaprActor(app)
 # whole seconds: the SDK writes durations as 0h0m3s0ms0μs, rounding fractions of a second
 ActorRuntime.set_actor_config(ActorRuntimeConfig(
     actor_idle_timeout=timedelta(seconds=60), actor_scan_interval=timedelta(seconds=1),
-    actor_type_configs=[ActorTypeConfig("SdkSleeper", actor_idle_timeout=timedelta(seconds=2))],
+    actor_type_configs=[
+        ActorTypeConfig("SdkSleeper", actor_idle_timeout=timedelta(seconds=2)),
+        ActorTypeConfig("SdkReentrant",
+                        reentrancy=ActorReentrancyConfig(enabled=True, maxStackDepth=4)),
+    ],
 ))
 
 
@@ -140,6 +166,7 @@ ActorRuntime.set_actor_config(ActorRuntimeConfig(
 async def startup_event() -> None:
     await actor.register_actor(SdkCounter)
     await actor.register_actor(SdkSleeper)
+    await actor.register_actor(SdkReentrant)
 
 
 if __name__ == "__main__":

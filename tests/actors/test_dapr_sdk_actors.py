@@ -129,3 +129,11 @@ async def test_an_idle_actor_is_deactivated_and_comes_back_with_its_state(
     # the other type's actors of the same app keep the app-wide idle timeout (60 s)
     assert not [r for r in sidecar.records("fires.jsonl")
                 if r["kind"] == "deactivate" and r["name"] == TYPE]
+
+
+async def test_a_reentrant_type_takes_a_call_back_inside_its_turn(sidecar: Sidecar) -> None:
+    # SdkReentrant enables reentrancy: m1's Relay calls m2, which calls m1 back with the
+    # Dapr-Reentrancy-Id of m1's turn; the call enters the turn instead of waiting for it
+    assert await proxy("m1", "SdkReentrant").Relay({"via": "m2", "by": 4}) == 4
+    assert await proxy("m1", "SdkReentrant").Relay({"via": "m2", "by": 1}) == 5
+    assert await proxy("m1", "SdkReentrant").Get() == {"count": 5, "history": []}
