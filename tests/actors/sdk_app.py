@@ -153,7 +153,7 @@ app = FastAPI(title="SdkCounterService")
 actor = DaprActor(app)
 # whole seconds: the SDK writes durations as 0h0m3s0ms0μs, rounding fractions of a second
 ActorRuntime.set_actor_config(ActorRuntimeConfig(
-    actor_idle_timeout=timedelta(seconds=60), actor_scan_interval=timedelta(seconds=1),
+    actor_idle_timeout=timedelta(hours=1), actor_scan_interval=timedelta(seconds=1),
     actor_type_configs=[
         ActorTypeConfig("SdkSleeper", actor_idle_timeout=timedelta(seconds=2)),
         ActorTypeConfig("SdkReentrant",

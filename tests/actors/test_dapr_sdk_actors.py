@@ -126,7 +126,7 @@ async def test_an_idle_actor_is_deactivated_and_comes_back_with_its_state(
     assert await s1.Incr(1) == 3
     activations = [r for r in fires(sidecar, "activate", "s1") if r["name"] == "SdkSleeper"]
     assert len(activations) == 2
-    # the other type's actors of the same app keep the app-wide idle timeout (60 s)
+    # the other type's actors of the same app keep the app-wide idle timeout (1 h)
     assert not [r for r in sidecar.records("fires.jsonl")
                 if r["kind"] == "deactivate" and r["name"] == TYPE]
 
