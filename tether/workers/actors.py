@@ -2,10 +2,11 @@
 
 At start the sidecar asks the app which types it hosts (Dapr's ``GET /dapr/config``:
 ``entities``, ``actorIdleTimeout``, ``actorScanInterval``, ``drainOngoingCallTimeout``,
-``drainRebalancedActors``). For each type an :class:`ActorTypeWorker` consumes the type's
-topic in the type's group, one call per actor id at a time (the broker hands out one
-unsettled record per key): the partition an id hashes to decides which sidecar hosts it,
-so there is no placement service, and a rebalance moves actors with their partitions.
+``drainRebalancedActors``, ``reentrancy``). For each type an :class:`ActorTypeWorker`
+consumes the type's topic in the type's group, one call per actor id at a time (the broker
+hands out one unsettled record per key): the partition an id hashes to decides which
+sidecar hosts it, so there is no placement service, and a rebalance moves actors with their
+partitions.
 
 :class:`ActorHost` keeps the actors active here (activation is implicit: the app's SDK
 activates an actor on its first call) and a lock per actor, so that a timer never runs
@@ -15,6 +16,13 @@ moved to another sidecar (``drainRebalancedActors``), and stops their timers. A 
 fire arrives as a call on the actor's topic (held by the scheduler until due): it runs as a
 turn, is skipped when the reminder was deleted or registered again since, is retried when
 the app fails, and schedules the next fire before it is acknowledged.
+
+Reentrancy (Dapr's, for the types whose config enables it): each turn carries a
+``Dapr-Reentrancy-Id`` (the caller's, else a new one) to the app, whose SDK copies it onto
+the actor calls it makes; a call back into the actor with that id enters the turn in
+progress instead of queueing behind it, up to ``maxStackDepth`` deep. The broker would hold
+such a call behind the turn's record, so it enters only when it reaches the sidecar hosting
+the turn (one replica, or the whole chain's actors hosted on one sidecar).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -31,16 +40,20 @@ from typing import Any
 
 from tether.brokers import Broker, BrokerError, Delivery
 from tether.platform.actors.messages import (
+    REENTRANCY_HEADER,
     REMINDER_HEADER,
     actor_topic,
+    method_path,
     timer_path,
 )
 from tether.platform.actors.schedule import Schedule
-from tether.platform.actors.service import REMINDER_CALL_TIMEOUT, ActorService
+from tether.platform.actors.service import INVOKE_METHOD, REMINDER_CALL_TIMEOUT, ActorService
 from tether.platform.aio import cancel_task
 from tether.platform.components.metadata import DurationError, parse_duration
+from tether.platform.errors import ApiError
 from tether.platform.http1 import Http1Pool
 from tether.platform.invocation import InvokeReply, InvokeRequest
+from tether.platform.invocation.messages import Headers
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST
 from tether.workers.invocation import InvocationWorker
 from tether.workers.retry import Backoff
@@ -52,6 +65,8 @@ CONFIG_PATH = "/dapr/config"
 REMINDER_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 
 ActorKey = tuple[str, str]
+#: Dapr's default maxStackDepth of a reentrant actor
+MAX_STACK_DEPTH = 32
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -62,6 +77,19 @@ def _seconds(value: Any, default: float) -> float:
     except DurationError:
         log.warning("actor config: %r is not a duration; using %gs", value, default)
         return default
+
+
+def _reentrancy(value: Any) -> int | None:
+    """The max stack depth of Dapr's ``reentrancy`` object, None when not enabled."""
+    if not isinstance(value, dict) or value.get("enabled") is not True:
+        return None
+    depth = value.get("maxStackDepth")
+    return depth if isinstance(depth, int) and depth > 0 else MAX_STACK_DEPTH
+
+
+def _reentrancy_id(headers: Headers) -> str | None:
+    wanted = REENTRANCY_HEADER.lower()
+    return next((v for k, v in headers if k.lower() == wanted and v), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,8 @@ class ActorConfig:
     drain_rebalanced: bool = True
     #: per type: (idle timeout) from ``entitiesConfig``
     idle_by_type: dict[str, float] = field(default_factory=dict)
+    #: the reentrant types and their max stack depth (``reentrancy``, per type too)
+    reentrancy: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, body: Any) -> ActorConfig:
@@ -83,16 +113,26 @@ class ActorConfig:
         entities = tuple(str(e) for e in body.get("entities") or () if str(e))
         idle = _seconds(body.get("actorIdleTimeout"), 3600.0)
         by_type: dict[str, float] = {}
+        depth = _reentrancy(body.get("reentrancy"))
+        reentrant = {e: depth for e in entities if depth is not None}
         for entry in body.get("entitiesConfig") or ():
-            if isinstance(entry, dict) and entry.get("actorIdleTimeout"):
-                for name in entry.get("entities") or ():
+            if not isinstance(entry, dict):
+                continue
+            for name in entry.get("entities") or ():
+                if entry.get("actorIdleTimeout"):
                     by_type[str(name)] = _seconds(entry["actorIdleTimeout"], idle)
+                if "reentrancy" in entry:
+                    own = _reentrancy(entry["reentrancy"])
+                    if own is None:
+                        reentrant.pop(str(name), None)
+                    else:
+                        reentrant[str(name)] = own
         return cls(
             entities=entities, idle_timeout=idle,
             scan_interval=_seconds(body.get("actorScanInterval"), 30.0),
             drain_timeout=_seconds(body.get("drainOngoingCallTimeout"), 60.0),
             drain_rebalanced=body.get("drainRebalancedActors", True) is not False,
-            idle_by_type=by_type,
+            idle_by_type=by_type, reentrancy=reentrant,
         )
 
 
@@ -166,8 +206,19 @@ class ActorTypeWorker(InvocationWorker):
             return await super()._call(request, remaining)
         if request.path.startswith("/tether/"):  # a timer's registration, for this host
             return await self.host.timer_request(actor, request)
-        async with self.host.turn(actor):
+        chain: str | None = None
+        if actor[0] in self.host.config.reentrancy:
+            chain = _reentrancy_id(request.headers)
+            if chain is None:
+                chain = uuid.uuid4().hex
+                request = replace(request, headers=[*request.headers,
+                                                    (REENTRANCY_HEADER, chain)])
+        async with self.host.turn(actor, chain):
             return await super()._call(request, remaining)
+
+    async def call_app(self, request: InvokeRequest, remaining: float) -> InvokeReply | None:
+        """The app's answer to ``request`` outside any turn (a reentrant call)."""
+        return await super()._call(request, remaining)
 
 
 class ActorHost:
@@ -188,6 +239,8 @@ class ActorHost:
         #: the actors active here: last use (monotonic) and the partition they came on
         self.active: dict[ActorKey, tuple[float, int | None]] = {}
         self._locks: dict[ActorKey, asyncio.Lock] = {}
+        #: a reentrant actor's turn in progress: its reentrancy id and how deep it is
+        self._chains: dict[ActorKey, list[Any]] = {}
         self._timers: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._scanner: asyncio.Task[None] | None = None
 
@@ -196,12 +249,14 @@ class ActorHost:
             await self.broker.create_topic(actor_topic(actor_type))
             await worker.start()
         self.service.local_timers = self.local_timer
+        self.service.local_reentry = self.reenter
         self._scanner = asyncio.create_task(self._scan(), name="actors:scan")
         log.info("hosting actor types %s", ", ".join(self.workers) or "none")
 
     async def stop(self) -> None:
         """Take no more calls, let turns in flight finish, deactivate what is active."""
         self.service.local_timers = None
+        self.service.local_reentry = None
         await cancel_task(self._scanner)
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         for actor in list(self.active):
@@ -218,14 +273,46 @@ class ActorHost:
         self.active[actor] = (time.monotonic(), partition)
 
     @contextlib.asynccontextmanager
-    async def turn(self, actor: ActorKey) -> AsyncIterator[None]:
+    async def turn(self, actor: ActorKey, chain: str | None = None) -> AsyncIterator[None]:
+        """The actor's turn; ``chain``: its reentrancy id, which calls back may enter by."""
         lock = self._locks.setdefault(actor, asyncio.Lock())
         async with lock:
+            if chain is not None:
+                self._chains[actor] = [chain, 1]
             try:
                 yield
             finally:
+                self._chains.pop(actor, None)
                 _, partition = self.active.get(actor, (0.0, None))
                 self.active[actor] = (time.monotonic(), partition)
+
+    async def reenter(self, actor: ActorKey, method: str, body: bytes, headers: Headers,
+                      timeout: float | None) -> InvokeReply | None:
+        """The app's answer to a call that re-enters the actor's turn in progress here (same
+        reentrancy id); None when it does not (it then queues on the broker as any call)."""
+        chain = _reentrancy_id(headers)
+        entry = self._chains.get(actor)
+        worker = self.workers.get(actor[0])
+        if chain is None or entry is None or entry[0] != chain or worker is None:
+            return None
+        if entry[1] >= self.config.reentrancy.get(actor[0], MAX_STACK_DEPTH):
+            raise ApiError(500, INVOKE_METHOD, f"actor {actor[0]}/{actor[1]}: maximum "
+                                               "stack depth exceeded")
+        seconds = self.service.calls.default_timeout if timeout is None else timeout
+        request = InvokeRequest(
+            id=uuid.uuid4().hex, caller=self.service.app_id, callee=f"actor {actor[0]}",
+            verb="PUT", path=method_path(actor[0], actor[1], method), headers=headers,
+            body=body, deadline=time.time() + seconds, reply_to="", key=actor[1],
+        )
+        entry[1] += 1
+        try:
+            reply = await worker.call_app(request, seconds)
+        finally:
+            entry[1] -= 1
+        if reply is None:
+            raise ApiError(504, INVOKE_METHOD, f"actor {actor[0]}/{actor[1]}: no answer "
+                                               f"within {seconds:g}s (the call's deadline)")
+        return reply
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

@@ -15,6 +15,9 @@ from typing import Any
 TOPIC_PREFIX = "tether.actors."
 #: the header a reminder's call carries on the broker: ``<name>@<generation>``
 REMINDER_HEADER = "tether-actor-reminder"
+#: Dapr's header naming the call chain of a reentrant actor's turn: the host sets it on the
+#: turn's call to the app, the app's SDK copies it onto the actor calls it makes
+REENTRANCY_HEADER = "Dapr-Reentrancy-Id"
 
 
 def actor_topic(actor_type: str) -> str:

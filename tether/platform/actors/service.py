@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +85,10 @@ def actor_state_component(components: Sequence[Component]) -> Component | None:
 
 #: (actor type, id), timer name, its registration (None: delete) -> done here
 LocalTimers = Callable[[tuple[str, str], str, dict[str, Any] | None], bool]
+#: (actor type, id), method, body, headers, timeout -> the app's answer when the call
+#: re-enters a turn in progress on this sidecar, else None
+LocalReentry = Callable[[tuple[str, str], str, bytes, Headers, float | None],
+                        Awaitable[InvokeReply | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,9 @@ class ActorService:
         #: set by this sidecar's actor host: registers a timer of an actor active here
         #: (False when it is not), so an actor's own timer calls never wait behind its turn
         self.local_timers: LocalTimers | None = None
+        #: set by this sidecar's actor host: a call carrying the reentrancy id of a turn in
+        #: progress here enters that turn (the broker would hold it behind the turn)
+        self.local_reentry: LocalReentry | None = None
 
     async def start(self) -> None:
         await self.calls.start()
@@ -138,6 +145,11 @@ class ActorService:
         _check_names(actor_type, actor_id)
         if not method:
             raise ApiError(400, errors.MALFORMED_REQUEST, "the method name is empty")
+        reentry = self.local_reentry
+        if reentry is not None:
+            reply = await reentry((actor_type, actor_id), method, body, headers, timeout)
+            if reply is not None:
+                return reply
         return await self._call(actor_type, actor_id, "PUT",
                                 method_path(actor_type, actor_id, method), headers, body,
                                 timeout)
