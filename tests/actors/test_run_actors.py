@@ -32,11 +32,10 @@ USER_EVENTS = {
 }
 
 
-def resources(root: Path) -> None:
+def resources(root: Path, pubsub: dict[str, Any] | None = None) -> None:
     write_components(
         root / "components",
-        component("pubsub", "pubsub.tether.embedded", path=str(root / "broker.db"),
-                  sessionTimeout="3s"),
+        pubsub or component("pubsub", "pubsub.tether.embedded", path=str(root / "broker.db")),
         component("actorstore", "state.sqlite", connectionString=str(root / "state.db"),
                   actorStateStore="true"),
         USER_EVENTS,
@@ -137,8 +136,18 @@ def test_timers_fire_while_active_and_an_idle_actor_is_deactivated(one: Sidecar)
           "the idle actor's deactivation", one)
 
 
-def test_turns_of_one_actor_never_overlap_across_two_hosts(tmp_path: Path) -> None:
-    resources(tmp_path)
+@pytest.mark.parametrize("backend", ["embedded", "redis", "kafka"])
+def test_turns_of_one_actor_never_overlap_across_two_hosts(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest,
+) -> None:
+    pubsub = None
+    if backend == "redis":
+        pubsub = component("pubsub", "pubsub.redis",
+                           redisHost=request.getfixturevalue("redis_address"))
+    elif backend == "kafka":
+        pubsub = component("pubsub", "pubsub.kafka",
+                           brokers=request.getfixturevalue("kafka_address"))
+    resources(tmp_path, pubsub)
     hosts = [host(tmp_path, "h1"), host(tmp_path, "h2")]
     try:
         for h in hosts:
