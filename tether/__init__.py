@@ -11,8 +11,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # imported last, so that anything the SDK imports can already read __version__
 from tether.sdk import (
+    Actor,
     App,
     AsyncClient,
+    BindingEvent,
     Client,
     ConstantFailurePolicy,
     Drop,
@@ -23,7 +25,7 @@ from tether.sdk import (
 )
 
 __all__ = [
-    "App", "AsyncClient", "Client", "CloudEvent", "ConstantFailurePolicy", "Drop",
-    "DropFailurePolicy", "InvalidCloudEventError", "Job", "Retry", "TetherApiError",
-    "__version__",
+    "Actor", "App", "AsyncClient", "BindingEvent", "Client", "CloudEvent",
+    "ConstantFailurePolicy", "Drop", "DropFailurePolicy", "InvalidCloudEventError", "Job",
+    "Retry", "TetherApiError", "__version__",
 ]

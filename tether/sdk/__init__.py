@@ -3,6 +3,7 @@
 See docs/sdk.md.
 """
 
+from tether.sdk.actors import Actor
 from tether.sdk.app import App
 from tether.sdk.bindings import BindingEvent
 from tether.sdk.channel import Drop, InProcessChannel, Retry
@@ -11,7 +12,7 @@ from tether.sdk.client_jobs import ConstantFailurePolicy, DropFailurePolicy, Job
 from tether.sdk.methods import MethodRequest, MethodResponse
 
 __all__ = [
-    "App", "AsyncClient", "BindingEvent", "Client", "ConstantFailurePolicy", "Drop",
+    "Actor", "App", "AsyncClient", "BindingEvent", "Client", "ConstantFailurePolicy", "Drop",
     "DropFailurePolicy", "InProcessChannel", "Job", "MethodRequest", "MethodResponse", "Retry",
     "TetherApiError",
 ]

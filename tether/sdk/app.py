@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 
 from tether.brokers import Broker, open_broker
 from tether.brokers.base import StartFrom
+from tether.platform.actors import ActorService
 from tether.platform.bindings import BindingRequest, BindingResponse, BindingsService
 from tether.platform.blocks import BlockContext
 from tether.platform.components import Component, RouteRule, Subscription, load_resources
+from tether.platform.errors import ApiError
 from tether.platform.events import CloudEvent
 from tether.platform.events.envelope import envelope, metadata_extensions
 from tether.platform.events.ids import new_id
@@ -35,9 +37,11 @@ from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.pubsub.delivery_time import due_from
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
+from tether.sdk.actors import ActorFactory, InProcessActors
 from tether.sdk.bindings import BindingHandler, InProcessBindingChannel
 from tether.sdk.channel import Handler, InProcessChannel
 from tether.sdk.methods import MethodHandler, Methods, MethodWorker
+from tether.workers.actors import ActorConfig, ActorHost
 from tether.workers.bindings import InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
 from tether.workers.scheduler import Schedulers
@@ -45,6 +49,7 @@ from tether.workers.scheduler import Schedulers
 H = TypeVar("H", bound=Handler)
 M = TypeVar("M", bound=MethodHandler)
 BH = TypeVar("BH", bound=BindingHandler)
+AT = TypeVar("AT", bound=ActorFactory)
 
 DEFAULT_PUBSUB = "pubsub"
 
@@ -108,13 +113,16 @@ class _Brokers:
             raise ValueError("@app.method needs a pub/sub component to take calls on")
         return named
 
+    def context(self, what: str) -> BlockContext:
+        """What a block is built from; ``what`` needs the app's components."""
+        if self._registry is None:
+            raise ValueError(f"{what} need the app's components: App(resources_path=...) "
+                             "instead of a broker URL")
+        return BlockContext(self._app_id, self.components, self._registry)
+
     def bindings(self) -> BindingsService:
         """The app's binding components as a service (not started)."""
-        if self._registry is None:
-            raise ValueError("bindings need the app's components: App(resources_path=...) "
-                             "instead of a broker URL")
-        return BindingsService.from_context(
-            BlockContext(self._app_id, self.components, self._registry))
+        return BindingsService.from_context(self.context("bindings"))
 
     def has_bindings(self) -> bool:
         return any(c.block == "bindings" for c in self.components)
@@ -181,6 +189,10 @@ class App:
         self._bindings: BindingsService | None = None
         self._bindings_lock = asyncio.Lock()
         self._binding_workers: list[InputBindings | OutputCalls] = []
+        self._actor_types: dict[str, ActorFactory] = {}
+        self._actors: ActorService | None = None
+        self._actors_lock = asyncio.Lock()
+        self._actor_host: ActorHost | None = None
 
     def configure(
         self, *, broker: str | None = None, resources_path: str | Path | None = None
@@ -250,6 +262,52 @@ class App:
             return handler
 
         return register
+
+    def actor(self, actor_type: str) -> Callable[[AT], AT]:
+        """Host the decorated :class:`~tether.sdk.actors.Actor` subclass as ``actor_type``
+        in this process (docs/actors.md): its calls come off the type's topic here."""
+
+        def register(cls: AT) -> AT:
+            if actor_type in self._actor_types:
+                raise ValueError(f"actor type {actor_type!r} is already registered")
+            self._actor_types[actor_type] = cls
+            return cls
+
+        return register
+
+    async def invoke_actor(self, actor_type: str, actor_id: str, method: str,
+                           data: Any = None, timeout: float | None = None) -> Any:
+        """Call ``method`` of an actor wherever it is hosted; its JSON answer. ApiError
+        (Dapr's status and code) when the call fails or the method answers an error."""
+        service = await self._actor_service()
+        body = b"" if data is None else json.dumps(data).encode()
+        reply = await service.invoke(actor_type, actor_id, method, body,
+                                     [("Content-Type", "application/json")], timeout)
+        value = json.loads(reply.body) if reply.body.strip() else None
+        if reply.status >= 300:
+            message = value.get("message") if isinstance(value, dict) else None
+            code = value.get("errorCode") if isinstance(value, dict) else None
+            raise ApiError(reply.status, str(code or "ERR_ACTOR_INVOKE_METHOD"),
+                           str(message or reply.body[:200]))
+        return value
+
+    async def _actor_service(self) -> ActorService:
+        async with self._actors_lock:
+            if self._actors is None:
+                service = ActorService((await self._source()).context("actors"))
+                await service.start()
+                self._actors = service
+            return self._actors
+
+    async def _start_actors(self) -> None:
+        service = await self._actor_service()
+        if service.pubsub is None:
+            raise ValueError("hosting actors needs a pub/sub component")
+        broker = await (await self._source()).get(service.pubsub)
+        host = ActorHost(service, broker, 0, ActorConfig(entities=tuple(self._actor_types)),
+                         transport=InProcessActors(service, dict(self._actor_types)))
+        await host.start()
+        self._actor_host = host
 
     async def invoke_binding(
         self, name: str, operation: str, data: bytes | str = b"",
@@ -365,7 +423,8 @@ class App:
     async def start(self) -> None:
         """Start one delivery worker per subscription, and the invocation worker if methods
         are registered (a failed start stops those started)."""
-        if self._workers or self._method_worker is not None or self._binding_workers:
+        if (self._workers or self._method_worker is not None or self._binding_workers
+                or self._actor_host is not None):
             return
         source = await self._source()
         channel = InProcessChannel(self._handlers)
@@ -394,6 +453,8 @@ class App:
                 self._resources_path is not None and source.has_bindings()
             ):
                 await self._start_bindings()
+            if self._actor_types:
+                await self._start_actors()
             if self._methods:
                 broker = await source.get(source.invocation_pubsub())
                 method_worker = MethodWorker(broker, self.app_id, self._methods)
@@ -415,6 +476,12 @@ class App:
         bindings, self._bindings = self._bindings, None
         if bindings is not None:
             await bindings.close()
+        host, self._actor_host = self._actor_host, None
+        if host is not None:
+            await host.stop()
+        actors, self._actors = self._actors, None
+        if actors is not None:
+            await actors.close()
         schedulers, self._schedulers = self._schedulers, None
         if schedulers is not None:
             await schedulers.stop()

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tether.brokers import Broker, BrokerError, Delivery
 from tether.platform.actors.messages import (
@@ -51,7 +51,7 @@ from tether.platform.actors.service import INVOKE_METHOD, REMINDER_CALL_TIMEOUT,
 from tether.platform.aio import cancel_task
 from tether.platform.components.metadata import DurationError, parse_duration
 from tether.platform.errors import ApiError
-from tether.platform.http1 import Http1Pool
+from tether.platform.http1 import Answer, Http1Pool
 from tether.platform.invocation import InvokeReply, InvokeRequest
 from tether.platform.invocation.messages import Headers
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST
@@ -169,6 +169,17 @@ def _actor_of(path: str) -> ActorKey | None:
     return None
 
 
+class AppTransport(Protocol):
+    """How the host reaches the app: HTTP (:class:`~tether.platform.http1.Http1Pool`), or
+    a ``tether.App``'s actor classes in the same process (``tether.sdk.actors``)."""
+
+    async def request(self, method: str, target: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None, *,
+                      timeout: float | None = None) -> Answer: ...
+
+    async def close(self) -> None: ...
+
+
 class ActorTypeWorker(InvocationWorker):
     """The calls of one actor type: turns made under the host's lock of their actor."""
 
@@ -177,6 +188,8 @@ class ActorTypeWorker(InvocationWorker):
         topic = actor_topic(actor_type)
         super().__init__(broker, host.service.app_id, app_port, api_token=api_token,
                          drain_timeout=drain_timeout, topic=topic, group=topic, ordered=True)
+        if host.transport is not None:  # in process: the app's own classes, not HTTP
+            self._pool = host.transport  # type: ignore[assignment]
         self.host = host
         self.actor_type = actor_type
 
@@ -226,11 +239,13 @@ class ActorHost:
 
     def __init__(self, service: ActorService, broker: Broker, app_port: int,
                  config: ActorConfig, *, api_token: str | None = None,
-                 host: str = DEFAULT_HOST) -> None:
+                 host: str = DEFAULT_HOST, transport: AppTransport | None = None) -> None:
         self.service = service
         self.config = config
         self.broker = broker
-        self._pool = Http1Pool(host, app_port, limit=100)
+        #: the app in this process (``tether.App``); None: over HTTP on ``app_port``
+        self.transport = transport
+        self._pool: AppTransport = transport or Http1Pool(host, app_port, limit=100)
         self._api_token = api_token
         self.workers = {
             t: ActorTypeWorker(self, t, broker, app_port, api_token, config.drain_timeout)
