@@ -101,3 +101,29 @@ async def test_in_process_actors_take_turns_keep_state_and_fire_reminders_and_ti
                     "two timer ticks")
     # stopping deactivates what each host had active
     assert {e[1] for e in EVENTS if e[0] == "deactivate"} >= {"acc0", "acc1", "acc2", "t1"}
+
+
+async def test_topic_events_become_turns_of_in_process_actors_in_order(resources: Path) -> None:
+    TURNS.clear()
+    bank = app(resources)
+    bank.route_to_actor(topic="deposits", actor_type="Account",
+                        actor_id="event.data.account", method="deposit_event")
+
+    seen: list[tuple[str, int]] = []
+
+    async def deposit_event(self: Account, event: dict[str, Any]) -> None:
+        seen.append((self.id, event["data"]["seq"]))
+        balance = await self.state.get("balance", 0)
+        self.state.set("balance", balance + event["data"]["amount"])
+
+    Account.deposit_event = deposit_event  # type: ignore[attr-defined]
+    async with bank.run():
+        for seq in range(10):
+            for account in ("e1", "e2"):
+                await bank.publish("pubsub", "deposits",
+                                   {"account": account, "seq": seq, "amount": 1},
+                                   partition_key=account)
+        await until(lambda: len(seen) == 20, "twenty turns")
+        for account in ("e1", "e2"):
+            assert [seq for a, seq in seen if a == account] == list(range(10))
+            assert await bank.invoke_actor("Account", account, "balance") == 10

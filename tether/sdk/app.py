@@ -35,12 +35,14 @@ from tether.platform.events.ids import new_id
 from tether.platform.events.json_format import event_from_attributes
 from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.pubsub.delivery_time import due_from
+from tether.platform.pubsub.routing import ValueExpression
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.secrets import resolve_app_secrets
 from tether.sdk.actors import ActorFactory, InProcessActors
 from tether.sdk.bindings import BindingHandler, InProcessBindingChannel
 from tether.sdk.channel import Handler, InProcessChannel
 from tether.sdk.methods import MethodHandler, Methods, MethodWorker
+from tether.workers.actor_events import ActorEventChannel
 from tether.workers.actors import ActorConfig, ActorHost
 from tether.workers.bindings import InputBindings, OutputCalls
 from tether.workers.delivery import DeliveryOptions, DeliveryWorker
@@ -193,6 +195,8 @@ class App:
         self._actors: ActorService | None = None
         self._actors_lock = asyncio.Lock()
         self._actor_host: ActorHost | None = None
+        #: subscriptions delivered to actors: (subscription, actor type, id expression)
+        self._actor_routes: list[tuple[Subscription, str, ValueExpression]] = []
 
     def configure(
         self, *, broker: str | None = None, resources_path: str | Path | None = None
@@ -274,6 +278,21 @@ class App:
             return cls
 
         return register
+
+    def route_to_actor(
+        self, *, topic: str, actor_type: str, actor_id: str, method: str,
+        pubsub: str = DEFAULT_PUBSUB, dead_letter_topic: str | None = None,
+    ) -> None:
+        """Deliver ``topic``'s events to actors (docs/actors.md, "Pub/sub delivered to
+        actors"): each event is a turn of ``actor_type``'s actor whose id the CEL
+        expression ``actor_id`` (e.g. ``event.data.userId``) gives, calling ``method``
+        with the event; the subscription's retries and dead letters apply."""
+        expression = ValueExpression(actor_id)  # a bad expression fails here, not later
+        subscription = Subscription(
+            name=f"{topic}-to-{actor_type}", pubsub_name=pubsub, topic=topic,
+            default_path=method, dead_letter_topic=dead_letter_topic,
+        )
+        self._actor_routes.append((subscription, actor_type, expression))
 
     async def invoke_actor(self, actor_type: str, actor_id: str, method: str,
                            data: Any = None, timeout: float | None = None) -> Any:
@@ -446,6 +465,15 @@ class App:
                     broker, entry.subscription(), self.app_id, channel, options,
                     group=source.group(entry.pubsub),
                     start_from=source.start_from(entry.pubsub),
+                )
+                await worker.start()
+                self._workers.append(worker)
+            for subscription, actor_type, expression in self._actor_routes:
+                actors = ActorEventChannel(await self._actor_service(), actor_type, expression)
+                worker = DeliveryWorker(
+                    await source.get(subscription.pubsub_name), subscription, self.app_id,
+                    actors, self.options, group=source.group(subscription.pubsub_name),
+                    start_from=source.start_from(subscription.pubsub_name),
                 )
                 await worker.start()
                 self._workers.append(worker)
