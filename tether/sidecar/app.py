@@ -67,11 +67,13 @@ class MetadataApi:
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
 
-    async def get_metadata(self, request: web.Request) -> web.StreamResponse:
+    def describe(self) -> dict[str, Any]:
+        """The sidecar's metadata in Dapr's JSON shape (``GET /v1.0/metadata``; the gRPC
+        ``GetMetadata`` renders the same)."""
         capabilities: dict[str, Sequence[str]] = {}
         for report in self.capabilities:
             capabilities.update(report())
-        body: dict[str, Any] = {
+        return {
             "id": self.app_id,
             "runtimeVersion": runtime_version(),
             "enabledFeatures": [],
@@ -85,12 +87,10 @@ class MetadataApi:
             "httpEndpoints": [],
             "extended": dict(self.extended),
         }
-        return web.json_response(body)
 
-    async def put_metadata(self, request: web.Request) -> web.StreamResponse:
-        key = request.match_info["key"]
-        body = await request.read()
-        if len(body) > MAX_METADATA_VALUE:
+    def set(self, key: str, value: bytes) -> None:
+        """Hold ``value`` under ``key`` in the extended metadata; ApiError past the limits."""
+        if len(value) > MAX_METADATA_VALUE:
             raise ApiError(
                 413, errors.BODY_TOO_LARGE,
                 f"the metadata value is larger than the limit of {MAX_METADATA_VALUE} bytes",
@@ -102,18 +102,32 @@ class MetadataApi:
                 "cannot be added (an existing one can be replaced)",
             )
         try:
-            self.extended[key] = body.decode()
+            self.extended[key] = value.decode()
         except UnicodeDecodeError:
             raise ApiError(400, errors.METADATA_SET, "the value must be UTF-8 text") from None
-        return web.Response(status=204)
 
-    async def shutdown(self, request: web.Request) -> web.StreamResponse:
-        # the callback only schedules the stop, so the 204 still goes out (as in Dapr)
+    async def request_shutdown(self) -> None:
+        """Run the shutdown callback (it only schedules the stop)."""
         if self.on_shutdown is not None:
             outcome = self.on_shutdown()
             if inspect.isawaitable(outcome):
                 await outcome
+
+    async def get_metadata(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.describe())
+
+    async def put_metadata(self, request: web.Request) -> web.StreamResponse:
+        self.set(request.match_info["key"], await request.read())
         return web.Response(status=204)
+
+    async def shutdown(self, request: web.Request) -> web.StreamResponse:
+        # the callback only schedules the stop, so the 204 still goes out (as in Dapr)
+        await self.request_shutdown()
+        return web.Response(status=204)
+
+
+#: the application's :class:`MetadataApi`, which Dapr's gRPC API serves as well
+METADATA = web.AppKey("metadata", MetadataApi)
 
 
 def create_app(
@@ -157,6 +171,7 @@ def create_app(
     app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
     publish = PublishApi(registry, app_id, resiliency)
     meta = MetadataApi(app_id, components, on_shutdown, subscriptions, actors)
+    app[METADATA] = meta
     routes: list[web.RouteDef] = []
     for prefix in ("/v1.0", "/v1.0-alpha1"):
         # bulk first: a pub/sub named "bulk" would otherwise shadow it (as in Dapr)

@@ -63,7 +63,7 @@ def _metadata(body: Mapping[str, Any]) -> dict[str, str]:
     return dict(value)
 
 
-def _flag(value: str, what: str) -> bool:
+def flag(value: str, what: str) -> bool:
     if value.strip().lower() not in _TRUE_OR_FALSE:
         raise ApiError(400, errors.MALFORMED_REQUEST, f"{what} must be true or false")
     return is_truthy(value)
@@ -81,9 +81,9 @@ def read_binding_request(raw: bytes, async_header: str | None) -> tuple[BindingR
     metadata = _metadata(body)
     is_async = False
     if ASYNC_METADATA in metadata:
-        is_async = _flag(metadata.pop(ASYNC_METADATA), "metadata.async")
+        is_async = flag(metadata.pop(ASYNC_METADATA), "metadata.async")
     if async_header is not None:
-        is_async = is_async or _flag(async_header, ASYNC_HEADER)
+        is_async = is_async or flag(async_header, ASYNC_HEADER)
     return BindingRequest(operation=operation, data=_data_bytes(body), metadata=metadata), \
         is_async
 

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
@@ -25,15 +26,22 @@ from tether.platform.errors import ConfigError, TetherError
 from tether.platform.invocation.access import AccessControl
 from tether.platform.jobs import JobsService
 from tether.platform.metrics.exposition import MetricsServer
-from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
+from tether.platform.pubsub import Publisher, PubSubRegistry, runtime_pubsub
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
 from tether.sidecar import create_app
 from tether.sidecar.actors import ActorsApi
+from tether.sidecar.api_block import ApiBlock
+from tether.sidecar.app import METADATA
 from tether.sidecar.bindings import BindingsApi
 from tether.sidecar.blocks import COMPONENT_TYPES, PROCESS_LOCAL_TYPES, build_blocks
+from tether.sidecar.configuration import ConfigurationApi
 from tether.sidecar.forward import MainProcess
+from tether.sidecar.invoke import InvokeApi
 from tether.sidecar.jobs import JobsApi
+from tether.sidecar.lock import LockApi
+from tether.sidecar.secrets import SecretsApi
+from tether.sidecar.state import StateApi
 from tether.workers.actors import ActorHost, fetch_actor_config
 from tether.workers.async_invoke import AsyncInvocations, AsyncInvokeChannel
 from tether.workers.bindings import BindingChannel, InputBindings, OutputCalls
@@ -42,6 +50,9 @@ from tether.workers.invocation import InvocationWorker
 from tether.workers.jobs import JobChannel, JobTriggers
 from tether.workers.scheduler import Schedulers
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
+
+if TYPE_CHECKING:
+    from tether.sidecar.grpc import GrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +99,12 @@ class Sidecar:
         api_token: str | None = None,
         sharing: Sharing | None = None,
         metrics_port: int | None = None,
+        grpc_port: int | None = None,
     ) -> None:
         self.app_id = app_id
+        #: where Dapr's gRPC API is served (the main process only); None: not served
+        self.grpc_port = grpc_port
+        self._grpc: GrpcServer | None = None
         #: where blocks push to the app (configuration changes); None: no app channel
         self.app_port = app_port
         self.config_file = config_file
@@ -197,6 +212,8 @@ class Sidecar:
             log.info("API process %d of app %r: HTTP API on %s", os.getpid(), self.app_id,
                      ", ".join(f"http://{e}" for e in served))
             return
+        if self.grpc_port is not None:
+            await self._serve_grpc(app, blocks, registry)
         if self.metrics_port is not None:
             # on the API's first address (127.0.0.1 unless told otherwise), as Dapr
             metrics = MetricsServer(self.metrics_port, self.listening[0], self.app_id)
@@ -208,8 +225,9 @@ class Sidecar:
         await self._run_output_calls()
         names = ", ".join(c.name for c in components) or "none"
         log.info(
-            "sidecar for app %r: HTTP API on %s (API token %s), components: %s%s",
+            "sidecar for app %r: HTTP API on %s%s (API token %s), components: %s%s",
             self.app_id, ", ".join(f"http://{e}" for e in served),
+            "" if self._grpc is None else f", gRPC API on port {self.grpc_port}",
             "required" if self.api_token else "not set", names,
             f"; resiliency: {', '.join(self.resiliency.names)}" if self.resiliency.names else "",
         )
@@ -252,6 +270,36 @@ class Sidecar:
         for failure in failed:
             log.warning("the HTTP API of app %r cannot listen on %s", self.app_id, failure)
         return served
+
+    async def _serve_grpc(
+        self, app: web.Application, blocks: Sequence[ApiBlock], registry: PubSubRegistry
+    ) -> None:
+        """Serve Dapr's gRPC API over the same block services as the HTTP API (the API
+        processes of --api-processes serve HTTP only: gRPC is the main process's)."""
+        assert self.grpc_port is not None
+        try:  # the grpc extra (grpcio and the SDK's generated modules) is optional
+            from tether.sidecar.grpc import GrpcServer, GrpcServices
+        except ImportError as exc:
+            log.warning("app %r: Dapr's gRPC API is not served (%s): install tether[grpc]",
+                        self.app_id, exc)
+            return
+        services = GrpcServices(
+            state=_service(blocks, StateApi).service,
+            publisher=Publisher(registry, self.app_id, self.resiliency),
+            bindings=_service(blocks, BindingsApi).service,
+            secrets=_service(blocks, SecretsApi).service,
+            configuration=_service(blocks, ConfigurationApi).service,
+            lock=_service(blocks, LockApi).service,
+            invocation=_service(blocks, InvokeApi).service,
+            metadata=app[METADATA],
+        )
+        server = GrpcServer(services, self.api_token)
+        try:
+            await server.start(self.listening, self.grpc_port)
+        except TetherError as exc:
+            await self.stop()
+            raise SidecarError(f"app {self.app_id!r}: {exc}") from exc
+        self._grpc = server
 
     def _actors_metadata(self) -> list[dict[str, object]]:
         return [] if self._actor_host is None else self._actor_host.counts()
@@ -393,6 +441,9 @@ class Sidecar:
         output_calls, self._output_calls = self._output_calls, None
         if output_calls is not None:
             await output_calls.stop()
+        grpc_server, self._grpc = self._grpc, None
+        if grpc_server is not None:  # before the blocks close: calls in flight finish
+            await grpc_server.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -404,6 +455,17 @@ class Sidecar:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
             await metrics.stop()
+
+
+B = TypeVar("B", bound=ApiBlock)
+
+
+def _service(blocks: Sequence[ApiBlock], kind: type[B]) -> B:
+    """The block of ``kind`` (the sidecar always builds the ones gRPC serves)."""
+    found = next((b for b in blocks if isinstance(b, kind)), None)
+    if found is None:
+        raise SidecarError(f"the sidecar has no {kind.__name__} block")
+    return found
 
 
 def _check_shareable(components: Sequence[Component]) -> None:

@@ -88,7 +88,7 @@ def _query_item(item: StateItem) -> bytes:
             + _data_json(item.value) + b',"etag":' + json.dumps(item.etag).encode() + b"}")
 
 
-def _query(body: Any) -> Query:
+def read_query(body: Any) -> Query:
     """Dapr's query body: ``{filter, sort: [{key, order}], page: {limit, token}}``."""
     if not isinstance(body, dict):
         raise BadRequest("the query must be a JSON object")
@@ -184,7 +184,7 @@ class StateApi(ServiceRoutes[StateService]):
     async def query(self, request: web.Request) -> web.StreamResponse:
         binding = self.service.queryable(request.match_info["store"])
         try:
-            query = _query(parse_json(await request.read()))
+            query = read_query(parse_json(await request.read()))
         except BadRequest as exc:
             raise query_failed(binding.name, exc) from None
         result = await self.service.query(binding, query)

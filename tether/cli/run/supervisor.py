@@ -90,7 +90,7 @@ async def run_apps(
                     listen_addresses=spec.listen_addresses, config_file=spec.config_file,
                     app_port=spec.app_port, api_token=token,
                     sharing=None if pool is None else pool.sharing,
-                    metrics_port=spec.metrics_port,
+                    metrics_port=spec.metrics_port, grpc_port=spec.grpc_port,
                 )
                 await sidecar.start()
                 sidecars.append(sidecar)
