@@ -17,7 +17,7 @@ from tether.platform.errors import ApiError
 METADATA_PREFIX = "metadata."
 TRACE_HEADERS = ("traceparent", "tracestate")
 #: where the tracing middleware keeps the W3C context of the request's server span
-TRACE_KEY = "tether.trace"
+TRACE_KEY = web.RequestKey("tether.trace", dict[str, str])
 
 
 def request_metadata(request: web.Request) -> dict[str, str]:
@@ -40,7 +40,7 @@ def header(request: web.Request, name: str) -> str | None:
 def trace_headers(request: web.Request) -> dict[str, str]:
     """The W3C context the call's work continues: its server span's when tracing is on
     (tether/sidecar/middlewares.py), else ``traceparent`` / ``tracestate`` as given."""
-    traced: dict[str, str] | None = request.get(TRACE_KEY)
+    traced = request.get(TRACE_KEY)
     return incoming_trace(request) if traced is None else traced
 
 
