@@ -26,7 +26,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
 #: OpenTelemetry's SpanKind values in OTLP
-SERVER, PRODUCER, CONSUMER = 2, 4, 5
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
 
 @dataclass
@@ -36,6 +36,8 @@ class App:
     port: int
     received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the headers of each call to its /hello method (service invocation)
+    calls: list[dict[str, str]] = field(default_factory=list)
 
     async def until(self, count: int) -> None:
         async with asyncio.timeout(WAIT):
@@ -53,8 +55,13 @@ async def app() -> AsyncIterator[App]:
         got.arrived.set()
         return web.json_response({"status": "SUCCESS"})
 
+    async def hello(request: web.Request) -> web.Response:
+        got.calls.append(dict(request.headers))
+        return web.json_response({"hello": True})
+
     application = web.Application()
     application.router.add_post("/orders", orders)
+    application.router.add_post("/hello", hello)
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", got.port).start()
@@ -84,9 +91,10 @@ def write_resources(folder: Path, tracing_spec: dict[str, Any]) -> tuple[Path, P
 
 
 async def run_sidecar(folder: Path, app: App, tracing_spec: dict[str, Any],
-                      calls: list[dict[str, str]]) -> None:
+                      calls: list[dict[str, str]], invoke: dict[str, str] | None = None) -> None:
     """A sidecar publishing one event per call (each call's extra headers), until the app
-    got them all; stopped after (which exports the spans left)."""
+    got them all, then invoking the app's /hello with ``invoke``'s headers if given;
+    stopped after (which exports the spans left)."""
     resources, config = write_resources(folder, tracing_spec)
     sidecar = Sidecar(APP_ID, free_port(), [resources], config_file=config, app_port=app.port)
     await sidecar.start()
@@ -98,7 +106,12 @@ async def run_sidecar(folder: Path, app: App, tracing_spec: dict[str, Any],
                 async with session.post(url, data=json.dumps({"n": n}), headers={
                         "Content-Type": "application/json", **headers}) as answer:
                     assert answer.status == 204
-        await app.until(len(calls))
+            await app.until(len(calls))
+            if invoke is not None:
+                async with session.post(
+                        f"http://127.0.0.1:{sidecar.http_port}/v1.0/invoke/{APP_ID}/method/hello",
+                        data=b"{}", headers=invoke) as answer:
+                    assert answer.status == 200
     finally:
         await sidecar.stop()
 
@@ -162,3 +175,21 @@ async def test_sampling_rate_zero_records_nothing_yet_events_carry_a_trace(
     assert tracing.is_valid(fresh["traceparent"]) and fresh["traceid"] == fresh["traceparent"]
     assert fresh["traceparent"].endswith("-00")
     assert given["traceparent"] == given["traceid"] == headers["traceparent"] == TRACEPARENT
+
+
+async def test_invocation_spans_chain_caller_to_callee_and_the_app(
+    tmp_path: Path, app: App, otlp_receiver: Receiver,
+) -> None:
+    await run_sidecar(tmp_path, app, otel(otlp_receiver), [],
+                      invoke={"traceparent": TRACEPARENT})
+    [server] = otlp_receiver.named("POST /v1.0/invoke")
+    [client] = otlp_receiver.named(f"invoke {APP_ID}")
+    [callee] = otlp_receiver.named(f"invoked {APP_ID}")
+    assert {s.trace_id for s in (server, client, callee)} == {TRACE_ID}
+    assert server.parent_id == CALLER_SPAN
+    assert (client.kind, client.parent_id) == (CLIENT, server.span_id)
+    assert (callee.kind, callee.parent_id) == (SERVER, client.span_id)
+    assert client.attributes["rpc.method"] == callee.attributes["rpc.method"] == "hello"
+    assert callee.attributes["http.response.status_code"] == 200
+    [headers] = app.calls
+    assert headers["traceparent"] == f"00-{TRACE_ID}-{callee.span_id}-01"
