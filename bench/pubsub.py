@@ -146,7 +146,8 @@ class Running:
 @contextlib.contextmanager
 def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
             subscriptions: str = "", app_command: Sequence[str] = (),
-            app_port: int | None = None, tether: Sequence[str] = TETHER) -> Iterator[Running]:
+            app_port: int | None = None, tether: Sequence[str] = TETHER,
+            config: Path | None = None) -> Iterator[Running]:
     """``tether run`` as a real process (started by the ``tether`` command); yields the base
     URL of its HTTP API and its pid."""
     resources = folder / f"resources-{uuid.uuid4().hex[:6]}"
@@ -159,6 +160,8 @@ def sidecar(backend: Backend, folder: Path, *, app_id: str = "bench",
                "--resources-path", str(resources)]
     if app_port is not None:
         command += ["--app-port", str(app_port)]
+    if config is not None:
+        command += ["--config", str(config)]
     if app_command:
         command += ["--", *app_command]
     log = (folder / f"sidecar-{port}.log").open("wb")
@@ -379,11 +382,46 @@ def serve_app(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+@contextlib.contextmanager
+def tracing_config(folder: Path, rate: float | None) -> Iterator[Path | None]:
+    """With a sampling ``rate``: a Configuration exporting the sidecar's spans over OTLP/HTTP
+    to a sink in this process (a thread answering 200), so tracing costs what it would with
+    a collector; None: no Configuration (tracing off)."""
+    if rate is None:
+        yield None
+        return
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = folder / f"tracing-{uuid.uuid4().hex[:6]}.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: tracing}\n"
+        f"spec:\n  tracing:\n    samplingRate: \"{rate}\"\n    otel: {{endpointAddress: "
+        f"\"127.0.0.1:{server.server_address[1]}\", protocol: http, isSecure: false}}\n")
+    try:
+        yield config
+    finally:
+        server.shutdown()
+
+
 # --- (a) publish latency ------------------------------------------------------------------------
 async def part_a(backend: Backend, folder: Path, args: argparse.Namespace) -> None:
     count = int(args.rate * args.seconds)
     warmup = max(1, int(args.rate * args.warmup))
-    with sidecar(backend, folder) as running:
+    with tracing_config(folder, args.tracing) as config, \
+            sidecar(backend, folder, config=config) as running:
         results = {}
         for target in ("direct", "http"):  # one topic each, so neither reads the other's data
             topic = new_topic("lat")
@@ -395,7 +433,9 @@ async def part_a(backend: Backend, folder: Path, args: argparse.Namespace) -> No
                 "broker": backend.url,
             })
             results[target]["sidecar_cpu_per"] = (running.cpu() - cpu) / (count + warmup)
-    print(f"(a) {backend.name}: HTTP publish at {args.rate:,.0f}/s, {count:,} requests "
+    traced = "off" if args.tracing is None else f"sampling {args.tracing:g}"
+    print(f"(a) {backend.name}: HTTP publish at {args.rate:,.0f}/s, tracing {traced}, "
+          f"{count:,} requests "
           f"after {warmup:,} warm-up, sidecar = tether run process, load generator = process",
           flush=True)
     for target, label in (("direct", "direct broker.publish"), ("http", "HTTP via sidecar")):
@@ -759,6 +799,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000, help="(a) requests/s")
     parser.add_argument("--seconds", type=float, default=10, help="(a) measured seconds")
     parser.add_argument("--warmup", type=float, default=1, help="(a) warm-up seconds")
+    parser.add_argument("--tracing", type=float, metavar="RATE",
+                        help="(a) trace the sidecar at this sampling rate, to a local OTLP sink")
     parser.add_argument("--bulk-sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--bulk-events", type=int, default=50_000, help="(b) events per size")
     parser.add_argument("--sdk-events", type=int, default=20_000, help="(c) events")

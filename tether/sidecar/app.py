@@ -10,14 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.platform import errors
+from tether.platform import errors, tracing
 from tether.platform.components import Component
 from tether.platform.errors import ApiError
 from tether.platform.pubsub import PubSubRegistry
 from tether.platform.resiliency import Resiliency
 from tether.sidecar import openapi
 from tether.sidecar.api_block import ApiBlock
-from tether.sidecar.middlewares import api_token_check, dapr_errors, request_metrics
+from tether.sidecar.middlewares import (
+    api_token_check,
+    dapr_errors,
+    request_metrics,
+    request_tracing,
+)
 from tether.sidecar.publish import PublishApi
 
 log = logging.getLogger(__name__)
@@ -162,6 +167,9 @@ def create_app(
     """
     # the series first: they see every answer, the error shapes and the 401s included
     middlewares = [request_metrics(app_id), dapr_errors(max_body_size)]
+    if tracing.tracer(app_id) is not None:  # none at all when the app does not trace
+        # outside the error shapes: its status is the answer's
+        middlewares.insert(1, request_tracing(app_id))
     if api_token:
         middlewares.append(api_token_check(api_token))
     for block in blocks:  # optional: a block that answers before routing (invocation's proxy)

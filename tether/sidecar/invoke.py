@@ -25,8 +25,9 @@ from tether.platform.blocks import BlockContext
 from tether.platform.components.metadata import DurationError, parse_duration
 from tether.platform.errors import ApiError
 from tether.platform.invocation import InvocationService
-from tether.platform.invocation.messages import Headers, end_to_end
+from tether.platform.invocation.messages import Headers, end_to_end, with_trace
 from tether.sidecar.api_block import ServiceRoutes
+from tether.sidecar.request import TRACE_KEY, trace_headers
 from tether.workers.app_channel import API_TOKEN_HEADER
 
 PREFIX = "/v1.0/invoke/"
@@ -72,6 +73,8 @@ class InvokeApi(ServiceRoutes[InvocationService]):
 
     async def _call(self, request: web.Request, target: str, path: str) -> web.StreamResponse:
         headers = request_headers(request)
+        if TRACE_KEY in request:  # tracing: the call continues the API call's server span
+            headers = with_trace(headers, trace_headers(request))
         path, is_async = _async(request, path)
         body = await request.read()  # over the body limit: 413 (the error middleware)
         if is_async:

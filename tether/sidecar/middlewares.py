@@ -1,5 +1,5 @@
 """What runs around every route: Dapr's error shape for every answer, the API token
-(docs/security.md), and the request series (docs/observability.md)."""
+(docs/security.md), the request series and the server span (docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.platform import errors, metrics
+from tether.platform import errors, metrics, tracing
 from tether.platform.errors import ApiError
+from tether.sidecar.request import TRACE_KEY, incoming_trace
 from tether.workers.app_channel import API_TOKEN_HEADER
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -97,5 +98,36 @@ def request_metrics(app_id: str) -> Any:
             method = request.method if request.method in _METHODS else "OTHER"
             path = UNMATCHED if resource is None else resource.canonical
             record((app_id, method, path, str(status)), perf_counter() - start)
+
+    return middleware
+
+
+def request_tracing(app_id: str) -> Any:
+    """A server span per request (only installed for an app that traces): a child of the
+    caller's ``traceparent``, or a new trace. The routes continue it (trace_headers)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        tracer = tracing.tracer(app_id)
+        if tracer is None:  # tracing stopped (the sidecar is closing)
+            return await handler(request)
+        resource = request.match_info.route.resource
+        route = None if resource is None else resource.canonical
+        attributes = {"http.request.method": request.method, "url.path": request.path,
+                      "dapr.app_id": app_id}
+        if route is not None:
+            attributes["http.route"] = route
+        name = request.method if route is None else f"{request.method} {route}"
+        with tracer.span(name, tracing.SERVER, incoming_trace(request), attributes) as span:
+            request[TRACE_KEY] = span.headers()
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                span.set("http.response.status_code", exc.status)
+                raise
+            span.set("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.fail(f"HTTP {response.status}")
+            return response
 
     return middleware

@@ -16,6 +16,8 @@ from tether.platform.errors import ApiError
 
 METADATA_PREFIX = "metadata."
 TRACE_HEADERS = ("traceparent", "tracestate")
+#: where the tracing middleware keeps the W3C context of the request's server span
+TRACE_KEY = web.RequestKey("tether.trace", dict[str, str])
 
 
 def request_metadata(request: web.Request) -> dict[str, str]:
@@ -36,6 +38,13 @@ def header(request: web.Request, name: str) -> str | None:
 
 
 def trace_headers(request: web.Request) -> dict[str, str]:
+    """The W3C context the call's work continues: its server span's when tracing is on
+    (tether/sidecar/middlewares.py), else ``traceparent`` / ``tracestate`` as given."""
+    traced = request.get(TRACE_KEY)
+    return incoming_trace(request) if traced is None else traced
+
+
+def incoming_trace(request: web.Request) -> dict[str, str]:
     """``traceparent`` / ``tracestate`` as given; a value that is not ASCII is not a trace
     context (W3C) and is left out."""
     found = {h: request.headers.get(h) for h in TRACE_HEADERS}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
+from tether.platform import tracing
 from tether.platform.actors import ActorService
 from tether.platform.bindings import BindingsService
 from tether.platform.blocks import BlockContext
@@ -29,6 +30,7 @@ from tether.platform.metrics.exposition import MetricsServer
 from tether.platform.pubsub import Publisher, PubSubRegistry, runtime_pubsub
 from tether.platform.resiliency import Resiliency
 from tether.platform.secrets import resolve_app_secrets
+from tether.platform.tracing import TracingConfig, from_spec
 from tether.sidecar import create_app
 from tether.sidecar.actors import ActorsApi
 from tether.sidecar.api_block import ApiBlock
@@ -142,6 +144,8 @@ class Sidecar:
         self.listening: tuple[str, ...] = ()
         #: who may call this app's methods (the Configuration's accessControl); None: anyone
         self._access: AccessControl | None = None
+        #: where this app's spans go (None: it does not trace), known once started
+        self.tracing: TracingConfig | None = None
 
     @property
     def api_only(self) -> bool:
@@ -154,6 +158,8 @@ class Sidecar:
                 self.resources_paths or None, self.app_id, types=COMPONENT_TYPES
             )
             config = load_app_configuration(self.config_file) if self.config_file else {}
+            # spec.tracing, else the OTEL_* variables, as daprd (docs/observability.md)
+            self.tracing = from_spec(config.get("tracing"))
             # secretKeyRef values resolved first: the registry and the blocks see plain strings
             components = await resolve_app_secrets(resources.components_for(self.app_id))
             if self.sharing is not None:
@@ -181,6 +187,7 @@ class Sidecar:
         if self.api_only:
             assert self.sharing is not None
             self._main = MainProcess(self.sharing.socket)
+        tracing.configure(self.app_id, self.tracing)  # before the app: its middleware
         app = create_app(
             registry,
             app_id=self.app_id,
@@ -204,6 +211,7 @@ class Sidecar:
                     raise SidecarError(f"pub/sub component {name!r}: {exc}") from exc
         except TetherError as exc:
             await runner.cleanup()
+            await tracing.shutdown(self.app_id)
             raise SidecarError(f"cannot start the components of app {self.app_id!r}: {exc}"
                                ) from exc
         served = await self._listen(runner)
@@ -455,6 +463,8 @@ class Sidecar:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
             await metrics.stop()
+        # the spans not exported yet go out now
+        await tracing.shutdown(self.app_id)
 
 
 B = TypeVar("B", bound=ApiBlock)

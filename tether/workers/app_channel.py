@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from tether.platform import tracing
 from tether.platform.components import (
     ProgrammaticSubscriptionError,
     Subscription,
@@ -197,8 +198,10 @@ class HttpAppChannel:
     ) -> tuple[int, bytes] | None:
         """(status, body) of the app's answer; None when it could not be had (retry)."""
         headers = {"Content-Type": content_type}
-        for name in ("traceparent", "tracestate"):
-            value = event.extensions.get(name)
+        # the delivery span's context when tracing, else the publisher's (the event's)
+        trace = tracing.outgoing() or event.extensions
+        for name in tracing.TRACE_HEADERS:
+            value = trace.get(name)
             if value:
                 headers[name] = value
         if self._api_token is not None:

@@ -36,12 +36,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
 from tether.brokers.base import DEFAULT_MAX_DELIVERIES, StartFrom
-from tether.platform import metrics
+from tether.platform import metrics, tracing
 from tether.platform.components import Subscription
 from tether.platform.components.metadata import is_truthy
 from tether.platform.events import CloudEvent, InvalidCloudEventError, parse_time, utc_now
@@ -54,6 +54,9 @@ from tether.platform.resiliency import CircuitOpenError, Policy
 from tether.platform.resiliency.retry import FOREVER
 from tether.workers.app_channel import AppChannel, BulkAppChannel, Outcome
 from tether.workers.retry import Backoff
+
+if TYPE_CHECKING:
+    from tether.platform.tracing.otel import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -318,14 +321,42 @@ class DeliveryWorker:
                 routed = await self._prepare(delivery)
                 if routed is not None:
                     path, event = routed
-                    start = perf_counter()
-                    [outcome] = await self._to_app(
-                        lambda: self._deliver_one(path, event), 1, f"event {event.id}")
-                    metrics.INGRESS.record(self._ingress[outcome], perf_counter() - start)
-                    log.debug("delivered to /%s: %s", path.lstrip("/"), outcome.value)
-                    await self._apply(delivery, path, outcome)
+                    tracer = tracing.tracer(self.app_id)
+                    if tracer is None:
+                        await self._deliver(delivery, path, event)
+                    else:
+                        await self._deliver_traced(tracer, delivery, path, event)
             except BrokerError as exc:  # not settled: the broker redelivers it later
                 log.warning("could not settle %r: %s", delivery, exc)
+
+    async def _deliver(self, delivery: Delivery, path: str, event: CloudEvent) -> Outcome:
+        start = perf_counter()
+        [outcome] = await self._to_app(
+            lambda: self._deliver_one(path, event), 1, f"event {event.id}")
+        metrics.INGRESS.record(self._ingress[outcome], perf_counter() - start)
+        log.debug("delivered to /%s: %s", path.lstrip("/"), outcome.value)
+        await self._apply(delivery, path, outcome)
+        return outcome
+
+    async def _deliver_traced(
+        self, tracer: Tracer, delivery: Delivery, path: str, event: CloudEvent
+    ) -> None:
+        """The delivery as a span, a child of the publisher's (the event's traceparent);
+        the app gets this span's traceparent, the event keeps the publisher's."""
+        parent = {h: v for h in tracing.TRACE_HEADERS if (v := event.extensions.get(h))}
+        attributes: dict[str, str | int] = {
+            "messaging.system": "dapr", "messaging.operation.type": "process",
+            "messaging.destination.name": self.topic, "messaging.message.id": event.id,
+            "messaging.consumer.group.name": self.group,
+            "dapr.pubsub": self.subscription.pubsub_name, "dapr.route": path,
+            "messaging.delivery.count": delivery.delivery_count,
+        }
+        with tracer.span(f"process {self.topic}", tracing.CONSUMER, parent, attributes) as span:
+            with tracing.sending(span.headers()):
+                outcome = await self._deliver(delivery, path, event)
+            span.set("dapr.outcome", outcome.value)
+            if outcome is not Outcome.SUCCESS:
+                span.fail(f"the app answered {outcome.value}")
 
     async def _handle_batch(self, batch: list[Delivery], channel: BulkAppChannel) -> None:
         with log_context(app_id=self.app_id, component=self.subscription.pubsub_name,

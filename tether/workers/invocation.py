@@ -17,18 +17,21 @@ import asyncio
 import json
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.platform import errors
+from tether.platform import errors, tracing
 from tether.platform.aio import cancel_task
 from tether.platform.events.ids import new_id
 from tether.platform.http1 import Http1Pool
 from tether.platform.invocation import InvokeReply, InvokeRequest, request_topic
 from tether.platform.invocation.access import AccessControl
-from tether.platform.invocation.messages import end_to_end
+from tether.platform.invocation.messages import end_to_end, trace_of
 from tether.workers.app_channel import API_TOKEN_HEADER, DEFAULT_HOST, MAX_CONNECTIONS
+
+if TYPE_CHECKING:
+    from tether.platform.tracing.otel import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +157,36 @@ class InvocationWorker:
                 log.info("call %s from %r skipped: its caller gave up %.3fs ago",
                          request.id, request.caller, -remaining)
             else:
-                reply = self._refusal(request) or await self._call(request, remaining)
+                tracer = tracing.tracer(self.app_id)
+                if tracer is None:
+                    reply = self._refusal(request) or await self._call(request, remaining)
+                else:
+                    reply = await self._call_traced(tracer, request, remaining)
                 if reply is not None:
                     await self._send(request, reply)
         try:
             await delivery.ack()
         except BrokerError as exc:
             log.warning("could not ack call %s: %s", delivery.event.id, exc)
+
+    async def _call_traced(
+        self, tracer: Tracer, request: InvokeRequest, remaining: float
+    ) -> InvokeReply | None:
+        """The call as a server span, a child of the caller's; the app gets its context."""
+        attributes = {"rpc.system": "dapr", "rpc.method": request.path.split("?", 1)[0],
+                      "http.request.method": request.verb,
+                      "dapr.caller_app_id": request.caller}
+        with tracer.span(f"invoked {self.app_id}", tracing.SERVER, trace_of(request.headers),
+                         attributes) as span:
+            with tracing.sending(span.headers()):
+                reply = self._refusal(request) or await self._call(request, remaining)
+            if reply is None:
+                span.fail("no answer before the caller's deadline")
+            else:
+                span.set("http.response.status_code", reply.status)
+                if reply.status >= 500:
+                    span.fail(f"HTTP {reply.status}")
+            return reply
 
     def _refusal(self, request: InvokeRequest) -> InvokeReply | None:
         """Dapr's 403 when the access control list denies the caller this method."""
@@ -173,6 +199,9 @@ class InvocationWorker:
     async def _call(self, request: InvokeRequest, remaining: float) -> InvokeReply | None:
         """The app's answer; None when the caller's deadline passed first."""
         headers = app_headers(request, self.app_id, self._api_token)
+        trace = tracing.outgoing()
+        if trace is not None:  # the call's server span, in place of the caller's
+            headers.update(trace)
         try:
             answer = await self._pool.request(
                 request.verb, "/" + request.path.lstrip("/"), request.body, headers,

@@ -3,7 +3,8 @@
 One place for them, used by the sidecar's publish, the outbox and ``tether.App``, so that
 the three cannot drift: ``source`` is the app id, ``type`` ``com.dapr.event.sent``, the
 ``topic`` and ``pubsubname`` extensions name where the event went, the W3C trace headers
-travel as extensions (``traceid`` repeating ``traceparent``), and the publish metadata
+travel as extensions (``traceid`` repeating ``traceparent``; a call without a valid one
+gets a new trace, so every event carries the three fields as Dapr's do), and the publish metadata
 ``ttlInSeconds`` and ``partitionKey`` become the ``expiration`` and ``partitionkey``
 extensions.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from tether.platform.errors import TetherError
 from tether.platform.events.event import SPEC_VERSION, format_time, utc_now
+from tether.platform.tracing import ensure as ensure_trace
 
 DAPR_EVENT_TYPE = "com.dapr.event.sent"
 #: publish metadata that shapes the envelope
@@ -52,17 +54,17 @@ def envelope(
     """Dapr's attributes of an event published to ``topic`` of ``pubsub``.
 
     ``time`` (RFC 3339) is left out when None (``tether.App`` has never stamped its events);
-    ``trace`` holds the ``traceparent`` / ``tracestate`` headers of the call."""
+    ``trace`` holds the ``traceparent`` / ``tracestate`` headers of the call (none, or an
+    invalid one: a new trace)."""
     attributes = required_attributes(app_id, event_id)
     if time is not None:
         attributes["time"] = time
     attributes.update(topic=topic, pubsubname=pubsub)
     if partition_key is not None:
         attributes["partitionkey"] = partition_key
-    if trace:
-        if "traceparent" in trace:
-            attributes["traceid"] = trace["traceparent"]
-        attributes.update(trace)
+    trace = ensure_trace(trace)
+    attributes["traceid"] = trace["traceparent"]
+    attributes.update(trace)
     return attributes
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tether.platform.events import CloudEvent
@@ -75,6 +75,17 @@ def end_to_end(headers: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> 
     }
     skip = HOP_BY_HOP | named | set(drop)
     return [(name, value) for name, value in pairs if name.lower() not in skip]
+
+
+def with_trace(headers: Headers, trace: Mapping[str, str]) -> Headers:
+    """``headers`` with ``trace`` (W3C headers) in place of their own trace headers."""
+    kept = [(n, v) for n, v in headers if n.lower() not in TRACE]
+    return kept + [(n, v) for n, v in trace.items() if n in TRACE]
+
+
+def trace_of(headers: Headers) -> dict[str, str]:
+    """The W3C trace headers among ``headers``."""
+    return {n.lower(): v for n, v in headers if n.lower() in TRACE}
 
 
 @dataclass(frozen=True, slots=True)

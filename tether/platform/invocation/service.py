@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tether.brokers import Broker, BrokerError, SubscribeOptions
 from tether.brokers import Subscription as BrokerSubscription
-from tether.platform import errors, metrics
+from tether.platform import errors, metrics, tracing
 from tether.platform.aio import cancel_task
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
@@ -29,6 +29,8 @@ from tether.platform.invocation.messages import (
     async_topic,
     reply_topic,
     request_topic,
+    trace_of,
+    with_trace,
 )
 from tether.platform.pubsub import runtime_pubsub
 from tether.platform.resiliency import CircuitOpenError, Policy, PolicyTimeoutError
@@ -117,6 +119,24 @@ class InvocationService:
         app_id = target_app(target)
         if not app_id:
             raise failed(target, "the app id is empty", 400)
+        tracer = tracing.tracer(self.app_id)
+        if tracer is None:
+            return await self._invoke(app_id, verb, path, headers, body, timeout)
+        attributes = {"rpc.system": "dapr", "rpc.method": path.split("?", 1)[0],
+                      "http.request.method": verb, "dapr.callee_app_id": app_id}
+        with tracer.span(f"invoke {app_id}", tracing.CLIENT, trace_of(headers),
+                         attributes) as span:
+            reply = await self._invoke(app_id, verb, path, with_trace(headers, span.headers()),
+                                       body, timeout)
+            span.set("http.response.status_code", reply.status)
+            if reply.status >= 500:
+                span.fail(f"HTTP {reply.status}")
+            return reply
+
+    async def _invoke(
+        self, app_id: str, verb: str, path: str, headers: Headers, body: bytes,
+        timeout: float | None,
+    ) -> InvokeReply:
         start = time.perf_counter()
         status = 500
         try:

@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Any
 
 from tether.brokers import Broker, BrokerError
-from tether.platform import errors, metrics
+from tether.platform import errors, metrics, tracing
 from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ApiError
 from tether.platform.events import CloudEvent, InvalidCloudEventError
@@ -244,6 +244,22 @@ class Publisher:
     ) -> None:
         """Publish ``body`` as one event (``content_type`` None: ``text/plain``); ``trace``
         holds the call's ``traceparent`` / ``tracestate``."""
+        tracer = tracing.tracer(self.app_id)
+        if tracer is not None:  # the event then carries the publish span's context
+            with tracer.span(f"publish {target.topic}", tracing.PRODUCER, trace,
+                             _attributes(target)) as span:
+                await self._publish_one(target, body, content_type, metadata, span.headers())
+            return
+        await self._publish_one(target, body, content_type, metadata, trace)
+
+    async def _publish_one(
+        self,
+        target: Target,
+        body: bytes,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        trace: Mapping[str, str],
+    ) -> None:
         due = delivery_due(metadata)
         event = build_event(
             body,
@@ -266,6 +282,24 @@ class Publisher:
     ) -> BulkFailure | None:
         """Publish every entry (``metadata`` is shared, an entry's own wins) or none; None
         when all were published."""
+        tracer = tracing.tracer(self.app_id)
+        if tracer is not None:  # one span for the call: every event carries its context
+            with tracer.span(f"publish {target.topic}", tracing.PRODUCER, trace,
+                             _attributes(target)) as span:
+                span.set("messaging.batch.message_count", len(entries))
+                failure = await self._publish_bulk(target, entries, metadata, span.headers())
+                if failure is not None:
+                    span.fail(failure.error.message)
+                return failure
+        return await self._publish_bulk(target, entries, metadata, trace)
+
+    async def _publish_bulk(
+        self,
+        target: Target,
+        entries: Sequence[BulkEntry],
+        metadata: Mapping[str, str],
+        trace: Mapping[str, str],
+    ) -> BulkFailure | None:
         # the call's metadata is checked even when no entry uses it (or there are none)
         shared_due = delivery_due(metadata)
         try:
@@ -344,6 +378,12 @@ class Publisher:
         """dapr_component_pubsub_egress_*: the count per event, the latency per call."""
         metrics.EGRESS.record((self.app_id, target.spec.name, target.topic, success), seconds,
                               count)
+
+
+def _attributes(target: Target) -> dict[str, str]:
+    """A publish span's attributes (OpenTelemetry's messaging conventions)."""
+    return {"messaging.system": target.spec.type, "messaging.operation.type": "send",
+            "messaging.destination.name": target.topic, "dapr.pubsub": target.spec.name}
 
 
 def _permanent(exc: BaseException) -> bool:
