@@ -27,7 +27,7 @@ class BindingConfigError(BlockConfigError):
 
 #: spec.type -> (module under components/, pip extra, the modules that extra provides)
 _TYPES: Mapping[str, tuple[str, str | None, tuple[str, ...]]] = {
-    "bindings.cron": ("cron", "cron", ("croniter",)),
+    "bindings.cron": ("cron", None, ()),
     "bindings.http": ("http", None, ()),
     "bindings.localstorage": ("localstorage", None, ()),
     "bindings.redis": ("redis", "redis", ("redis",)),
