@@ -27,7 +27,9 @@ from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.servicer import DaprApi, Rpcs
 from tether.sidecar.grpc.state import StateRpc
+from tether.sidecar.grpc.subscribe import SubscribeRpc
 from tether.workers.app_channel import API_TOKEN_HEADER
+from tether.workers.streaming import StreamingSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class GrpcServices:
     lock: LockService
     invocation: InvocationService
     metadata: MetadataApi
+    streams: StreamingSubscriptions
 
     def rpcs(self) -> Rpcs:
         return Rpcs(
@@ -58,6 +61,7 @@ class GrpcServices:
             bindings=BindingsRpc(self.bindings), secrets=SecretsRpc(self.secrets),
             configuration=ConfigurationRpc(self.configuration), lock=LockRpc(self.lock),
             invocation=InvocationRpc(self.invocation), metadata=MetadataRpc(self.metadata),
+            subscribe=SubscribeRpc(self.streams),
         )
 
 

@@ -30,6 +30,7 @@ from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.state import StateRpc
 from tether.sidecar.grpc.status import status_code
+from tether.sidecar.grpc.subscribe import SubscribeRpc
 from tether.sidecar.request import TRACE_HEADERS
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class Rpcs:
     lock: LockRpc
     invocation: InvocationRpc
     metadata: MetadataRpc
+    subscribe: SubscribeRpc
 
 
 async def _answer(context: Context, call: Awaitable[T]) -> T:
@@ -118,6 +120,14 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
     async def BulkPublishEventAlpha1(self, request: pubsub_pb2.BulkPublishRequest,
                                      context: Context) -> pubsub_pb2.BulkPublishResponse:
         return await self.BulkPublishEvent(request, context)
+
+    async def SubscribeTopicEventsAlpha1(self, request_iterator: Any, context: Context
+                                         ) -> None:
+        # read and written through the context: events go out while answers come in
+        try:
+            await self.rpcs.subscribe.serve(context)
+        except ApiError as exc:
+            await context.abort(status_code(exc), exc.message)
 
     # --- bindings, secrets, configuration, lock ------------------------------------------
     async def InvokeBinding(self, request: binding_pb2.InvokeBindingRequest, context: Context
