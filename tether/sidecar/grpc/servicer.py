@@ -4,7 +4,7 @@ keep the generated base's answer, UNIMPLEMENTED (docs/grpc.md lists them)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -150,6 +150,32 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         self, request: configuration_pb2.GetConfigurationRequest, context: Context
     ) -> configuration_pb2.GetConfigurationResponse:
         return await self.GetConfiguration(request, context)
+
+    async def SubscribeConfiguration(
+        self, request: configuration_pb2.SubscribeConfigurationRequest, context: Context
+    ) -> AsyncIterator[configuration_pb2.SubscribeConfigurationResponse]:
+        try:
+            async for change in self.rpcs.configuration.subscribe(request):
+                yield change
+        except ApiError as exc:
+            await context.abort(status_code(exc), exc.message)
+
+    async def SubscribeConfigurationAlpha1(
+        self, request: configuration_pb2.SubscribeConfigurationRequest, context: Context
+    ) -> AsyncIterator[configuration_pb2.SubscribeConfigurationResponse]:
+        # an async generator itself: grpc.aio streams only from one
+        async for change in self.SubscribeConfiguration(request, context):
+            yield change
+
+    async def UnsubscribeConfiguration(
+        self, request: configuration_pb2.UnsubscribeConfigurationRequest, context: Context
+    ) -> configuration_pb2.UnsubscribeConfigurationResponse:
+        return await _answer(context, self.rpcs.configuration.unsubscribe(request))
+
+    async def UnsubscribeConfigurationAlpha1(
+        self, request: configuration_pb2.UnsubscribeConfigurationRequest, context: Context
+    ) -> configuration_pb2.UnsubscribeConfigurationResponse:
+        return await self.UnsubscribeConfiguration(request, context)
 
     async def TryLockAlpha1(self, request: lock_pb2.TryLockRequest, context: Context
                             ) -> lock_pb2.TryLockResponse:
