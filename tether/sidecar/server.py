@@ -306,6 +306,7 @@ class Sidecar:
             invocation=_service(blocks, InvokeApi).service,
             metadata=app[METADATA],
             streams=streams,
+            jobs=_service(blocks, JobsApi).service,
         )
         server = GrpcServer(services, self.api_token)
         try:

@@ -16,6 +16,7 @@ from tether.platform.bindings import BindingsService
 from tether.platform.configuration.service import ConfigurationService
 from tether.platform.errors import TetherError
 from tether.platform.invocation.service import InvocationService
+from tether.platform.jobs import JobsService
 from tether.platform.lock.service import LockService
 from tether.platform.pubsub import Publisher
 from tether.platform.secrets.service import SecretsService
@@ -23,6 +24,7 @@ from tether.platform.state.service import StateService
 from tether.sidecar.app import MetadataApi
 from tether.sidecar.grpc.blocks import BindingsRpc, ConfigurationRpc, LockRpc, SecretsRpc
 from tether.sidecar.grpc.invocation import InvocationRpc
+from tether.sidecar.grpc.jobs import JobsRpc
 from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.servicer import DaprApi, Rpcs
@@ -54,6 +56,7 @@ class GrpcServices:
     invocation: InvocationService
     metadata: MetadataApi
     streams: StreamingSubscriptions
+    jobs: JobsService
 
     def rpcs(self) -> Rpcs:
         return Rpcs(
@@ -61,7 +64,7 @@ class GrpcServices:
             bindings=BindingsRpc(self.bindings), secrets=SecretsRpc(self.secrets),
             configuration=ConfigurationRpc(self.configuration), lock=LockRpc(self.lock),
             invocation=InvocationRpc(self.invocation), metadata=MetadataRpc(self.metadata),
-            subscribe=SubscribeRpc(self.streams),
+            subscribe=SubscribeRpc(self.streams), jobs=JobsRpc(self.jobs),
         )
 
 

@@ -15,6 +15,7 @@ from dapr.proto.runtime.v1 import (
     dapr_pb2,
     dapr_pb2_grpc,
     invoke_pb2,
+    jobs_pb2,
     lock_pb2,
     metadata_pb2,
     pubsub_pb2,
@@ -26,6 +27,7 @@ from google.protobuf import empty_pb2
 from tether.platform.errors import ApiError
 from tether.sidecar.grpc.blocks import BindingsRpc, ConfigurationRpc, LockRpc, SecretsRpc
 from tether.sidecar.grpc.invocation import InvocationRpc
+from tether.sidecar.grpc.jobs import JobsRpc
 from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.state import StateRpc
@@ -51,6 +53,7 @@ class Rpcs:
     invocation: InvocationRpc
     metadata: MetadataRpc
     subscribe: SubscribeRpc
+    jobs: JobsRpc
 
 
 async def _answer(context: Context, call: Awaitable[T]) -> T:
@@ -184,6 +187,33 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
     async def UnlockAlpha1(self, request: lock_pb2.UnlockRequest, context: Context
                            ) -> lock_pb2.UnlockResponse:
         return await _answer(context, self.rpcs.lock.unlock(request))
+
+    # --- jobs (Dapr 1.18 made them stable; the SDK falls back to Alpha1 names) ----------
+    async def ScheduleJob(self, request: jobs_pb2.ScheduleJobRequest, context: Context
+                          ) -> jobs_pb2.ScheduleJobResponse:
+        await _answer(context, self.rpcs.jobs.schedule(request))
+        return jobs_pb2.ScheduleJobResponse()
+
+    async def ScheduleJobAlpha1(self, request: jobs_pb2.ScheduleJobRequest, context: Context
+                                ) -> jobs_pb2.ScheduleJobResponse:
+        return await self.ScheduleJob(request, context)
+
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context
+                     ) -> jobs_pb2.GetJobResponse:
+        return await _answer(context, self.rpcs.jobs.get(request))
+
+    async def GetJobAlpha1(self, request: jobs_pb2.GetJobRequest, context: Context
+                           ) -> jobs_pb2.GetJobResponse:
+        return await self.GetJob(request, context)
+
+    async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: Context
+                        ) -> jobs_pb2.DeleteJobResponse:
+        await _answer(context, self.rpcs.jobs.delete(request))
+        return jobs_pb2.DeleteJobResponse()
+
+    async def DeleteJobAlpha1(self, request: jobs_pb2.DeleteJobRequest, context: Context
+                              ) -> jobs_pb2.DeleteJobResponse:
+        return await self.DeleteJob(request, context)
 
     # --- invocation ----------------------------------------------------------------------
     async def InvokeService(self, request: invoke_pb2.InvokeServiceRequest, context: Context
