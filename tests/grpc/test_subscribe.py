@@ -22,14 +22,20 @@ from tests.sidecars import until
 
 
 def _next(subscription: Subscription) -> SubscriptionMessage:
-    """The stream's next message (the SDK's call blocks: it gets WAIT seconds)."""
+    """The stream's next message (the SDK's call blocks: each try gets WAIT seconds). The
+    SDK answers None after reconnecting a stream that ended (its request stream can end
+    as it starts: a race in the SDK that Dapr answers the same way), so it is asked again."""
     with ThreadPoolExecutor(1) as pool:
-        found = pool.submit(subscription.next_message)
-        try:
-            return found.result(timeout=WAIT)
-        except TimeoutError:
-            subscription.close()  # ends the blocked read
-            raise
+        for _ in range(5):
+            found = pool.submit(subscription.next_message)
+            try:
+                message = found.result(timeout=WAIT)
+            except TimeoutError:
+                subscription.close()  # ends the blocked read
+                raise
+            if message is not None:
+                return message
+    raise AssertionError("the stream kept ending")
 
 
 def _streams(sidecar: GrpcSidecar) -> list[tuple[str, str, str, str]]:
@@ -42,7 +48,6 @@ def _streams(sidecar: GrpcSidecar) -> list[tuple[str, str, str, str]]:
 def test_subscribe_success_retry_and_close(client: DaprClient, sidecar: GrpcSidecar) -> None:
     subscription = client.subscribe("pubsub", "streamed")
     try:
-        assert _streams(sidecar) == [("pubsub", "streamed", "STREAMING", "")]
         client.publish_event("pubsub", "streamed", json.dumps({"n": 1}),
                              data_content_type="application/json")
         first = _next(subscription)
@@ -50,6 +55,8 @@ def test_subscribe_success_retry_and_close(client: DaprClient, sidecar: GrpcSide
                 first.data_content_type()) == (
             {"n": 1}, "streamed", "pubsub", "com.dapr.event.sent", "application/json")
         assert first.extensions()["topic"] == "streamed"
+        until(lambda: _streams(sidecar) == [("pubsub", "streamed", "STREAMING", "")],
+              "the open stream listed in the metadata")
         subscription.respond_retry(first)
         again = _next(subscription)  # RETRY: the same event comes back
         assert (again.id(), again.data()) == (first.id(), {"n": 1})
@@ -68,11 +75,10 @@ def test_drop_goes_to_the_dead_letter_topic(client: DaprClient, sidecar: GrpcSid
     dead = client.subscribe("pubsub", "streamed-dead")
     main = client.subscribe("pubsub", "streamed-drop", dead_letter_topic="streamed-dead")
     try:
-        assert sorted(_streams(sidecar)) == [
-            ("pubsub", "streamed-dead", "STREAMING", ""),
-            ("pubsub", "streamed-drop", "STREAMING", "streamed-dead")]
         client.publish_event("pubsub", "streamed-drop", "drop me")
         dropped = _next(main)
+        until(lambda: ("pubsub", "streamed-drop", "STREAMING", "streamed-dead")
+              in _streams(sidecar), "the dead letter topic listed in the metadata")
         main.respond_drop(dropped)
         lettered = _next(dead)
         assert lettered.data() == "drop me"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     binding_pb2,
@@ -128,9 +129,11 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                                          ) -> None:
         # read and written through the context: events go out while answers come in
         try:
-            await self.rpcs.subscribe.serve(context)
+            answering = await self.rpcs.subscribe.serve(context)
         except ApiError as exc:
             await context.abort(status_code(exc), exc.message)
+        if not answering:  # Dapr's recv loop returns io.EOF, which gRPC sends as UNKNOWN
+            await context.abort(grpc.StatusCode.UNKNOWN, "EOF")
 
     # --- bindings, secrets, configuration, lock ------------------------------------------
     async def InvokeBinding(self, request: binding_pb2.InvokeBindingRequest, context: Context

@@ -119,8 +119,11 @@ class SubscribeRpc:
     def __init__(self, streams: StreamingSubscriptions) -> None:
         self.streams = streams
 
-    async def serve(self, context: Any) -> None:
-        """One stream from its initial request to its end (ApiError for a bad start)."""
+    async def serve(self, context: Any) -> bool:
+        """One stream from its initial request to its end (ApiError for a bad start);
+        False when the app closed its side of the stream (it can answer no more events),
+        which ends the call with an error as in Dapr: the SDK reconnects on it (its own
+        request stream may end early, racing its start)."""
         first = await context.read()
         if first is grpc.aio.EOF or not first.HasField("initial_request"):
             raise ApiError(400, errors.MALFORMED_REQUEST,
@@ -145,7 +148,7 @@ class SubscribeRpc:
             while True:
                 message = await context.read()
                 if message is grpc.aio.EOF:
-                    return
+                    return False
                 if message.HasField("event_processed"):
                     channel.answered(message.event_processed)
         finally:
