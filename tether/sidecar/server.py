@@ -51,6 +51,7 @@ from tether.workers.delivery import DeliveryOptions
 from tether.workers.invocation import InvocationWorker
 from tether.workers.jobs import JobChannel, JobTriggers
 from tether.workers.scheduler import Schedulers
+from tether.workers.streaming import StreamingSubscriptions
 from tether.workers.subscriptions import AppSubscriptions, SubscriptionError
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class Sidecar:
         #: where Dapr's gRPC API is served (the main process only); None: not served
         self.grpc_port = grpc_port
         self._grpc: GrpcServer | None = None
+        #: the app's streaming subscriptions (SubscribeTopicEventsAlpha1 over gRPC)
+        self._streams: StreamingSubscriptions | None = None
         #: where blocks push to the app (configuration changes); None: no app channel
         self.app_port = app_port
         self.config_file = config_file
@@ -291,6 +294,8 @@ class Sidecar:
             log.warning("app %r: Dapr's gRPC API is not served (%s): install tether[grpc]",
                         self.app_id, exc)
             return
+        streams = StreamingSubscriptions(self.app_id, registry, resiliency=self.resiliency)
+        self._streams = streams
         services = GrpcServices(
             state=_service(blocks, StateApi).service,
             publisher=Publisher(registry, self.app_id, self.resiliency),
@@ -300,6 +305,8 @@ class Sidecar:
             lock=_service(blocks, LockApi).service,
             invocation=_service(blocks, InvokeApi).service,
             metadata=app[METADATA],
+            streams=streams,
+            jobs=_service(blocks, JobsApi).service,
         )
         server = GrpcServer(services, self.api_token)
         try:
@@ -313,7 +320,8 @@ class Sidecar:
         return [] if self._actor_host is None else self._actor_host.counts()
 
     def _subscriptions_metadata(self) -> list[dict[str, object]]:
-        return [] if self.subscriptions is None else self.subscriptions.metadata()
+        found = [] if self.subscriptions is None else self.subscriptions.metadata()
+        return found + ([] if self._streams is None else self._streams.metadata())
 
     async def start_subscriptions(self, app_port: int, drain_timeout: float) -> None:
         """Deliver the app's subscriptions to ``app_port`` (call once the app listens)."""
@@ -452,6 +460,9 @@ class Sidecar:
         grpc_server, self._grpc = self._grpc, None
         if grpc_server is not None:  # before the blocks close: calls in flight finish
             await grpc_server.stop()
+        streams, self._streams = self._streams, None
+        if streams is not None:  # what the closing calls left running, before the brokers
+            await streams.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

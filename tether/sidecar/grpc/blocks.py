@@ -6,6 +6,9 @@ HTTP route makes, and the service's answer to Dapr's response message.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     binding_pb2,
@@ -15,7 +18,11 @@ from dapr.proto.runtime.v1 import (
 )
 
 from tether.platform.bindings import BindingRequest, BindingsService
-from tether.platform.configuration.service import ConfigurationService
+from tether.platform.configuration.service import (
+    ConfigurationService,
+    UnknownSubscriptionError,
+)
+from tether.platform.configuration.store import Items
 from tether.platform.lock.service import LockService
 from tether.platform.secrets.service import SecretsService
 from tether.sidecar.bindings import ASYNC_METADATA, flag
@@ -63,22 +70,69 @@ class SecretsRpc:
         )
 
 
+def _items(items: Items) -> dict[str, common_pb2.ConfigurationItem]:
+    return {key: common_pb2.ConfigurationItem(value=item.value, version=item.version or "",
+                                              metadata=dict(item.metadata or {}))
+            for key, item in items.items()}
+
+
 class ConfigurationRpc:
-    """GetConfiguration (and its Alpha1 name): every key when none is asked for."""
+    """GetConfiguration, SubscribeConfiguration (and their Alpha1 names) and
+    UnsubscribeConfiguration over the configuration service: every key when none is asked
+    for. A subscription is the service's (the same as HTTP's), its changes sent down the
+    call's stream instead of POSTed to the app."""
 
     def __init__(self, service: ConfigurationService) -> None:
         self.service = service
+        #: each open stream's queue of changes; None ends the stream (unsubscribed)
+        self._streams: dict[str, asyncio.Queue[Items | None]] = {}
 
     async def get(
         self, request: configuration_pb2.GetConfigurationRequest
     ) -> configuration_pb2.GetConfigurationResponse:
         items = await self.service.get(request.store_name, list(request.keys),
                                        dict(request.metadata))
-        return configuration_pb2.GetConfigurationResponse(items={
-            key: common_pb2.ConfigurationItem(value=item.value, version=item.version or "",
-                                              metadata=dict(item.metadata or {}))
-            for key, item in items.items()
-        })
+        return configuration_pb2.GetConfigurationResponse(items=_items(items))
+
+    async def subscribe(
+        self, request: configuration_pb2.SubscribeConfigurationRequest
+    ) -> AsyncIterator[configuration_pb2.SubscribeConfigurationResponse]:
+        """First the subscription's id alone (as Dapr: the SDK waits for it), then one
+        message per change, until unsubscribed or the caller goes away."""
+        changes: asyncio.Queue[Items | None] = asyncio.Queue()
+
+        async def deliver(sub_id: str, items: Items) -> None:
+            await changes.put(items)
+
+        store = request.store_name
+        sub_id = await self.service.subscribe(store, list(request.keys),
+                                              dict(request.metadata), deliver)
+        self._streams[sub_id] = changes
+        try:
+            yield configuration_pb2.SubscribeConfigurationResponse(id=sub_id)
+            while (items := await changes.get()) is not None:
+                yield configuration_pb2.SubscribeConfigurationResponse(id=sub_id,
+                                                                       items=_items(items))
+        finally:
+            self._streams.pop(sub_id, None)
+            try:  # the caller went away: the watch ends with its stream
+                await asyncio.shield(self.service.unsubscribe(store, sub_id))
+            except UnknownSubscriptionError:
+                pass  # unsubscribed already
+
+    async def unsubscribe(
+        self, request: configuration_pb2.UnsubscribeConfigurationRequest
+    ) -> configuration_pb2.UnsubscribeConfigurationResponse:
+        """``ok`` false with Dapr's message for an unknown id (as over HTTP)."""
+        try:
+            await self.service.unsubscribe(request.store_name, request.id)
+        except UnknownSubscriptionError as exc:
+            return configuration_pb2.UnsubscribeConfigurationResponse(ok=False,
+                                                                      message=str(exc))
+        stream = self._streams.get(request.id)
+        if stream is not None:
+            stream.put_nowait(None)
+        return configuration_pb2.UnsubscribeConfigurationResponse(ok=True)
 
 
 class LockRpc:

@@ -16,6 +16,7 @@ from tether.platform.bindings import BindingsService
 from tether.platform.configuration.service import ConfigurationService
 from tether.platform.errors import TetherError
 from tether.platform.invocation.service import InvocationService
+from tether.platform.jobs import JobsService
 from tether.platform.lock.service import LockService
 from tether.platform.pubsub import Publisher
 from tether.platform.secrets.service import SecretsService
@@ -23,11 +24,14 @@ from tether.platform.state.service import StateService
 from tether.sidecar.app import MetadataApi
 from tether.sidecar.grpc.blocks import BindingsRpc, ConfigurationRpc, LockRpc, SecretsRpc
 from tether.sidecar.grpc.invocation import InvocationRpc
+from tether.sidecar.grpc.jobs import JobsRpc
 from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.servicer import DaprApi, Rpcs
 from tether.sidecar.grpc.state import StateRpc
+from tether.sidecar.grpc.subscribe import SubscribeRpc
 from tether.workers.app_channel import API_TOKEN_HEADER
+from tether.workers.streaming import StreamingSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class GrpcServices:
     lock: LockService
     invocation: InvocationService
     metadata: MetadataApi
+    streams: StreamingSubscriptions
+    jobs: JobsService
 
     def rpcs(self) -> Rpcs:
         return Rpcs(
@@ -58,6 +64,7 @@ class GrpcServices:
             bindings=BindingsRpc(self.bindings), secrets=SecretsRpc(self.secrets),
             configuration=ConfigurationRpc(self.configuration), lock=LockRpc(self.lock),
             invocation=InvocationRpc(self.invocation), metadata=MetadataRpc(self.metadata),
+            subscribe=SubscribeRpc(self.streams), jobs=JobsRpc(self.jobs),
         )
 
 

@@ -4,10 +4,11 @@ keep the generated base's answer, UNIMPLEMENTED (docs/grpc.md lists them)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     binding_pb2,
@@ -15,6 +16,7 @@ from dapr.proto.runtime.v1 import (
     dapr_pb2,
     dapr_pb2_grpc,
     invoke_pb2,
+    jobs_pb2,
     lock_pb2,
     metadata_pb2,
     pubsub_pb2,
@@ -26,10 +28,12 @@ from google.protobuf import empty_pb2
 from tether.platform.errors import ApiError
 from tether.sidecar.grpc.blocks import BindingsRpc, ConfigurationRpc, LockRpc, SecretsRpc
 from tether.sidecar.grpc.invocation import InvocationRpc
+from tether.sidecar.grpc.jobs import JobsRpc
 from tether.sidecar.grpc.metadata import MetadataRpc
 from tether.sidecar.grpc.pubsub import PubSubRpc
 from tether.sidecar.grpc.state import StateRpc
 from tether.sidecar.grpc.status import status_code
+from tether.sidecar.grpc.subscribe import SubscribeRpc
 from tether.sidecar.request import TRACE_HEADERS
 
 T = TypeVar("T")
@@ -49,6 +53,8 @@ class Rpcs:
     lock: LockRpc
     invocation: InvocationRpc
     metadata: MetadataRpc
+    subscribe: SubscribeRpc
+    jobs: JobsRpc
 
 
 async def _answer(context: Context, call: Awaitable[T]) -> T:
@@ -119,6 +125,16 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                                      context: Context) -> pubsub_pb2.BulkPublishResponse:
         return await self.BulkPublishEvent(request, context)
 
+    async def SubscribeTopicEventsAlpha1(self, request_iterator: Any, context: Context
+                                         ) -> None:
+        # read and written through the context: events go out while answers come in
+        try:
+            answering = await self.rpcs.subscribe.serve(context)
+        except ApiError as exc:
+            await context.abort(status_code(exc), exc.message)
+        if not answering:  # Dapr's recv loop returns io.EOF, which gRPC sends as UNKNOWN
+            await context.abort(grpc.StatusCode.UNKNOWN, "EOF")
+
     # --- bindings, secrets, configuration, lock ------------------------------------------
     async def InvokeBinding(self, request: binding_pb2.InvokeBindingRequest, context: Context
                             ) -> binding_pb2.InvokeBindingResponse:
@@ -141,6 +157,32 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
     ) -> configuration_pb2.GetConfigurationResponse:
         return await self.GetConfiguration(request, context)
 
+    async def SubscribeConfiguration(
+        self, request: configuration_pb2.SubscribeConfigurationRequest, context: Context
+    ) -> AsyncIterator[configuration_pb2.SubscribeConfigurationResponse]:
+        try:
+            async for change in self.rpcs.configuration.subscribe(request):
+                yield change
+        except ApiError as exc:
+            await context.abort(status_code(exc), exc.message)
+
+    async def SubscribeConfigurationAlpha1(
+        self, request: configuration_pb2.SubscribeConfigurationRequest, context: Context
+    ) -> AsyncIterator[configuration_pb2.SubscribeConfigurationResponse]:
+        # an async generator itself: grpc.aio streams only from one
+        async for change in self.SubscribeConfiguration(request, context):
+            yield change
+
+    async def UnsubscribeConfiguration(
+        self, request: configuration_pb2.UnsubscribeConfigurationRequest, context: Context
+    ) -> configuration_pb2.UnsubscribeConfigurationResponse:
+        return await _answer(context, self.rpcs.configuration.unsubscribe(request))
+
+    async def UnsubscribeConfigurationAlpha1(
+        self, request: configuration_pb2.UnsubscribeConfigurationRequest, context: Context
+    ) -> configuration_pb2.UnsubscribeConfigurationResponse:
+        return await self.UnsubscribeConfiguration(request, context)
+
     async def TryLockAlpha1(self, request: lock_pb2.TryLockRequest, context: Context
                             ) -> lock_pb2.TryLockResponse:
         return await _answer(context, self.rpcs.lock.try_lock(request))
@@ -148,6 +190,33 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
     async def UnlockAlpha1(self, request: lock_pb2.UnlockRequest, context: Context
                            ) -> lock_pb2.UnlockResponse:
         return await _answer(context, self.rpcs.lock.unlock(request))
+
+    # --- jobs (Dapr 1.18 made them stable; the SDK falls back to Alpha1 names) ----------
+    async def ScheduleJob(self, request: jobs_pb2.ScheduleJobRequest, context: Context
+                          ) -> jobs_pb2.ScheduleJobResponse:
+        await _answer(context, self.rpcs.jobs.schedule(request))
+        return jobs_pb2.ScheduleJobResponse()
+
+    async def ScheduleJobAlpha1(self, request: jobs_pb2.ScheduleJobRequest, context: Context
+                                ) -> jobs_pb2.ScheduleJobResponse:
+        return await self.ScheduleJob(request, context)
+
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context
+                     ) -> jobs_pb2.GetJobResponse:
+        return await _answer(context, self.rpcs.jobs.get(request))
+
+    async def GetJobAlpha1(self, request: jobs_pb2.GetJobRequest, context: Context
+                           ) -> jobs_pb2.GetJobResponse:
+        return await self.GetJob(request, context)
+
+    async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: Context
+                        ) -> jobs_pb2.DeleteJobResponse:
+        await _answer(context, self.rpcs.jobs.delete(request))
+        return jobs_pb2.DeleteJobResponse()
+
+    async def DeleteJobAlpha1(self, request: jobs_pb2.DeleteJobRequest, context: Context
+                              ) -> jobs_pb2.DeleteJobResponse:
+        return await self.DeleteJob(request, context)
 
     # --- invocation ----------------------------------------------------------------------
     async def InvokeService(self, request: invoke_pb2.InvokeServiceRequest, context: Context
