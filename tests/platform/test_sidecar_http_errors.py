@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 
 from tether.platform.pubsub import PubSubRegistry
@@ -156,3 +157,23 @@ async def test_header_bytes_that_are_not_utf8_are_a_400_or_ignored(tmp_path: Any
         # a trace context that is not ASCII is no trace context: published without it
         answer = await raw_exchange(client, publish(b"traceparent: \xff\xfe\r\n"))
         assert answer.startswith(b"HTTP/1.1 204"), answer
+
+
+async def test_without_a_metrics_port_no_request_series_is_recorded() -> None:
+    """--enable-metrics=false: the request series middleware is left out (nothing would
+    serve what it records)."""
+    from tether.platform import metrics
+
+    def requests_of(app_id: str) -> float:
+        return sum(sample.value for family in metrics.REGISTRY.collect()
+                   for sample in family.samples
+                   if sample.name.startswith("dapr_http_server_request_count")
+                   and sample.labels.get("app_id") == app_id)
+
+    for app_id, recorded in (("metrics-off", False), ("metrics-on", True)):
+        app = create_app(PubSubRegistry([]), app_id=app_id, http_metrics=recorded)
+        async with TestServer(app, host="127.0.0.1") as server, \
+                ClientSession() as client:
+            async with client.get(server.make_url("/v1.0/healthz")) as answer:
+                assert answer.status == 204
+        assert (requests_of(app_id) > 0) is recorded

@@ -149,6 +149,7 @@ def create_app(
     api_token: str | None = None,
     forward: Handler | None = None,
     resiliency: Resiliency | None = None,
+    http_metrics: bool = True,
 ) -> web.Application:
     """The HTTP API over ``registry``; ``components`` are the ones ``/v1.0/metadata`` lists.
 
@@ -160,16 +161,19 @@ def create_app(
     ``api_token`` (DAPR_API_TOKEN) every route but the health probes requires it.
 
     ``resiliency`` holds the policies of publish calls (pub/sub components' outbound).
+    ``http_metrics`` False leaves the request series out (nothing serves them: metrics
+    off, or an API process, whose series are not exported).
 
     ``forward`` makes this the application of an API process (``tether run --api-processes``,
     tether/sidecar/forward.py): the routes only the main process can answer (metadata,
     shutdown, and those a block lists in ``main_process_routes()``) go to ``forward``.
     """
     # the series first: they see every answer, the error shapes and the 401s included
-    middlewares = [request_metrics(app_id), dapr_errors(max_body_size)]
+    middlewares = [request_metrics(app_id)] if http_metrics else []
     if tracing.tracer(app_id) is not None:  # none at all when the app does not trace
         # outside the error shapes: its status is the answer's
-        middlewares.insert(1, request_tracing(app_id))
+        middlewares.append(request_tracing(app_id))
+    middlewares.append(dapr_errors(max_body_size))
     if api_token:
         middlewares.append(api_token_check(api_token))
     for block in blocks:  # optional: a block that answers before routing (invocation's proxy)

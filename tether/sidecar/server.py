@@ -202,6 +202,7 @@ class Sidecar:
             api_token=self.api_token,
             forward=None if self._main is None else self._main.forward,
             resiliency=self.resiliency,
+            http_metrics=self.metrics_port is not None,
         )
         self._registry = registry
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
