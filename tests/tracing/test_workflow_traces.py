@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from tests.tracing.conftest import Receiver
 from tests.tracing.test_sidecar_traces import CALLER_SPAN, TRACE_ID, TRACEPARENT, WAIT, otel
 from tether.cli.run import free_port
+from tether.platform import tracing
 from tether.platform.components import Component
 from tether.platform.workflows.durable import RuntimeConfig
 from tether.sidecar.server import Sidecar
@@ -138,3 +140,26 @@ async def test_steps_and_activities_continue_the_instances_start_span(
     [pack] = otlp_receiver.named("activity pack")
     assert pack.parent_id in {s.span_id for s in child_steps}
     assert pack.attributes["dapr.workflow.instance_id"] == "o1-ship"
+
+
+async def test_a_runtime_of_its_own_traces_as_the_otel_variables_say(
+    tmp_path: Path, otlp_receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{otlp_receiver.endpoint}")
+    wfr = runtime(tmp_path)
+    async with wfr:
+        assert tracing.tracer(APP_ID) is not None
+        client = wfr.client()
+        iid = await client.schedule_new_workflow("order", input=3, instance_id="o2",
+                                                 trace={"traceparent": TRACEPARENT})
+        state = await client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        assert state is not None and state.runtime_status.value == "COMPLETED"
+    assert tracing.tracer(APP_ID) is None  # stopped with the runtime, its spans exported
+    assert {s.service for s in otlp_receiver.spans} == {APP_ID}
+    assert {s.trace_id for s in otlp_receiver.spans} == {TRACE_ID}
+    [start] = otlp_receiver.named("start workflow order")
+    assert start.parent_id == CALLER_SPAN
+    steps = otlp_receiver.named("orchestration order")
+    assert steps and {s.parent_id for s in steps} == {start.span_id}
+    [charge] = otlp_receiver.named("activity charge")
+    assert charge.parent_id in {s.span_id for s in steps}
