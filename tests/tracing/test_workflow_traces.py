@@ -24,6 +24,7 @@ from tether.workers.workflows import WorkflowRuntime
 
 APP_ID = "flows"
 CLIENT, CONSUMER, INTERNAL = 3, 5, 1
+UNSET, ERROR = 0, 2  # OTLP status codes
 
 
 def runtime(tmp: Path) -> WorkflowRuntime:
@@ -140,6 +141,7 @@ async def test_steps_and_activities_continue_the_instances_start_span(
     [pack] = otlp_receiver.named("activity pack")
     assert pack.parent_id in {s.span_id for s in child_steps}
     assert pack.attributes["dapr.workflow.instance_id"] == "o1-ship"
+    assert (pack.status, charge.status) == (ERROR, UNSET)
 
 
 async def test_a_runtime_of_its_own_traces_as_the_otel_variables_say(
