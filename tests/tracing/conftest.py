@@ -24,6 +24,8 @@ class ReceivedSpan:
     span_id: str
     parent_id: str
     attributes: dict[str, object] = field(default_factory=dict)
+    #: OTLP's status code: 0 unset, 1 ok, 2 error
+    status: int = 0
 
 
 @dataclass
@@ -57,7 +59,7 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
                     receiver.spans.append(ReceivedSpan(
                         str(service), span.name, span.kind, span.trace_id.hex(),
                         span.span_id.hex(), span.parent_span_id.hex(),
-                        {a.key: _value(a.value) for a in span.attributes},
+                        {a.key: _value(a.value) for a in span.attributes}, span.status.code,
                     ))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from tether.brokers import Broker, open_broker
 from tether.brokers.base import StartFrom
+from tether.platform import tracing
 from tether.platform.actors import ActorService
 from tether.platform.bindings import BindingRequest, BindingResponse, BindingsService
 from tether.platform.blocks import BlockContext
@@ -197,6 +198,8 @@ class App:
         self._actor_host: ActorHost | None = None
         #: subscriptions delivered to actors: (subscription, actor type, id expression)
         self._actor_routes: list[tuple[Subscription, str, ValueExpression]] = []
+        #: whether start turned tracing on (the OTEL_* variables), so stop turns it off
+        self._traces = False
 
     def configure(
         self, *, broker: str | None = None, resources_path: str | Path | None = None
@@ -393,10 +396,29 @@ class App:
         A ``metadata["ttlInSeconds"]`` that is not a whole number >= 0 raises ValueError
         (the sidecar answers 400 for it)."""
         due = due_from(deliver_after, deliver_at)
+        tracer = tracing.tracer(self.app_id)
+        if tracer is None:
+            return await self._publish(pubsub, topic, data, content_type, partition_key,
+                                       metadata, due, None)
+        # a child of the delivery being handled, if any (a handler publishing)
+        attributes = {"messaging.system": "dapr", "messaging.operation.type": "send",
+                      "messaging.destination.name": topic, "dapr.pubsub": pubsub}
+        with tracer.span(f"publish {topic}", tracing.PRODUCER, tracing.outgoing(),
+                         attributes) as span:
+            event = await self._publish(pubsub, topic, data, content_type, partition_key,
+                                        metadata, due, span.headers())
+            span.set("messaging.message.id", event.id)
+            return event
+
+    async def _publish(
+        self, pubsub: str, topic: str, data: Any, content_type: str | None,
+        partition_key: str | None, metadata: Mapping[str, str] | None,
+        due: datetime | None, trace: Mapping[str, str] | None,
+    ) -> CloudEvent:
         # no JSON check here: the broker encodes the event anyway and raises the same
         # TypeError, so checking first would serialize the data twice
         event = self._new_event(pubsub, topic, data, content_type=content_type,
-                                partition_key=partition_key, metadata=metadata)
+                                partition_key=partition_key, metadata=metadata, trace=trace)
         broker = await (await self._source()).get(pubsub)
         if due is None:
             await broker.publish(topic, event)
@@ -431,8 +453,9 @@ class App:
         content_type: str | None,
         partition_key: str | None,
         metadata: Mapping[str, str] | None,
+        trace: Mapping[str, str] | None = None,
     ) -> CloudEvent:
-        attributes = envelope(self.app_id, new_id(), topic=topic, pubsub=pubsub)
+        attributes = envelope(self.app_id, new_id(), topic=topic, pubsub=pubsub, trace=trace)
         attributes.update(metadata_extensions(metadata or {}))
         if partition_key:  # the argument wins over metadata["partitionKey"]
             attributes["partitionkey"] = partition_key
@@ -445,6 +468,8 @@ class App:
         if (self._workers or self._method_worker is not None or self._binding_workers
                 or self._actor_host is not None):
             return
+        if tracing.tracer(self.app_id) is None:  # none yet: the OTEL_* variables may ask
+            self._traces = tracing.configure(self.app_id, tracing.from_env()) is not None
         source = await self._source()
         channel = InProcessChannel(self._handlers)
         if self.scheduler and self._schedulers is None:
@@ -516,6 +541,9 @@ class App:
         if self._brokers is not None:
             brokers, self._brokers = self._brokers, None
             await brokers.close()
+        if self._traces:  # after the workers: their last spans are exported too
+            self._traces = False
+            await tracing.shutdown(self.app_id)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[App]:

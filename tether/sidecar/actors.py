@@ -22,9 +22,11 @@ from tether.platform import errors
 from tether.platform.actors import ActorService, StateOperation
 from tether.platform.blocks import BlockContext
 from tether.platform.errors import ApiError
+from tether.platform.invocation.messages import with_trace
 from tether.platform.json_body import JsonBodyError, read_json
 from tether.sidecar.api_block import ServiceRoutes
 from tether.sidecar.invoke import call_timeout, request_headers
+from tether.sidecar.request import TRACE_KEY, trace_headers
 
 PREFIX = "/v1.0/actors/{type}/{id}"
 VERBS = ("GET", "POST", "PUT", "DELETE")
@@ -86,9 +88,11 @@ class ActorsApi(ServiceRoutes[ActorService]):
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
         actor_type, actor_id = self._actor(request)
+        headers = request_headers(request)
+        if TRACE_KEY in request:  # tracing: the call continues the API call's server span
+            headers = with_trace(headers, trace_headers(request))
         reply = await self.service.invoke(actor_type, actor_id, request.match_info["method"],
-                                          await request.read(), request_headers(request),
-                                          call_timeout(request))
+                                          await request.read(), headers, call_timeout(request))
         return web.Response(status=reply.status, body=reply.body,
                             headers=CIMultiDict(reply.headers))
 

@@ -26,7 +26,7 @@ from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ApiError
 from tether.platform.json_body import JsonBodyError, read_json
 from tether.sidecar.api_block import ServiceRoutes
-from tether.sidecar.request import header
+from tether.sidecar.request import header, trace_headers
 
 PATH = "/v1.0/bindings/{name}"
 ASYNC_HEADER = "tether-binding-async"
@@ -99,9 +99,10 @@ class BindingsApi(ServiceRoutes[BindingsService]):
         call, is_async = read_binding_request(await request.read(),
                                               header(request, ASYNC_HEADER))
         if is_async:
-            call_id = await self.service.invoke_async(name, call, header(request, KEY_HEADER))
+            call_id = await self.service.invoke_async(name, call, header(request, KEY_HEADER),
+                                                      trace_headers(request))
             return web.json_response({"id": call_id}, status=202)
-        response = await self.service.invoke(name, call)
+        response = await self.service.invoke(name, call, trace_headers(request))
         headers = {f"metadata.{k}": v.replace("\r", " ").replace("\n", " ")
                    for k, v in response.metadata.items()}
         if not response.data:

@@ -41,6 +41,7 @@ from tether.platform.workflows.durable.instances import InstanceMeta
 from tether.platform.workflows.durable.service import WorkflowService
 from tether.platform.workflows.history import RuntimeStatus
 from tether.sidecar.api_block import ServiceRoutes
+from tether.sidecar.request import trace_headers
 
 PREFIXES = ("/v1.0", "/v1.0-beta1", "/v1.0-alpha1")
 _BASE = "/workflows/{component}/{instance:[^/]*}"
@@ -86,7 +87,8 @@ class WorkflowApi(ServiceRoutes[WorkflowService]):
         query = request.query
         instance_id = await self.service.start_workflow(
             request.match_info["component"], request.match_info["name"],
-            query.get("instanceID") or query.get("instanceId"), await request.read())
+            query.get("instanceID") or query.get("instanceId"), await request.read(),
+            trace_headers(request))
         return web.json_response({"instanceID": instance_id}, status=202)
 
     async def get(self, request: web.Request) -> web.StreamResponse:

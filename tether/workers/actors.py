@@ -213,6 +213,16 @@ class ActorTypeWorker(InvocationWorker):
             return
         await self.host.fire_reminder(actor, marker, request, delivery)
 
+    def _span_of(self, request: InvokeRequest) -> tuple[str, dict[str, str]]:
+        name, attributes = super()._span_of(request)
+        actor = _actor_of(request.path)
+        if actor is None:
+            return name, attributes
+        method = request.path.split("?", 1)[0].rsplit("/method/", 1)[-1]
+        attributes.update({"rpc.method": method, "dapr.actor.type": actor[0],
+                           "dapr.actor.id": actor[1]})
+        return f"invoked actor {actor[0]}/{method}", attributes
+
     async def _call(self, request: InvokeRequest, remaining: float) -> InvokeReply | None:
         actor = _actor_of(request.path)
         if actor is None:

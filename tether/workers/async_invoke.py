@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from tether.brokers import Broker
+from tether.platform import tracing
 from tether.platform.components import Subscription
 from tether.platform.events import CloudEvent
 from tether.platform.http1 import Http1Pool
@@ -77,6 +78,9 @@ class AsyncInvokeChannel:
         if denial(self._access, request) is not None:
             return Outcome.DROP
         headers = app_headers(request, self.app_id, self._api_token)
+        trace = tracing.outgoing()
+        if trace is not None:  # the delivery span's context, in place of the caller's
+            headers.update(trace)
         target = "/" + request.path.lstrip("/")
         try:
             answer = await self._pool.request(

@@ -29,7 +29,7 @@ from time import perf_counter
 from typing import Protocol
 
 from tether.brokers import Broker
-from tether.platform import metrics
+from tether.platform import metrics, tracing
 from tether.platform.aio import cancel_task
 from tether.platform.bindings import (
     Binding,
@@ -134,8 +134,10 @@ class BindingChannel:
         headers = {_header_value(k): _header_value(v) for k, v in message.metadata.items()}
         headers.update(self._headers())
         headers["Content-Type"] = message.content_type or DEFAULT_CONTENT_TYPE
-        for name in ("traceparent", "tracestate"):
-            if value := event.extensions.get(name):
+        # the delivery span's context when tracing, else the source's (the event's)
+        trace = tracing.outgoing() or event.extensions
+        for name in tracing.TRACE_HEADERS:
+            if value := trace.get(name):
                 headers[name] = value
         try:
             answer = await self._pool.request("POST", path, message.data, headers,
@@ -219,8 +221,20 @@ class InputReader:
         start = perf_counter()
         success = "false"
         try:
-            await self.broker.publish(self.topic,
-                                      input_event(self.app_id, self.binding.name, message))
+            event = input_event(self.app_id, self.binding.name, message)
+            tracer = tracing.tracer(self.app_id)
+            if tracer is None:
+                await self.broker.publish(self.topic, event)
+            else:  # a new trace per message; its delivery to the app is the span's child
+                attributes = {"messaging.system": "dapr", "messaging.operation.type": "send",
+                              "messaging.destination.name": self.topic,
+                              "messaging.message.id": event.id,
+                              "dapr.binding": self.binding.name,
+                              "dapr.component_type": self.binding.type}
+                with tracer.span(f"binding {self.binding.name} input", tracing.PRODUCER, None,
+                                 attributes) as span:
+                    event.extensions.update(span.headers())
+                    await self.broker.publish(self.topic, event)
             success = "true"
             self.emitted += 1
         finally:
@@ -304,8 +318,11 @@ class OutputCallChannel:
         except ValueError as exc:
             log.warning("unreadable output binding call %s, dead-lettered: %s", event.id, exc)
             return Outcome.DROP
+        # the call's span: a child of this delivery's when tracing, else of the caller's
+        trace = tracing.outgoing() or {
+            h: v for h in tracing.TRACE_HEADERS if (v := event.extensions.get(h))}
         try:
-            await self.service.call(call.binding, call.request)
+            await self.service.call(call.binding, call.request, trace)
         except ApiError as exc:  # no such binding or operation (any more): never will be
             log.warning("async call %s to binding %r dead-lettered: %s", event.id,
                         call.binding, exc.message)

@@ -173,11 +173,8 @@ class InvocationWorker:
         self, tracer: Tracer, request: InvokeRequest, remaining: float
     ) -> InvokeReply | None:
         """The call as a server span, a child of the caller's; the app gets its context."""
-        attributes = {"rpc.system": "dapr", "rpc.method": request.path.split("?", 1)[0],
-                      "http.request.method": request.verb,
-                      "dapr.caller_app_id": request.caller}
-        with tracer.span(f"invoked {self.app_id}", tracing.SERVER, trace_of(request.headers),
-                         attributes) as span:
+        name, attributes = self._span_of(request)
+        with tracer.span(name, tracing.SERVER, trace_of(request.headers), attributes) as span:
             with tracing.sending(span.headers()):
                 reply = self._refusal(request) or await self._call(request, remaining)
             if reply is None:
@@ -187,6 +184,12 @@ class InvocationWorker:
                 if reply.status >= 500:
                     span.fail(f"HTTP {reply.status}")
             return reply
+
+    def _span_of(self, request: InvokeRequest) -> tuple[str, dict[str, str]]:
+        """The name and attributes of the call's server span."""
+        return f"invoked {self.app_id}", {
+            "rpc.system": "dapr", "rpc.method": request.path.split("?", 1)[0],
+            "http.request.method": request.verb, "dapr.caller_app_id": request.caller}
 
     def _refusal(self, request: InvokeRequest) -> InvokeReply | None:
         """Dapr's 403 when the access control list denies the caller this method."""

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tether.brokers import BrokerError
-from tether.platform import errors
+from tether.platform import errors, tracing
 from tether.platform.actors.messages import (
     REMINDER_HEADER,
     Reminder,
@@ -42,7 +42,7 @@ from tether.platform.components import Component
 from tether.platform.components.metadata import is_truthy
 from tether.platform.errors import ApiError
 from tether.platform.invocation import InvocationService, InvokeReply, InvokeRequest, Route
-from tether.platform.invocation.messages import Headers
+from tether.platform.invocation.messages import Headers, trace_of, with_trace
 from tether.platform.pubsub import PubSubRegistry, runtime_pubsub
 from tether.platform.pubsub.scheduled import publish_at
 from tether.platform.state.registry import state_store_spec
@@ -145,6 +145,22 @@ class ActorService:
         _check_names(actor_type, actor_id)
         if not method:
             raise ApiError(400, errors.MALFORMED_REQUEST, "the method name is empty")
+        tracer = tracing.tracer(self.app_id)
+        if tracer is None:
+            return await self._invoke(actor_type, actor_id, method, body, headers, timeout)
+        attributes = {"rpc.system": "dapr", "rpc.method": method,
+                      "dapr.actor.type": actor_type, "dapr.actor.id": actor_id}
+        with tracer.span(f"invoke actor {actor_type}/{method}", tracing.CLIENT,
+                         trace_of(headers), attributes) as span:
+            reply = await self._invoke(actor_type, actor_id, method, body,
+                                       with_trace(headers, span.headers()), timeout)
+            span.set("http.response.status_code", reply.status)
+            if reply.status >= 500:
+                span.fail(f"HTTP {reply.status}")
+            return reply
+
+    async def _invoke(self, actor_type: str, actor_id: str, method: str, body: bytes,
+                      headers: Headers, timeout: float | None) -> InvokeReply:
         reentry = self.local_reentry
         if reentry is not None:
             reply = await reentry((actor_type, actor_id), method, body, headers, timeout)

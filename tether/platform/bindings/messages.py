@@ -109,9 +109,13 @@ class OutputCall:
     binding: str
     request: BindingRequest
 
-    def to_event(self, app_id: str, key: str | None = None) -> CloudEvent:
+    def to_event(self, app_id: str, key: str | None = None,
+                 trace: Mapping[str, str] | None = None) -> CloudEvent:
+        """``trace``: the caller's W3C context, the parent of the call's span when it runs."""
         extensions = _extensions(self.binding, self.request.metadata, key, None)
         extensions[OPERATION] = self.request.operation
+        if trace:
+            extensions.update(trace)
         return CloudEvent(
             type=OUTPUT_TYPE,
             source=f"{app_id}/bindings/{self.binding}",

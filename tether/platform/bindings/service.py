@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from time import perf_counter
 
 from tether.brokers import BrokerError
-from tether.platform import errors, metrics
+from tether.platform import errors, metrics, tracing
 from tether.platform.bindings.binding import (
     Binding,
     BindingError,
@@ -139,10 +139,12 @@ class BindingsService:
                                 f"(supported: {supported})", 400)
         return binding.output
 
-    async def invoke(self, name: str, request: BindingRequest) -> BindingResponse:
-        """Run one operation now; ApiError in Dapr's shape when it fails."""
+    async def invoke(self, name: str, request: BindingRequest,
+                     trace: Mapping[str, str] | None = None) -> BindingResponse:
+        """Run one operation now; ApiError in Dapr's shape when it fails. ``trace``: the
+        W3C context of the call (its span's parent when the app traces)."""
         try:
-            return await self.call(name, request)
+            return await self.call(name, request, trace)
         except BindingRequestError as exc:
             raise _failed(name, exc, 400) from exc
         except BindingNotFoundError as exc:
@@ -150,11 +152,23 @@ class BindingsService:
         except BindingError as exc:
             raise _failed(name, exc) from exc
 
-    async def call(self, name: str, request: BindingRequest) -> BindingResponse:
+    async def call(self, name: str, request: BindingRequest,
+                   trace: Mapping[str, str] | None = None) -> BindingResponse:
         """Run one operation under the binding's outbound policy; raises ApiError for an
         unknown binding or operation, a :class:`BindingError` when the component fails
         (what the async worker needs to tell a retry from a dead letter)."""
         output = self._output(name, request.operation)
+        tracer = tracing.tracer(self.app_id)
+        if tracer is None:
+            return await self._call(name, output, request)
+        attributes = {"dapr.binding": name, "dapr.binding.operation": request.operation,
+                      "dapr.component_type": self.bindings[name].type}
+        with tracer.span(f"binding {name} {request.operation}", tracing.CLIENT, trace,
+                         attributes):
+            return await self._call(name, output, request)
+
+    async def _call(self, name: str, output: OutputBinding,
+                    request: BindingRequest) -> BindingResponse:
         policy = self._policies.get(name) or no_policy(name)
         start = perf_counter()
         success = "false"
@@ -174,13 +188,16 @@ class BindingsService:
                                           perf_counter() - start)
 
     async def invoke_async(self, name: str, request: BindingRequest,
-                           key: str | None = None) -> str:
+                           key: str | None = None,
+                           trace: Mapping[str, str] | None = None) -> str:
         """Accept the call durably (it runs later, retried, dead-lettered when it keeps
         failing); the id of the event that carries it."""
         self._output(name, request.operation)
         if self._pubsub is None or self.pubsub_name is None:
             raise _failed(name, "async calls need a pub/sub component to travel on", 400)
-        event = OutputCall(name, request).to_event(self.app_id, key)
+        # the call's span continues the caller's trace when it runs
+        event = OutputCall(name, request).to_event(self.app_id, key,
+                                                   tracing.ensure(trace) if trace else None)
         try:
             broker = await self._pubsub.broker(self.pubsub_name)
             await broker.publish(output_topic(self.app_id), event)

@@ -213,8 +213,23 @@ class InvocationService:
         app_id = target_app(target)
         if not app_id:
             raise failed(target, "the app id is empty", 400)
+        call_id = new_id()
+        tracer = tracing.tracer(self.app_id)
+        if tracer is None:
+            return await self._publish_async(app_id, call_id, verb, path, headers, body, key)
+        attributes = {"rpc.system": "dapr", "rpc.method": path.split("?", 1)[0],
+                      "http.request.method": verb, "dapr.callee_app_id": app_id,
+                      "messaging.message.id": call_id}
+        # a producer span: the call is made later, by the delivery its event starts
+        with tracer.span(f"invoke {app_id}", tracing.PRODUCER, trace_of(headers),
+                         attributes) as span:
+            return await self._publish_async(app_id, call_id, verb, path,
+                                             with_trace(headers, span.headers()), body, key)
+
+    async def _publish_async(self, app_id: str, call_id: str, verb: str, path: str,
+                             headers: Headers, body: bytes, key: str | None) -> str:
         request = InvokeRequest(
-            id=new_id(), caller=self.app_id, callee=app_id, verb=verb, path=path,
+            id=call_id, caller=self.app_id, callee=app_id, verb=verb, path=path,
             headers=headers, body=body, deadline=0.0, reply_to="", key=key,
         )
         broker = await self._broker(app_id)

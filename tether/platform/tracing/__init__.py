@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLIENT",
     "CONSUMER",
+    "INTERNAL",
     "PRODUCER",
     "SERVER",
     "TRACEPARENT",
@@ -61,6 +62,7 @@ SERVER = "server"
 CLIENT = "client"
 PRODUCER = "producer"
 CONSUMER = "consumer"
+INTERNAL = "internal"
 
 #: the tracer of each app of this process that traces (tether run -f runs several)
 _TRACERS: dict[str, Tracer] = {}

@@ -14,23 +14,37 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tether.brokers import Broker, Delivery, SubscribeOptions, Subscription
+from tether.platform import tracing
 from tether.platform.aio import Grouped, cancel_task
 from tether.platform.events import CloudEvent
+from tether.platform.workflows.actions import ScheduleTask
 from tether.platform.workflows.activity import run_activity
 from tether.platform.workflows.authoring import WorkflowRegistry
-from tether.platform.workflows.durable.codec import orchestration_event, read_activity_task
+from tether.platform.workflows.durable.codec import (
+    orchestration_event,
+    read_activity_task,
+    trace_of,
+)
 from tether.platform.workflows.durable.names import Names
 from tether.platform.workflows.errors import InvalidHistoryError
+from tether.platform.workflows.history import TaskCompleted, TaskFailed
+
+if TYPE_CHECKING:
+    from tether.platform.tracing.otel import Tracer
 
 log = logging.getLogger(__name__)
 
 
 class ActivityWorker:
     def __init__(self, broker: Broker, names: Names, registry: WorkflowRegistry, *,
-                 concurrency: int = 256, retry_delay: float = 1.0) -> None:
+                 concurrency: int = 256, retry_delay: float = 1.0,
+                 app_id: str | None = None) -> None:
         self.broker = broker
+        #: whose tracer records the activities (None: no spans)
+        self.app_id = app_id
         self.names = names
         self.registry = registry
         self.concurrency = concurrency
@@ -74,6 +88,21 @@ class ActivityWorker:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    async def _run_traced(self, tracer: Tracer, delivery: Delivery, instance_id: str,
+                          task: ScheduleTask) -> TaskCompleted | TaskFailed:
+        """The activity as a span, a child of the step that scheduled it (the task's
+        trace context)."""
+        attributes: dict[str, str | int] = {
+            "dapr.workflow.activity": task.name, "dapr.workflow.instance_id": instance_id,
+            "dapr.workflow.task_id": task.task_id,
+            "messaging.delivery.count": delivery.delivery_count}
+        with tracer.span(f"activity {task.name}", tracing.CONSUMER, trace_of(delivery.event),
+                         attributes) as span:
+            result = await run_activity(self.registry, instance_id, task)
+            if isinstance(result, TaskFailed):
+                span.fail(f"{result.failure.error_type}: {result.failure.message}")
+            return result
+
     async def _handle(self, delivery: Delivery) -> None:
         try:
             instance_id, task = read_activity_task(delivery.event)
@@ -81,7 +110,11 @@ class ActivityWorker:
             await delivery.dead_letter(str(exc))
             return
         try:
-            result = await run_activity(self.registry, instance_id, task)
+            tracer = tracing.tracer(self.app_id) if self.app_id else None
+            if tracer is None:
+                result = await run_activity(self.registry, instance_id, task)
+            else:
+                result = await self._run_traced(tracer, delivery, instance_id, task)
             self.executed += 1
             await self._results.submit(orchestration_event(
                 instance_id, result, f"{instance_id}/result/{task.task_id}"))

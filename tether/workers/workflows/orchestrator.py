@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from tether.brokers import Broker, BrokerError, Delivery, SubscribeOptions, Subscription
+from tether.platform import tracing
 from tether.platform.aio import cancel_task
 from tether.platform.state.store import ETagMismatchError, StateStoreError
 from tether.platform.workflows.authoring import WorkflowRegistry
@@ -77,8 +78,11 @@ class _Hot:
 
 class OrchestrationWorker:
     def __init__(self, broker: Broker, instances: InstanceStore, sender: Sender,
-                 registry: WorkflowRegistry, options: OrchestratorOptions | None = None) -> None:
+                 registry: WorkflowRegistry, options: OrchestratorOptions | None = None,
+                 app_id: str | None = None) -> None:
         self.broker = broker
+        #: whose tracer records the steps (None: no spans)
+        self.app_id = app_id
         self.instances = instances
         self.sender = sender
         self.registry = registry
@@ -211,16 +215,40 @@ class OrchestrationWorker:
                 self._hot.pop(iid, None)
                 await _ack_all(batch)
                 return
+            # a child instance: it continues the step that started it
+            trace = next((ib.trace for ib in fresh if isinstance(ib.event, ExecutionStarted)),
+                         {})
             meta = InstanceMeta(instance_id=iid, name=start.name, input=start.input,
-                                parent=start.parent, created_at=start.timestamp)
+                                parent=start.parent, created_at=start.timestamp, trace=trace)
+        tracer = tracing.tracer(self.app_id) if self.app_id else None
+        if tracer is None:
+            await self._apply(iid, hot, meta, etag, fresh, batch, None)
+            return
+        attributes: dict[str, str | int] = {
+            "dapr.workflow.name": meta.name, "dapr.workflow.instance_id": iid,
+            "dapr.workflow.events": len(fresh)}
+        # every step of an instance is a child of its start (the context kept with it)
+        with tracer.span(f"orchestration {meta.name}", tracing.INTERNAL, meta.trace,
+                         attributes) as span:
+            status = await self._apply(iid, hot, meta, etag, fresh, batch, span.headers())
+            if status is not None:
+                span.set("dapr.workflow.status", status.value)
+                if status == RuntimeStatus.FAILED:
+                    span.fail("the workflow failed")
+
+    async def _apply(self, iid: str, hot: _Hot, meta: InstanceMeta, etag: str | None,
+                     fresh: list[Inbound], batch: list[tuple[Delivery, Inbound]],
+                     trace: dict[str, str] | None) -> RuntimeStatus | None:
+        """Process the fresh events and commit the step; the instance's status after it
+        (None: nothing changed). ``trace``: the step span's context, for what it sends."""
         result = hot.state.process([ib.event for ib in fresh], now=utcnow())
         self.steps += 1
         self.events += len(fresh)
         if not result.appended:  # nothing changed (late or duplicate events): no write
             await _ack_all(batch)
-            return
+            return None
         new_meta = _updated(meta, result)
-        records = self.sender.records_for(iid, result.actions, utcnow())
+        records = self.sender.records_for(iid, result.actions, utcnow(), trace)
         ids = [ib.id for ib in fresh]
         appended, reset = list(result.appended), result.history_reset
         if reset:
@@ -243,6 +271,7 @@ class OrchestrationWorker:
         hot.meta = written
         self.sender.hand(records)
         await _ack_all(batch)
+        return new_meta.status
 
     async def _load(self, iid: str) -> _Hot:
         self.reloads += 1

@@ -25,12 +25,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tether.platform import tracing
 from tether.platform.aio import cancel_task
 from tether.platform.components import Component
 from tether.platform.pubsub.scheduled import schedules_natively
 from tether.platform.workflows.authoring import WorkflowRegistry
 from tether.platform.workflows.durable.client import AsyncWorkflowClient
-from tether.platform.workflows.durable.config import Connection, RuntimeConfig, connect
+from tether.platform.workflows.durable.config import (
+    NO_APP_ID,
+    Connection,
+    RuntimeConfig,
+    connect,
+)
 from tether.platform.workflows.durable.instances import InstanceStore
 from tether.platform.workflows.durable.sender import Sender
 from tether.workers.scheduler import Scheduler, SchedulerOptions
@@ -80,6 +86,8 @@ class WorkflowRuntime(WorkflowRegistry):
         self._heartbeat: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: whether start turned tracing on (the OTEL_* variables), so shutdown turns it off
+        self._traces = False
 
     def configure(self, *, broker: str | None = None,
                   resources_path: str | None = None) -> None:
@@ -90,6 +98,11 @@ class WorkflowRuntime(WorkflowRegistry):
             self.config.resources_path = resources_path
 
     @property
+    def app_id(self) -> str:
+        """The app the runtime's spans are recorded for (their ``service.name``)."""
+        return self.config.effective_app_id or NO_APP_ID
+
+    @property
     def namespace(self) -> str:
         return self.config.names.namespace
 
@@ -97,7 +110,13 @@ class WorkflowRuntime(WorkflowRegistry):
     async def start_async(self) -> None:
         if self.connection is not None:
             return
-        conn = await connect(self.config)
+        if tracing.tracer(self.app_id) is None:  # none yet: the OTEL_* variables may ask
+            self._traces = tracing.configure(self.app_id, tracing.from_env()) is not None
+        try:
+            conn = await connect(self.config)
+        except BaseException:
+            await self._stop_tracing()
+            raise
         self.connection = conn
         try:
             instances = InstanceStore(conn.store, conn.names)
@@ -111,10 +130,11 @@ class WorkflowRuntime(WorkflowRegistry):
                     topic=conn.names.timers, group=conn.names.timers_group))
                 await self.scheduler.start()
             self.activity_worker = ActivityWorker(conn.broker, conn.names, self,
-                                                  concurrency=self.activity_concurrency)
+                                                  concurrency=self.activity_concurrency,
+                                                  app_id=self.app_id)
             await self.activity_worker.start()
             self.orchestrator = OrchestrationWorker(conn.broker, instances, self.sender, self,
-                                                    self.orchestrator_options)
+                                                    self.orchestrator_options, self.app_id)
             await self.orchestrator.start()
             self._heartbeat = asyncio.create_task(self._beat(instances),
                                                   name="workflow-heartbeat")
@@ -142,6 +162,12 @@ class WorkflowRuntime(WorkflowRegistry):
         conn, self.connection = self.connection, None
         if conn is not None:
             await conn.close()
+        await self._stop_tracing()
+
+    async def _stop_tracing(self) -> None:
+        if self._traces:  # after the workers: their last spans are exported too
+            self._traces = False
+            await tracing.shutdown(self.app_id)
 
     async def __aenter__(self) -> WorkflowRuntime:
         await self.start_async()
@@ -166,7 +192,7 @@ class WorkflowRuntime(WorkflowRegistry):
         """An async client on this runtime's connection (the runtime must be started)."""
         if self.connection is None:
             raise RuntimeError("the workflow runtime is not started")
-        return AsyncWorkflowClient(connection=self.connection)
+        return AsyncWorkflowClient(connection=self.connection, app_id=self.app_id)
 
     # --- sync lifecycle (Dapr's start()/shutdown()) ---------------------------------------------
     def start(self) -> None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from tether.platform import tracing
 from tether.platform.state.store import ETagMismatchError
 from tether.platform.workflows import payload
 from tether.platform.workflows.authoring import name_of
@@ -91,8 +92,10 @@ class AsyncWorkflowClient:
     ``close()``. With no config: the same discovery as WorkflowRuntime."""
 
     def __init__(self, config: RuntimeConfig | None = None, *,
-                 connection: Connection | None = None) -> None:
+                 connection: Connection | None = None, app_id: str | None = None) -> None:
         self._config = config or RuntimeConfig()
+        #: whose tracer records the starts (docs/observability.md, "Traces")
+        self.app_id = app_id or self._config.effective_app_id
         self._conn = connection
         self._owns = connection is None
         self._sender: Sender | None = None
@@ -137,12 +140,26 @@ class AsyncWorkflowClient:
     # --- starting ------------------------------------------------------------------------------
     async def schedule_new_workflow(self, workflow: Callable[..., Any] | str, *,
                                     input: Any = None, instance_id: str | None = None,
-                                    start_at: datetime | None = None) -> str:
+                                    start_at: datetime | None = None,
+                                    trace: Mapping[str, str] | None = None) -> str:
         """Start an instance of ``workflow`` (a function or a registered name); returns its id.
 
         WorkflowNotRegisteredError if no worker registered the name; WorkflowAlreadyExistsError
-        if an unfinished instance has the id (a finished one is replaced)."""
+        if an unfinished instance has the id (a finished one is replaced). ``trace``: the
+        caller's W3C context; the instance keeps it (its start span's when tracing) for the
+        spans of its steps and activities."""
         name = name_of(workflow)
+        tracer = tracing.tracer(self.app_id) if self.app_id else None
+        if tracer is None:
+            return await self._schedule(name, input, instance_id, start_at, trace)
+        with tracer.span(f"start workflow {name}", tracing.CLIENT, trace,
+                         {"dapr.workflow.name": name}) as span:
+            iid = await self._schedule(name, input, instance_id, start_at, span.headers())
+            span.set("dapr.workflow.instance_id", iid)
+            return iid
+
+    async def _schedule(self, name: str, input: Any, instance_id: str | None,
+                        start_at: datetime | None, trace: Mapping[str, str] | None) -> str:
         instances = self.instances
         if not await self._is_registered(name):
             raise WorkflowNotRegisteredError(
@@ -159,11 +176,12 @@ class AsyncWorkflowClient:
             old_chunks = old.chunks
         now = utcnow()
         meta = InstanceMeta(instance_id=iid, name=name, created_at=now, updated_at=now,
-                            input=data, scheduled_start=start_at)
+                            input=data, scheduled_start=start_at,
+                            trace=tracing.ensure(trace) if trace else {})
         start = ExecutionStarted(name=name, instance_id=iid, input=data,
                                  scheduled_start=start_at, timestamp=now)
         record = self._out.timer(iid, start, start_at or now, f"{iid}/start/{now.isoformat()}",
-                                 now)
+                                 now, meta.trace)
         try:
             await instances.create(meta, etag, old_chunks, [record])
         except ETagMismatchError as exc:  # someone else started (or replaced) it meanwhile

@@ -4,9 +4,11 @@ activity tasks (a ScheduleTask to run)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from tether.platform import tracing
 from tether.platform.events import CloudEvent
 from tether.platform.workflows.actions import ScheduleTask
 from tether.platform.workflows.errors import InvalidHistoryError
@@ -18,15 +20,22 @@ ACTIVITY_TASK = "io.tether.workflow.activity"
 
 
 def orchestration_event(instance_id: str, event: HistoryEvent,
-                        event_id: str | None = None) -> CloudEvent:
+                        event_id: str | None = None,
+                        trace: Mapping[str, str] | None = None) -> CloudEvent:
     """A history event for ``instance_id``, keyed by it. A deterministic ``event_id`` (for
-    events derived from a stored step) makes a re-sent copy droppable by id."""
+    events derived from a stored step) makes a re-sent copy droppable by id. ``trace``: the
+    W3C context of the span that sent it (a start: what the instance's spans continue)."""
     return CloudEvent(
         type=ORCHESTRATION_EVENT, source=SOURCE, id=event_id or uuid.uuid4().hex,
         time=utcnow(), subject=instance_id,
         data={"instance": instance_id, "event": event.to_dict()},
-        extensions={"partitionkey": instance_id},
+        extensions={"partitionkey": instance_id, **(trace or {})},
     )
+
+
+def trace_of(event: CloudEvent) -> dict[str, str]:
+    """The W3C trace context an event carries (empty: none)."""
+    return {h: v for h in tracing.TRACE_HEADERS if (v := event.extensions.get(h))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,8 @@ class Inbound:
     id: str
     instance_id: str
     event: HistoryEvent
+    #: the sender's trace context (a start event: the new instance's)
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 def read_orchestration_event(event: CloudEvent) -> Inbound:
@@ -44,15 +55,18 @@ def read_orchestration_event(event: CloudEvent) -> Inbound:
     if event.type != ORCHESTRATION_EVENT or not isinstance(data, dict) \
             or not isinstance(data.get("instance"), str) or not isinstance(data.get("event"), dict):
         raise InvalidHistoryError(f"not a workflow orchestration event: {event.type!r}")
-    return Inbound(event.id, data["instance"], event_from_dict(data["event"]))
+    return Inbound(event.id, data["instance"], event_from_dict(data["event"]), trace_of(event))
 
 
-def activity_task(instance_id: str, task: ScheduleTask, event_id: str) -> CloudEvent:
+def activity_task(instance_id: str, task: ScheduleTask, event_id: str,
+                  trace: Mapping[str, str] | None = None) -> CloudEvent:
+    """``trace``: the context of the step that scheduled it (its span's parent)."""
     data: dict[str, Any] = {"instance": instance_id, "task_id": task.task_id,
                             "name": task.name, "input": task.input, "app_id": task.app_id}
     return CloudEvent(
         type=ACTIVITY_TASK, source=SOURCE, id=event_id, time=utcnow(), subject=instance_id,
-        data=data, extensions={"partitionkey": f"{instance_id}#{task.task_id}"},
+        data=data,
+        extensions={"partitionkey": f"{instance_id}#{task.task_id}", **(trace or {})},
     )
 
 

@@ -69,6 +69,8 @@ class InstanceMeta:
     children: list[str] = field(default_factory=list)
     chunks: int = 0
     version: int = 0
+    #: the instance's W3C trace context (its start span's): what its steps' spans continue
+    trace: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = {
@@ -82,6 +84,8 @@ class InstanceMeta:
             else None,
             "children": self.children, "chunks": self.chunks, "version": self.version,
         }
+        if self.trace:
+            data["trace"] = self.trace
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -96,7 +100,7 @@ class InstanceMeta:
             parent=ParentInstance.from_dict(d["parent"]) if d.get("parent") else None,
             scheduled_start=_dt(d.get("scheduled_start")),
             children=list(d.get("children") or []), chunks=int(d.get("chunks", 0)),
-            version=int(d.get("version", 0)),
+            version=int(d.get("version", 0)), trace=dict(d.get("trace") or {}),
         )
 
 

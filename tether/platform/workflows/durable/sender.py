@@ -18,7 +18,7 @@ least once anyway.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from tether.brokers import Broker
@@ -68,28 +68,32 @@ class Sender:
                             event=to_json(event))
 
     def to_instance(self, instance_id: str, event: HistoryEvent,
-                    event_id: str | None = None) -> OutboxRecord:
+                    event_id: str | None = None,
+                    trace: Mapping[str, str] | None = None) -> OutboxRecord:
         return self.record(self.names.orchestrations,
-                           orchestration_event(instance_id, event, event_id))
+                           orchestration_event(instance_id, event, event_id, trace))
 
     def timer(self, instance_id: str, event: HistoryEvent, due: datetime,
-              event_id: str | None = None, now: datetime | None = None) -> OutboxRecord:
+              event_id: str | None = None, now: datetime | None = None,
+              trace: Mapping[str, str] | None = None) -> OutboxRecord:
         """``event`` delivered to the instance no earlier than ``due`` (through the
         runtime's scheduler; at once when already due)."""
-        cloud = orchestration_event(instance_id, event, event_id)
+        cloud = orchestration_event(instance_id, event, event_id, trace)
         if due <= (now or utcnow()):
             return self.record(self.names.orchestrations, cloud)
         return self.record(self.names.timers, wrap(cloud, self.names.orchestrations, due))
 
     def records_for(self, instance_id: str, actions: Sequence[act.Action],
-                    now: datetime) -> list[OutboxRecord]:
+                    now: datetime, trace: Mapping[str, str] | None = None
+                    ) -> list[OutboxRecord]:
         """The records that carry out one step's actions. Ids of events sent to instances
-        are deterministic where a repeat must be dropped (timers, results)."""
+        are deterministic where a repeat must be dropped (timers, results). ``trace``: the
+        step span's context, carried by the activity tasks and child instances it starts."""
         out: list[OutboxRecord] = []
         for action in actions:
             if isinstance(action, act.ScheduleTask):
                 out.append(self.record(self.names.activities, activity_task(
-                    instance_id, action, f"{instance_id}/task/{action.task_id}")))
+                    instance_id, action, f"{instance_id}/task/{action.task_id}", trace)))
             elif isinstance(action, act.CreateTimer):
                 out.append(self.timer(
                     # stamped with when it fires (it is delivered then), not when it was set
@@ -99,7 +103,7 @@ class Sender:
             elif isinstance(action, act.CreateSubOrchestration):
                 out.append(self.to_instance(action.instance_id, action.start_event(now),
                                             f"{action.instance_id}/start/{instance_id}"
-                                            f"/{action.task_id}"))
+                                            f"/{action.task_id}", trace))
             elif isinstance(action, act.CompleteOrchestration):
                 event = action.parent_event(now)
                 if event is not None and action.parent is not None:

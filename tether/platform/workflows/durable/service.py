@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +88,16 @@ class WorkflowService:
                 except Exception as exc:
                     raise _failed(500, code, "cannot open the workflow broker or state "
                                   f"store: {exc}", exc) from exc
-                self._opened = AsyncWorkflowClient(connection=conn), conn
+                self._opened = AsyncWorkflowClient(connection=conn,
+                                                   app_id=self._context.app_id), conn
             return self._opened
 
     # --- Dapr's operations -------------------------------------------------------------------
     async def start_workflow(self, component: str, name: str, instance_id: str | None,
-                             input_json: bytes) -> str:
+                             input_json: bytes, trace: Mapping[str, str] | None = None) -> str:
         """Start an instance of ``name`` with the JSON input ``input_json`` (empty: none);
-        returns its id (a new UUID when ``instance_id`` is None or empty)."""
+        returns its id (a new UUID when ``instance_id`` is None or empty). ``trace``: the
+        call's W3C context, which the instance continues."""
         _check_component(component)
         instance_id = instance_id or str(uuid.uuid4())
         _check_new_instance_id(instance_id)
@@ -105,7 +107,8 @@ class WorkflowService:
         client, _ = await self._connected(errors.START_WORKFLOW)
         what = f"error starting workflow '{name}'"
         try:
-            await client.schedule_new_workflow(name, input=data, instance_id=instance_id)
+            await client.schedule_new_workflow(name, input=data, instance_id=instance_id,
+                                               trace=trace)
         except WorkflowAlreadyExistsError as exc:
             raise _failed(409, errors.START_WORKFLOW, f"{what}: {exc}", exc) from exc
         except WorkflowNotRegisteredError as exc:
