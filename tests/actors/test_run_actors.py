@@ -161,13 +161,25 @@ def test_turns_of_one_actor_never_overlap_across_two_hosts(
             assert len(turns) == 10
             assert all(a[1] <= b[0] for a, b in itertools.pairwise(turns)), turns
             assert call(hosts[0], actor_id, "get") == 10  # no lost update
-        # kill the host of c0; the survivor takes over its partition and its state
+        # a reminder of c0 that keeps firing every 0.5 s
+        reminder = hosts[0].session.post(
+            hosts[0].url("/v1.0/actors/Counter/c0/reminders/beat"),
+            json={"dueTime": "0s", "period": "0.5s"}, timeout=WAIT)
+        assert reminder.status_code == 204, reminder.text
+        until(lambda: any(r["id"] == "c0" for r in records(*hosts, kind="remind")),
+              "the first beat", *hosts)
+        # kill the host of c0; the survivor takes over its partition, its state and its
+        # reminder
         owner_pid = next(r["pid"] for r in records(*hosts) if r["id"] == "c0")
         killed = next(h for h in hosts if any(r["pid"] == owner_pid for r in records(h)))
         survivor = next(h for h in hosts if h is not killed)
         os.kill(killed.process.proc.pid, signal.SIGKILL)
         killed.process.proc.wait()
         assert call(survivor, "c0", "incr") == 11
+        beats = len([r for r in records(survivor, kind="remind") if r["id"] == "c0"])
+        until(lambda: len([r for r in records(survivor, kind="remind")
+                           if r["id"] == "c0"]) >= beats + 2,
+              "the reminder firing on the survivor", survivor)
     finally:
         for h in hosts:
             h.process.stop()

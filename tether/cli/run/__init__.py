@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-G", "--grpc-port", "--dapr-grpc-port", dest="grpc_port", type=int,
-        help="the port passed as DAPR_GRPC_PORT (no gRPC API yet; default: a free port)",
+        help="the port of the sidecar's gRPC API, passed as DAPR_GRPC_PORT (default: a free "
+             "port; docs/grpc.md)",
     )
     parser.add_argument(
         "-d", "--resources-path", action="append", default=[], metavar="DIR",
