@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 import yaml
@@ -36,11 +36,12 @@ class Sidecar:
     """One ``tether run`` of ``app`` as ``app_id`` with the components in
     ``root/components``, working in ``root/<name>``."""
 
-    def __init__(self, root: Path, app: Path, app_id: str, name: str = "app") -> None:
+    def __init__(self, root: Path, app: Path, app_id: str, name: str = "app",
+                 port: int | None = None) -> None:
         self.root = root
         self.folder = root / name
-        self.folder.mkdir()
-        self.port = free_port()
+        self.folder.mkdir(exist_ok=True)  # a restart of the same app reuses its folder
+        self.port = port or free_port()
         self.process = Process(
             ["-a", app_id, "-p", str(free_port()), "-H", str(self.port),
              "--enable-metrics", "false", "-d", str(root / "components"), "--",
@@ -52,13 +53,13 @@ class Sidecar:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def until_up(self) -> None:
+    def until_up(self) -> Self:
         deadline = time.monotonic() + WAIT
         while True:
             self.process.alive()
             try:
                 if self.session.get(self.url("/v1.0/healthz"), timeout=5).status_code == 204:
-                    return
+                    return self
             except requests.RequestException:
                 pass
             assert time.monotonic() < deadline, self.process.log.read_text()

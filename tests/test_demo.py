@@ -6,26 +6,19 @@ temporary folder so the embedded broker file is fresh, and checks the summary it
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN_FILE = ROOT / "examples" / "orders" / "dapr.yaml"
+from tests.examples import run_example
+
 PREFIX = "== APP - order-publisher == "
 PROCESSOR = "== APP - order-processor == "
 WHOLE_LINE = re.compile(r"/orders/\w+: order \d+ \([^)]*\) -> [A-Z]+( \(.*\))?")
 
 
 def _run_demo(cwd: Path) -> subprocess.CompletedProcess[str]:
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(
-        [str(bin_dir / "tether"), "run", "-f", str(RUN_FILE)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )
+    return run_example("orders", cwd)
 
 
 def test_demo_routes_retries_and_dead_letters(tmp_path: Path) -> None:

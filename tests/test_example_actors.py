@@ -3,21 +3,15 @@ a durable reminder adds the interest."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN_FILE = ROOT / "examples" / "actors" / "dapr.yaml"
+from tests.examples import run_example
+
 TELLER = "== APP - teller == "
 
 
 def test_concurrent_deposits_are_turns_and_the_reminder_adds_interest(tmp_path: Path) -> None:
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([str(bin_dir / "tether"), "run", "-f", str(RUN_FILE)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = run_example("actors", tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     lines = [line.removeprefix(TELLER) for line in result.stdout.splitlines()

@@ -3,14 +3,11 @@ the machine's PostgreSQL through the output binding and reads them back."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN_FILE = ROOT / "examples" / "bindings" / "dapr.yaml"
+from tests.examples import run_example
+
 PREFIX = "== APP - batch-writer == "
 
 
@@ -19,10 +16,7 @@ def test_cron_ticks_are_written_to_postgresql_through_the_output_binding(
 ) -> None:
     # the fixture makes sure the machine's PostgreSQL answers (the example's component
     # names it: 127.0.0.1:5432, database test)
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([str(bin_dir / "tether"), "run", "-f", str(RUN_FILE)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = run_example("bindings", tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     lines = [line.removeprefix(PREFIX) for line in result.stdout.splitlines()

@@ -13,11 +13,12 @@ recorded in ``calls.jsonl`` (kind, actor id, method or name, pid, start and end 
 import asyncio
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
 from aiohttp import ClientSession, web
+
+from tests.serving import serve_until_sigterm
 
 SIDECAR = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0/actors/Counter"
 session: ClientSession | None = None
@@ -74,23 +75,22 @@ async def deactivate(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def main() -> None:
+async def open_session(app: web.Application) -> None:
     global session
     session = ClientSession()
-    app = web.Application()
-    app.router.add_get("/dapr/config", config)
-    app.router.add_get("/healthz", lambda request: web.Response())
-    app.router.add_put("/actors/Counter/{id}/method/{kind:remind|timer}/{name}", fire)
-    app.router.add_put("/actors/Counter/{id}/method/{method}", method)
-    app.router.add_delete("/actors/Counter/{id}", deactivate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(os.environ["APP_PORT"])).start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await session.close()
 
 
-asyncio.run(main())
+async def close_session(app: web.Application) -> None:
+    if session is not None:
+        await session.close()
+
+
+app = web.Application()
+app.on_startup.append(open_session)
+app.on_cleanup.append(close_session)
+app.router.add_get("/dapr/config", config)
+app.router.add_get("/healthz", lambda request: web.Response())
+app.router.add_put("/actors/Counter/{id}/method/{kind:remind|timer}/{name}", fire)
+app.router.add_put("/actors/Counter/{id}/method/{method}", method)
+app.router.add_delete("/actors/Counter/{id}", deactivate)
+serve_until_sigterm(app)

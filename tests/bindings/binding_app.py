@@ -6,13 +6,13 @@ pid, attempt). The answer depends on the body: ``retry:N:...`` answers ``{"statu
 anything else 200. ``OPTIONS /unwanted`` answers 404 (Dapr's "not subscribed").
 """
 
-import asyncio
 import json
 import os
-import signal
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.serving import serve_until_sigterm
 
 #: deliveries of each body so far (this process)
 ATTEMPTS: dict[bytes, int] = {}
@@ -42,18 +42,8 @@ async def event(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
-async def main() -> None:
-    app = web.Application()
-    app.router.add_get("/dapr/subscribe", subscribe)
-    app.router.add_route("OPTIONS", "/{tail:.*}", options)
-    app.router.add_post("/{tail:.*}", event)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(os.environ["APP_PORT"])).start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
-asyncio.run(main())
+app = web.Application()
+app.router.add_get("/dapr/subscribe", subscribe)
+app.router.add_route("OPTIONS", "/{tail:.*}", options)
+app.router.add_post("/{tail:.*}", event)
+serve_until_sigterm(app)

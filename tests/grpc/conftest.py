@@ -103,16 +103,22 @@ class GrpcSidecar:
         return self.process.stop()
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory, redis_address: str
+def running(root: Path, redis_address: str, token: str | None = None
             ) -> Iterator[GrpcSidecar]:
-    one = GrpcSidecar(tmp_path_factory.mktemp("grpc"), redis_address)
+    """A started GrpcSidecar for the length of a fixture; its log must show no traceback."""
+    one = GrpcSidecar(root, redis_address, token=token)
     try:
         one.until_up()
         yield one
     finally:
         log = one.stop()
         assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory, redis_address: str
+            ) -> Iterator[GrpcSidecar]:
+    yield from running(tmp_path_factory.mktemp("grpc"), redis_address)
 
 
 @pytest.fixture

@@ -11,20 +11,14 @@ import pytest
 import requests
 from dapr.clients.grpc.client import DaprGrpcClient
 
-from tests.grpc.conftest import APP_ID, TOKEN, GrpcSidecar
+from tests.grpc.conftest import APP_ID, TOKEN, GrpcSidecar, running
 from tests.sidecars import until
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory, redis_address: str
             ) -> Iterator[GrpcSidecar]:
-    one = GrpcSidecar(tmp_path_factory.mktemp("grpc-token"), redis_address, token=TOKEN)
-    try:
-        one.until_up()
-        yield one
-    finally:
-        log = one.stop()
-        assert "Traceback" not in log, log
+    yield from running(tmp_path_factory.mktemp("grpc-token"), redis_address, TOKEN)
 
 
 def test_calls_need_the_token(guarded: GrpcSidecar) -> None:

@@ -5,13 +5,13 @@ type, pid). A job whose data is ``{"fail": N}`` is answered 500 to its first N c
 this process), every other call 200.
 """
 
-import asyncio
 import json
 import os
-import signal
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.serving import serve_until_sigterm
 
 #: calls per job name so far (this process)
 CALLS: dict[str, int] = {}
@@ -36,17 +36,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     return web.json_response([])
 
 
-async def main() -> None:
-    app = web.Application()
-    app.router.add_get("/dapr/subscribe", subscribe)
-    app.router.add_post("/job/{name}", job)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(os.environ["APP_PORT"])).start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
-asyncio.run(main())
+app = web.Application()
+app.router.add_get("/dapr/subscribe", subscribe)
+app.router.add_post("/job/{name}", job)
+serve_until_sigterm(app)

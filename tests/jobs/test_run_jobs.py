@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import pytest
 import requests
 
 import tether
-from tests.bindings.test_run_bindings import component, write_components
-from tests.invocation.test_run_invoke import ROOT, WAIT, Process
+from tests import sidecars
+from tests.invocation.test_run_invoke import ROOT, WAIT
+from tests.sidecars import component, until, write_components
 from tether.cli.run import free_port
 
 APP = Path(__file__).with_name("job_app.py")
@@ -36,36 +37,11 @@ def embedded(root: Path) -> Path:
     )
 
 
-class Sidecar:
+class Sidecar(sidecars.Sidecar):
     """One ``tether run`` of the job app with the components in ``root/components``."""
 
     def __init__(self, root: Path, name: str = "app", port: int | None = None) -> None:
-        self.root = root
-        self.folder = root / name
-        self.folder.mkdir(exist_ok=True)
-        self.port = port or free_port()
-        self.process = Process(
-            ["-a", APP_ID, "-p", str(free_port()), "-H", str(self.port), "-M", "0",
-             "--enable-metrics", "false", "-d", str(root / "components"), "--",
-             sys.executable, str(APP)],
-            self.folder, root / f"{name}.log",
-        )
-        self.session = requests.Session()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def until_up(self) -> Sidecar:
-        deadline = time.monotonic() + WAIT
-        while True:
-            self.process.alive()
-            try:
-                if self.session.get(self.url("/v1.0/healthz"), timeout=5).status_code == 204:
-                    return self
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, self.process.log.read_text()
-            time.sleep(0.1)
+        super().__init__(root, APP, APP_ID, name, port)
 
     def schedule(self, name: str, body: dict[str, Any]) -> requests.Response:
         return self.session.post(self.url(f"/v1.0-alpha1/jobs/{name}"), json=body,
@@ -80,15 +56,6 @@ class Sidecar:
             return []
         calls = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [c for c in calls if name is None or c["name"] == name]
-
-
-def until(check: Callable[[], bool], what: str, *sidecars: Sidecar) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        for sidecar in sidecars:
-            sidecar.process.alive()
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
 
 
 def until_done(sidecar: Sidecar, name: str) -> None:

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.serving import serving
 from tether.cli.run import free_port
 
 
@@ -66,10 +67,5 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app, port):
         yield receiver
-    finally:
-        await runner.cleanup()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.serving import serving
 from tests.tracing.conftest import Receiver
 from tests.tracing.test_sidecar_traces import CALLER_SPAN, TRACE_ID, TRACEPARENT, WAIT, otel
 from tests.workers import until
@@ -45,13 +46,8 @@ async def cron_app() -> AsyncIterator[CronApp]:
 
     application = web.Application()
     application.router.add_post("/tick", tick)
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(application, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 def component(name: str, kind: str, **metadata: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.serving import serving
 from tests.tracing.conftest import Receiver
 from tests.tracing.test_sidecar_traces import (
     CALLER_SPAN,
@@ -65,13 +66,8 @@ async def actor_app() -> AsyncIterator[ActorApp]:
     application.router.add_get("/dapr/config", config)
     application.router.add_put("/actors/Counter/{id}/method/{method}", method)
     application.router.add_post("/later", later)
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(application, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 async def test_actor_and_async_calls_chain_caller_to_host_and_the_app(

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.serving import serving
 from tests.tracing.conftest import Receiver
 from tether.cli.run import free_port
 from tether.platform import tracing
@@ -62,13 +63,8 @@ async def app() -> AsyncIterator[App]:
     application = web.Application()
     application.router.add_post("/orders", orders)
     application.router.add_post("/hello", hello)
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", got.port).start()
-    try:
+    async with serving(application, got.port):
         yield got
-    finally:
-        await runner.cleanup()
 
 
 def write_resources(folder: Path, tracing_spec: dict[str, Any]) -> tuple[Path, Path]:

@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tether.sdk.client import Client, InvokeMethodError, TetherClientError
+from tether.cli.sidecar_args import add_sidecar_arguments, sidecar_client
+from tether.sdk.client import InvokeMethodError, TetherClientError
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -38,12 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the body's Content-Type (default application/json)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="the call's deadline in seconds (default: the sidecar's, 60 s)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dapr-http-port", "--http-port", dest="http_port", type=int,
-                       help="the HTTP port of a sidecar on 127.0.0.1 (default: from the "
-                       "environment, as tether.Client)")
-    where.add_argument("--address", help="the sidecar's URL")
-    parser.add_argument("--api-token", help="sent as dapr-api-token (default: $DAPR_API_TOKEN)")
+    add_sidecar_arguments(parser)
 
 
 def _headers(values: list[str]) -> list[tuple[str, str]]:
@@ -63,9 +59,8 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"tether invoke: {exc}", file=sys.stderr)
         return 2
-    address = f"http://127.0.0.1:{args.http_port}" if args.http_port else args.address
     try:
-        with Client(address, api_token=args.api_token) as client:
+        with sidecar_client(args) as client:
             answer = client.invoke_method(
                 args.app_id, args.method, data, content_type=args.content_type,
                 metadata=headers, http_verb=args.verb, timeout=args.timeout,

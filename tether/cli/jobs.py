@@ -17,17 +17,13 @@ import argparse
 import json
 import sys
 
-from tether.sdk.client import Client, TetherClientError
+from tether.cli.sidecar_args import add_sidecar_arguments, sidecar_client
+from tether.sdk.client import TetherClientError
 from tether.sdk.client_jobs import Job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dapr-http-port", "--http-port", dest="http_port", type=int,
-                       help="the HTTP port of a sidecar on 127.0.0.1 (default: from the "
-                       "environment, as tether.Client)")
-    where.add_argument("--address", help="the sidecar's URL")
-    parser.add_argument("--api-token", help="sent as dapr-api-token (default: $DAPR_API_TOKEN)")
+    add_sidecar_arguments(parser)
     commands = parser.add_subparsers(dest="jobs_command", required=True)
     listing = commands.add_parser("list", help="the app's jobs and their next triggers")
     listing.add_argument("--output", "-o", choices=("table", "json"), default="table")
@@ -55,9 +51,8 @@ def _as_json(job: Job) -> dict[str, object]:
 
 
 def main(args: argparse.Namespace) -> int:
-    address = f"http://127.0.0.1:{args.http_port}" if args.http_port else args.address
     try:
-        with Client(address, api_token=args.api_token) as client:
+        with sidecar_client(args) as client:
             if args.jobs_command == "list":
                 jobs = client.list_jobs()
                 if args.output == "json":
